@@ -12,9 +12,13 @@
 
 /* One line per subcommand: declare it here and list it in the table. */
 int cmd_version(cli *c, int argc, char **argv);
+int cmd_init(cli *c, int argc, char **argv);
+int cmd_pin(cli *c, int argc, char **argv);
 
 static const cli_command commands[] = {
     {"version", "print the version", cmd_version},
+    {"init", "create the encrypted store on this device", cmd_init},
+    {"pin", "change the PIN, or recover the store with the recovery key", cmd_pin},
 };
 
 static void print_help(FILE *f)

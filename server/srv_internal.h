@@ -1,0 +1,119 @@
+/*
+ * srv_internal.h — what the files of the server layer share: the pd_server handle, the server's
+ * keys, small helpers (time, hex, ids, area lists), the receipt format and the entry points the
+ * HTTP layer calls in enrolment, tus, apply and download. Not installed.
+ */
+#ifndef PD_SRV_INTERNAL_H
+#define PD_SRV_INTERNAL_H
+
+#include "internal.h"
+#include "pd_server.h"
+#include "storage.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+
+struct MHD_Daemon;
+
+/* The server's keys; the secret halves live in sodium_malloc'd memory (wiped on free). */
+typedef struct srv_keys {
+    uint8_t sign_pk[PD_PUBKEY_BYTES];
+    uint8_t box_pk[PD_PUBKEY_BYTES];
+    uint8_t *sign_sk; /* PD_SECKEY_BYTES */
+    uint8_t *box_sk;  /* PD_KEY_BYTES */
+} srv_keys;
+
+/* A tus upload a request is writing right now (a second PATCH at once is refused). */
+typedef struct srv_busy {
+    char id[PD_SRV_UPLOAD_ID_LEN + 1];
+    struct srv_busy *next;
+} srv_busy;
+
+struct pd_server {
+    pd_storage *st;
+    pthread_mutex_t lock; /* serialises every use of st and of busy */
+    char *db_url;
+    char *data_dir;
+    srv_keys keys;
+    pd_error err;
+
+    /* the HTTP service */
+    struct MHD_Daemon *mhd;
+    pd_server_config cfg;
+    uint16_t port;
+    pthread_mutex_t log_lock;
+    srv_busy *busy;
+    int64_t last_purge;
+};
+
+/* ---- helpers (util.c) -------------------------------------------------------------------- */
+
+int64_t srv_now_ms(void);
+int srv_fail(pd_server *srv, int code, const char *fmt, ...) PD_PRINTF(3, 4);
+/* Copy the storage's message onto the server handle; returns its code. */
+int srv_fail_storage(pd_server *srv);
+
+void srv_hex(const uint8_t *p, size_t n, char *out); /* 2n+1 bytes */
+/* Exactly 2n hex digits (either case) into n bytes. */
+bool srv_unhex(const char *s, uint8_t *out, size_t n);
+
+/* [0-9A-Za-z_-]{1,32} */
+bool srv_valid_id(const char *id);
+/* UTF-8, 1..max bytes, no control characters. */
+bool srv_valid_text(const char *s, size_t max);
+
+/* Check a comma-separated list of real area codes (empty allowed). */
+int srv_areas_check(const char *areas, pd_error *err);
+/* Does the list cover code (code equals one of them or lies under one)? */
+bool srv_areas_cover(const char *areas, const char *code);
+
+/* Make a directory (and parents) with mode 0700 if missing. */
+int srv_mkdirs(const char *path, pd_error *err);
+/* Write a file durably: temp + fsync + rename + fsync(dir). */
+int srv_fsync_dir(const char *path);
+
+/* "<data_dir>/<sub>/<name>", malloc'd. */
+char *srv_path(const pd_server *srv, const char *sub, const char *name);
+
+/* ---- keys (keys.c) ------------------------------------------------------------------------- */
+
+int srv_keys_create(const char *path, pd_error *err);
+int srv_keys_load(srv_keys *k, const char *path, pd_error *err);
+void srv_keys_free(srv_keys *k);
+void srv_sign(const pd_server *srv, const uint8_t *msg, size_t len, uint8_t sig[PD_SIG_BYTES]);
+void srv_fingerprint_of(const uint8_t pk[PD_PUBKEY_BYTES], char out[PD_SERVER_FINGERPRINT_LEN + 1]);
+
+/* ---- receipts (apply.c) --------------------------------------------------------------------- */
+
+typedef enum srv_receipt_status {
+    PD_RECEIPT_APPLIED = 1,
+    PD_RECEIPT_VOIDED = 2,
+    PD_RECEIPT_HELD = 3,
+    PD_RECEIPT_FORK = 4
+} srv_receipt_status;
+
+typedef struct srv_receipt {
+    srv_receipt_status status;
+    uint8_t batch_hash[PD_HASH_BYTES];
+    uint8_t author_pk[PD_PUBKEY_BYTES];
+    uint64_t seq;
+    uint32_t applied, merged, conflicted;
+    int64_t server_time;
+    char device_id[PD_SRV_ID_MAX + 1];
+} srv_receipt;
+
+#define PD_RECEIPT_SIGNED_BYTES 136
+
+void srv_receipt_encode(const pd_server *srv, const srv_receipt *r,
+                        uint8_t out[PD_RECEIPT_BYTES]);
+/* Parse (and check the signature against pk). */
+int srv_receipt_decode(const uint8_t in[PD_RECEIPT_BYTES], const uint8_t pk[PD_PUBKEY_BYTES],
+                       srv_receipt *r);
+const char *srv_receipt_status_name(srv_receipt_status s);
+
+/* Process a complete bundle upload (verify, apply, store results): called with srv->lock held.
+ * PD_ERR_INVALID if the bytes are not a bundle (nothing applied). */
+int srv_bundle_process(pd_server *srv, const char *upload_id, const char *uploader_device,
+                       const uint8_t *bytes, size_t len);
+
+#endif

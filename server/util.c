@@ -1,0 +1,231 @@
+/*
+ * util.c — small helpers of the server layer: time, messages on the handle, hex, id and text
+ * validation, area-code lists, directories and paths.
+ */
+#include "srv_internal.h"
+
+#include "pd_prelist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t srv_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int srv_fail(pd_server *srv, int code, const char *fmt, ...)
+{
+    srv->err.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(srv->err.msg, sizeof srv->err.msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int srv_fail_storage(pd_server *srv)
+{
+    int code = srv->st->err.code ? srv->st->err.code : PD_ERR_INTERNAL;
+    return srv_fail(srv, code, "%s", pd_storage_errmsg(srv->st));
+}
+
+void srv_hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool srv_unhex(const char *s, uint8_t *out, size_t n)
+{
+    if (!s || strlen(s) != 2 * n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+bool srv_valid_id(const char *id)
+{
+    if (!id)
+        return false;
+    size_t n = strlen(id);
+    if (n < 1 || n > PD_SRV_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool srv_valid_text(const char *s, size_t max)
+{
+    if (!s)
+        return false;
+    size_t n = strlen(s);
+    if (n < 1 || n > max)
+        return false;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        size_t len;
+        uint32_t cp;
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        /* overlong forms, surrogates, beyond Unicode */
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+int srv_areas_check(const char *areas, pd_error *err)
+{
+    if (!areas || !*areas)
+        return PD_OK;
+    if (strlen(areas) > PD_SRV_AREA_MAX)
+        return pd_error_set(err, PD_ERR_TOOBIG, "area list is longer than %d bytes",
+                            PD_SRV_AREA_MAX);
+    const char *p = areas;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char code[PD_SRV_CODE_MAX + 1];
+        if (n == 0 || n > PD_SRV_CODE_MAX)
+            return pd_error_set(err, PD_ERR_INVALID, "area list '%s': an empty or overlong code",
+                                areas);
+        memcpy(code, p, n);
+        code[n] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if (!((code[i] >= '0' && code[i] <= '9') || code[i] == '.'))
+                return pd_error_set(err, PD_ERR_INVALID,
+                                    "area code '%s' is not a dotted Kemendagri code", code);
+        if (!pd_area_exists(code))
+            return pd_error_set(err, PD_ERR_INVALID, "area code '%s' is not a real area", code);
+        p += n;
+        if (*p == ',')
+            p++;
+        if (end && !*p)
+            return pd_error_set(err, PD_ERR_INVALID, "area list '%s' ends with a comma", areas);
+    }
+    return PD_OK;
+}
+
+bool srv_areas_cover(const char *areas, const char *code)
+{
+    if (!areas || !code || !*code)
+        return false;
+    size_t cn = strlen(code);
+    const char *p = areas;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n > 0 && n <= cn && !memcmp(p, code, n) && (cn == n || code[n] == '.'))
+            return true;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+int srv_mkdirs(const char *path, pd_error *err)
+{
+    char buf[4096];
+    if (!path || strlen(path) >= sizeof buf)
+        return pd_error_set(err, PD_ERR_INVALID, "directory path too long");
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return pd_error_set(err, PD_ERR_IO, "%s: cannot create directory: %s", buf,
+                                strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        return pd_error_set(err, PD_ERR_IO, "%s: cannot create directory: %s", buf,
+                            strerror(errno));
+    return PD_OK;
+}
+
+int srv_fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+char *srv_path(const pd_server *srv, const char *sub, const char *name)
+{
+    size_t n = strlen(srv->data_dir) + (sub ? strlen(sub) : 0) + (name ? strlen(name) : 0) + 3;
+    char *p = malloc(n);
+    if (!p)
+        return NULL;
+    if (sub && name)
+        snprintf(p, n, "%s/%s/%s", srv->data_dir, sub, name);
+    else if (sub)
+        snprintf(p, n, "%s/%s", srv->data_dir, sub);
+    else
+        snprintf(p, n, "%s", srv->data_dir);
+    return p;
+}
