@@ -267,6 +267,7 @@ static const char *base_name(const char *path)
 int pd_keyfile_read(pd_keyfile *kf, const char *path, pd_error *err)
 {
     uint8_t buf[PD_KEYFILE_BYTES + 1];
+    memset(kf, 0, sizeof *kf);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         if (errno == ENOENT)

@@ -169,6 +169,8 @@ void pd_store_rollback(pd_store *store)
 
 static char *join(const char *dir, const char *name)
 {
+    if (!dir)
+        return NULL;
     size_t a = strlen(dir), b = strlen(name);
     char *p = malloc(a + b + 2);
     if (!p)

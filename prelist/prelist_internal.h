@@ -73,6 +73,16 @@ int pd_shape_encode(pd_buf *b, const pd_prelist_shape *s);
 int pd_household_encode(pd_buf *b, const pd_prelist_household *h);
 int pd_member_encode(pd_buf *b, const pd_prelist_member *m);
 
+/* The fields of a record kind in table order: their JSON keys, which are also their columns in
+ * the device schema. household: id, rev, prov … lon; member: id, household_id, rev, member_no …
+ * programmes; shape: code, name, rev, shape. */
+size_t pd_rec_nfields(pd_rec_kind kind);
+const char *pd_rec_field_name(pd_rec_kind kind, size_t i);
+
+/* Field i of rec (a pd_prelist_shape, _household or _member) as a value: NULL, INT, REAL or TEXT
+ * (pointing into rec's strings). */
+void pd_rec_field_get(pd_rec_kind kind, const void *rec, size_t i, pd_value *out);
+
 /* Is s[0..len) valid UTF-8 (shortest forms, no surrogates, at most U+10FFFF)? */
 bool pd_prelist_utf8_ok(const uint8_t *s, size_t len);
 

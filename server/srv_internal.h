@@ -83,6 +83,17 @@ void srv_keys_free(srv_keys *k);
 void srv_sign(const pd_server *srv, const uint8_t *msg, size_t len, uint8_t sig[PD_SIG_BYTES]);
 void srv_fingerprint_of(const uint8_t pk[PD_PUBKEY_BYTES], char out[PD_SERVER_FINGERPRINT_LEN + 1]);
 
+/* ---- enrolment (admin.c, enroll.c) ----------------------------------------------------------- */
+
+/* Normalise a code as typed (dashes/spaces dropped, any case, O→0, I/L→1) and hash it; false if
+ * it is not 12 characters of the code alphabet. */
+bool srv_code_hash(const char *input, uint8_t hash[PD_HASH_BYTES]);
+
+/* Append to the JSON array arr the keyring rows user u must know (PROTOCOL.md §3) whose rev is
+ * above since. */
+struct cJSON;
+int srv_keyring_json(pd_server *srv, const pd_srv_user *u, int64_t since, struct cJSON *arr);
+
 /* ---- receipts (apply.c) --------------------------------------------------------------------- */
 
 typedef enum srv_receipt_status {
@@ -115,5 +126,77 @@ const char *srv_receipt_status_name(srv_receipt_status s);
  * PD_ERR_INVALID if the bytes are not a bundle (nothing applied). */
 int srv_bundle_process(pd_server *srv, const char *upload_id, const char *uploader_device,
                        const uint8_t *bytes, size_t len);
+
+/* ---- requests and responses (http.c) ----------------------------------------------------------
+ * Handlers see a request already authenticated (or on an open route) and fill a response; only
+ * http.c knows libmicrohttpd. */
+
+typedef struct srv_req {
+    const char *method;
+    const char *path;  /* without the query */
+    const char *query; /* after '?', or "" */
+    const uint8_t *body;
+    size_t body_len;
+    const pd_srv_device *device; /* the authenticated device; NULL on open routes */
+    const char *(*header)(const void *hctx, const char *name); /* NULL if absent */
+    const void *hctx;
+} srv_req;
+
+#define SRV_RESP_HEADERS 12
+
+typedef struct srv_resp {
+    int status;
+    struct cJSON *json;        /* a JSON body (signed when sent), or */
+    uint8_t *body;             /* a raw body (malloc'd, freed by http.c), or */
+    int fd;                    /* a file body (closed by http.c); -1 if none */
+    size_t body_len;           /* length of body or of the file */
+    const char *content_type;  /* static string */
+    char etag[72];             /* "\"hex\"" when the body may be asked for by Range */
+    bool ranges;
+    int nh;
+    struct {
+        char name[40];
+        char value[200];
+    } h[SRV_RESP_HEADERS];
+} srv_resp;
+
+void srv_resp_header(srv_resp *r, const char *name, const char *fmt, ...) PD_PRINTF(3, 4);
+/* A JSON error body {"error": code, "message": …}; returns status. */
+int srv_resp_error(srv_resp *r, int status, const char *code, const char *fmt, ...)
+    PD_PRINTF(4, 5);
+/* Map a pd_status to an HTTP error response with the server's message. */
+int srv_resp_status(srv_resp *r, pd_server *srv, int code);
+/* The value of name in an application/x-www-form-urlencoded query (no decoding beyond '+'/'%'),
+ * into buf; NULL if absent or too long. */
+const char *srv_query_param(const char *query, const char *name, char *buf, size_t cap);
+/* An HTTP date (RFC 7231) of a Unix ms time, into out (40 bytes). */
+void srv_http_date(int64_t ms, char out[40]);
+
+/* ---- handlers ---------------------------------------------------------------------------------- */
+
+int srv_handle_enroll(pd_server *srv, const srv_req *q, srv_resp *r);
+int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r);
+int srv_handle_receipts(pd_server *srv, const srv_req *q, srv_resp *r);
+int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r);
+int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r);
+
+/* tus (tus.c). id is the upload id from the path ("" for the collection). */
+int srv_tus_options(pd_server *srv, const srv_req *q, srv_resp *r);
+int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r);
+int srv_tus_head(pd_server *srv, const srv_req *q, const char *id, srv_resp *r);
+int srv_tus_delete(pd_server *srv, const srv_req *q, const char *id, srv_resp *r);
+void srv_tus_expire(pd_server *srv, int64_t now); /* with srv->lock held */
+
+/* A PATCH streams: begin (headers only; fills r and returns false to answer at once), data
+ * (each piece of the body as it arrives), then finish (after authentication of the whole
+ * request) or abort (authentication failed: nothing received is kept). */
+typedef struct srv_patch srv_patch;
+bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_patch **p,
+                         srv_resp *r);
+void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n);
+int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_resp *r);
+void srv_tus_patch_abort(pd_server *srv, srv_patch *p);
+/* Process a complete bundle upload; 0 or an HTTP error status with r filled. Lock held. */
+int srv_tus_process_bundle(pd_server *srv, const pd_srv_upload *u, srv_resp *r);
 
 #endif

@@ -140,7 +140,7 @@ typedef struct pd_srv_change {
 } pd_srv_change;
 
 typedef struct pd_srv_conflict {
-    const char *kind;   /* field, duplicate_nik, double_visit */
+    const char *kind;   /* field, create, duplicate_nik, double_visit */
     const char *entity;
     const char *target;
     const char *field;
@@ -256,6 +256,8 @@ typedef struct pd_storage_ops {
     int (*batch_last)(pd_storage *st, const char *device_id, pd_srv_batch *out);
     int (*batch_set_state)(pd_storage *st, const char *device_id, int64_t seq, const char *state,
                            const uint8_t receipt[PD_RECEIPT_BYTES], int64_t applied_at);
+    /* Drop a held batch (it turned out not to continue the chain: it goes to quarantine). */
+    int (*batch_unhold)(pd_storage *st, const char *device_id, int64_t seq);
     int (*batches_of)(pd_storage *st, const char *device_id, int64_t since_seq,
                       pd_storage_batch_cb cb, void *ctx);
     int (*quarantine_put)(pd_storage *st, const pd_srv_batch *b);

@@ -82,6 +82,7 @@
                   "AND state IN ('applied', 'voided') ORDER BY seq DESC LIMIT 1")              \
     X(BATCH_SET, "UPDATE batches SET state = ?3, receipt = ?4, applied_at = NULLIF(?5, 0) "    \
                  "WHERE device_id = ?1 AND seq = ?2")                                          \
+    X(BATCH_UNHOLD, "DELETE FROM batches WHERE device_id = ?1 AND seq = ?2 AND state = 'held'") \
     X(BATCHES_OF, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 AND seq > ?2 "      \
                   "ORDER BY seq")                                                              \
     X(Q_PUT, "INSERT OR IGNORE INTO quarantine (device_id, seq, hash, prev_hash, author_pk, "  \
@@ -912,6 +913,21 @@ static int sq_batch_set_state(pd_storage *st, const char *device_id, int64_t seq
     return rc;
 }
 
+static int sq_batch_unhold(pd_storage *st, const char *device_id, int64_t seq)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = stmt(s, ST_BATCH_UNHOLD);
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, device_id);
+    sqlite3_bind_int64(q, 2, seq);
+    int rc = step_done(s, q, "dropping a held batch");
+    if (rc == PD_OK && sqlite3_changes(s->db) == 0)
+        return pd_storage_fail(st, PD_ERR_NOTFOUND, "no held batch %s/%lld", device_id,
+                               (long long)seq);
+    return rc;
+}
+
 static int sq_batches_of(pd_storage *st, const char *device_id, int64_t since,
                          pd_storage_batch_cb cb, void *ctx)
 {
@@ -1599,6 +1615,7 @@ static const pd_storage_ops sqlite_ops = {
     .batch_by_hash = sq_batch_by_hash,
     .batch_last = sq_batch_last,
     .batch_set_state = sq_batch_set_state,
+    .batch_unhold = sq_batch_unhold,
     .batches_of = sq_batches_of,
     .quarantine_put = sq_quarantine_put,
     .quarantine_by_hash = sq_quarantine_by_hash,

@@ -458,6 +458,145 @@ int pd_review_warnings(pd_store *store, const pd_batch *b, pd_review_warning **o
  * warnings marked, with a legend. *svg is malloc'd, NUL-terminated (free()). */
 int pd_review_map_svg(pd_store *store, const pd_batch *b, char **svg, size_t *len);
 
+/* ===== The sync client (owner: client; sync/client*.c) ===========================================
+ *
+ * The device side of server/PROTOCOL.md over libcurl: enrolment, then each sync
+ *   1. upload: every approved or voided batch not yet acknowledged, with its review record, as ONE
+ *      bundle ("PDBN", PROTOCOL.md §5.1) through tus (create, PATCH with sha1 checksums, commit);
+ *      the photos those batches name go first as tus photo uploads (none resent when the server
+ *      already holds them). The upload's URL and acknowledged offset are saved in sync_state
+ *      before any byte past that offset is sent, so a cut connection, a timeout, a server restart
+ *      or a killed program resumes with HEAD at exactly the server's offset;
+ *   2. receipts: each result's receipt is checked with the pinned server key and stored on its
+ *      batch (state 'acknowledged'); only a valid receipt marks a batch done; a held batch is
+ *      asked about later (GET /v1/receipts);
+ *   3. pull (after the upload drained, PowerSync's rule): the first time the prelist package
+ *      (Range-resumable into <home>/prelist.part, If-Range with its ETag) imported with the pinned
+ *      key, then deltas since the cursor until more=false, each page applied in one transaction
+ *      that keeps the local value of every field with a change not yet acknowledged (the server's
+ *      value is kept in server_diff).
+ * Every request is signed (Pd-Auth, the device key); every JSON answer must carry a valid
+ * signature by the server key pinned at enrolment (else PD_ERR_SIGNATURE): pinning is inherent,
+ * for http and https alike (https uses the system CA store). Transient failures (network, 408,
+ * 423, 429, 5xx) are retried with exponential backoff and full jitter; other 4xx are not.
+ * Errors are set on the store's handle (pd_store_errmsg). */
+
+#define PD_SYNC_FINGERPRINT_LEN 39 /* "3f2a-91c0-77de-0b41-5a6e-c2d8-1f09-e4b3" */
+#define PD_RECEIPT_BYTES_V1 200
+#define PD_RECEIPT_SIGNED_V1 136
+
+typedef enum pd_sync_phase {
+    PD_SYNC_PHASE_ENROLL = 1,
+    PD_SYNC_PHASE_PHOTOS,   /* uploading photos */
+    PD_SYNC_PHASE_UPLOAD,   /* uploading the bundle (or a file) */
+    PD_SYNC_PHASE_RECEIPTS,
+    PD_SYNC_PHASE_PRELIST,  /* downloading the prelist */
+    PD_SYNC_PHASE_DELTA
+} pd_sync_phase;
+
+/* Progress of a transfer: bytes done of total (0: unknown). Called often; keep it cheap. */
+typedef void (*pd_sync_progress_fn)(void *ctx, pd_sync_phase phase, uint64_t done,
+                                    uint64_t total);
+
+/* Network options; a zeroed struct (or NULL) gives the defaults in brackets. */
+typedef struct pd_sync_options {
+    const char *server_url;   /* NULL: the URL saved at enrolment */
+    long connect_timeout_ms;  /* [15000] */
+    long stall_timeout_s;     /* a transfer slower than stall_bytes_per_s this long fails [60] */
+    long stall_bytes_per_s;   /* [16] */
+    unsigned max_attempts;    /* tries of one request without progress [8] */
+    unsigned backoff_base_ms; /* [500] */
+    unsigned backoff_cap_ms;  /* [30000] */
+    size_t chunk_bytes;       /* bytes per tus PATCH [1 MiB] */
+    const char *ca_file;      /* extra CA bundle (PEM) for https; NULL: the system store */
+    pd_sync_progress_fn progress;
+    void *progress_ctx;
+} pd_sync_options;
+
+/* What one sync (or enrolment, or file upload) did. */
+typedef struct pd_sync_stats {
+    uint64_t requests;       /* HTTP requests sent (attempts included) */
+    uint64_t bytes_sent;     /* request lines, headers and bodies */
+    uint64_t bytes_received; /* status lines, headers and bodies */
+    uint64_t retries;
+    uint64_t upload_body_bytes;   /* tus PATCH body bytes sent (cut requests included) */
+    uint64_t upload_resumed;      /* uploads resumed at an offset the server held */
+    uint64_t upload_resume_offset;/* bytes the server held when the last resume began */
+    uint64_t photos_uploaded, photos_skipped;
+    uint64_t batches_uploaded;     /* sent in a bundle */
+    uint64_t batches_acknowledged; /* a valid receipt (applied or voided) stored */
+    uint64_t batches_held, batches_rejected, batches_forked;
+    uint64_t records_pulled;       /* households and members received (prelist or delta) */
+    uint64_t fields_kept;          /* local unacknowledged values kept over the server's */
+    uint64_t conflicts_pulled, keys_pulled;
+    bool prelist_imported;
+    int64_t cursor;                /* the delta cursor after the sync */
+} pd_sync_stats;
+
+/* The server's key fingerprint (PROTOCOL.md §1) of sign_pk. */
+void pd_sync_fingerprint(const uint8_t sign_pk[PD_PUBKEY_BYTES],
+                         char out[PD_SYNC_FINGERPRINT_LEN + 1]);
+
+typedef struct pd_enroll_result {
+    char person_id[64];
+    char role[16];
+    char name[256];
+    char fingerprint[PD_SYNC_FINGERPRINT_LEN + 1];
+    uint8_t user_pk[PD_PUBKEY_BYTES];
+    size_t areas, keys;
+    bool key_reused; /* the person key existed on this device already */
+} pd_enroll_result;
+
+/* Enrol this device with a one-time code (PROTOCOL.md §3). The person key is the device's
+ * identity for `role` if it has one (role NULL: its only person identity, if any), else a new
+ * key pair. The answer must name our device id, its sign_pk must match `fingerprint` (required
+ * unless NULL is passed on purpose: trust on first use, the caller shows the fingerprint), and its
+ * signature must verify with that key. Then, in one transaction: the identity for the role the
+ * server assigned, the pinned server keys (settings server_sign_pk / server_recovery_pk, keyring
+ * role 'server'), the server URL, the assignment and keyring; and the data key is sealed to the
+ * recovery key (pd_store_set_recovery). PD_ERR_EXISTS if the device is already enrolled;
+ * PD_ERR_SIGNATURE for a fingerprint or signature mismatch (nothing stored); the server's
+ * refusals map to PD_ERR_DENIED (code unknown/expired/used), PD_ERR_EXISTS (device or key in use),
+ * PD_ERR_INVALID. out may be NULL. */
+int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
+                   const char *fingerprint, const char *role, const pd_sync_options *opt,
+                   pd_enroll_result *out);
+
+/* One sync as described above. stats (may be NULL) is filled even on failure (what was done
+ * before it). PD_ERR_STATE if the device is not enrolled; PD_ERR_NETWORK when the server stayed
+ * unreachable after the retries (everything done so far is kept; the next sync resumes);
+ * PD_ERR_SIGNATURE for an answer the pinned key does not verify; PD_ERR_PROTOCOL for an answer
+ * the protocol does not allow. */
+int pd_sync_run(pd_store *store, const pd_sync_options *opt, pd_sync_stats *stats);
+
+/* A verified receipt (PROTOCOL.md §5.3). */
+typedef struct pd_receipt {
+    int status; /* 1 applied, 2 voided, 3 held, 4 fork */
+    uint8_t batch_hash[PD_HASH_BYTES];
+    uint8_t author_pk[PD_PUBKEY_BYTES];
+    uint64_t seq;
+    uint32_t applied, merged, conflicted;
+    int64_t server_time;
+    char device_id[33];
+} pd_receipt;
+
+/* Parse exactly PD_RECEIPT_BYTES_V1 bytes and check the signature with the server key.
+ * PD_ERR_CORRUPT for a malformed receipt, PD_ERR_SIGNATURE when it does not verify. */
+int pd_receipt_parse(pd_receipt *out, const uint8_t *buf, size_t len,
+                     const uint8_t server_pk[PD_PUBKEY_BYTES], pd_error *err);
+
+/* Upload a plain file to any tus 1.0 server (no Pd-Auth; e.g. @tus/server): create at
+ * `endpoint` (or resume the upload named in state_path, a small file holding its URL, written
+ * before any byte is sent and removed when done; state_path may be NULL), then PATCH from the
+ * server's offset until done, resuming after cuts with HEAD. Upload-Checksum is sent only when
+ * the server lists the checksum extension. url_out (may be NULL, url_cap bytes) gets the upload
+ * URL. */
+int pd_tus_upload_file(const char *endpoint, const char *path, const char *state_path,
+                       const pd_sync_options *opt, pd_sync_stats *stats, char *url_out,
+                       size_t url_cap, pd_error *err);
+
+/* ===== end of the sync client ==================================================================== */
+
 #ifdef __cplusplus
 }
 #endif

@@ -385,7 +385,7 @@ static void attempts_after_five_failures_cost_more(void)
     char *path = pd_test_path(dir, "store.key");
     pd_keyfile kf;
     uint8_t key[PD_KEY_BYTES];
-    const pd_kdf_params costly = {1, 4u * 1024 * 1024}; /* a few ms per derivation */
+    const pd_kdf_params costly = {1, 8u * 1024 * 1024}; /* derivation time dwarfs fsync */
     make_keyfile(&kf, key, NULL, NULL, &costly);
     double base = attempt_time(path, &kf, 0);
     double four = attempt_time(path, &kf, 4);

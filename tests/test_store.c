@@ -206,6 +206,12 @@ static void create_write_reopen_reads_back_with_private_files(void)
     CHECK_EQ_INT(pd_store_schema_version(s), pd_schema_device_latest());
     CHECK(pd_schema_device_latest() >= 1);
     insert_household(pd_store_sqlite(s), "3273010001000001");
+    struct stat st;
+    char *wal = pd_test_path(sub, "store.db-wal"), *shm = pd_test_path(sub, "store.db-shm");
+    CHECK(stat(wal, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK(stat(shm, &st) == 0 && (st.st_mode & 0777) == 0600);
+    free(wal);
+    free(shm);
     char device_id[32];
     snprintf(device_id, sizeof device_id, "%s", pd_store_device_id(s));
     CHECK_EQ_INT(strlen(device_id), 16);
@@ -213,7 +219,6 @@ static void create_write_reopen_reads_back_with_private_files(void)
     CHECK(strcmp(pd_store_home(s) + strlen(pd_store_home(s)) - 4, "/a/b") == 0);
     pd_store_close(s);
 
-    struct stat st;
     char *db = pd_test_path(sub, "store.db"), *key = pd_test_path(sub, "store.key");
     CHECK(stat(sub, &st) == 0 && (st.st_mode & 0777) == 0700);
     CHECK(stat(db, &st) == 0 && (st.st_mode & 0777) == 0600);

@@ -15,9 +15,40 @@ static int read_line(FILE *f, char *buf, size_t cap)
 {
     if (!fgets(buf, (int)cap, f))
         return -1;
-    size_t n = strcspn(buf, "\r\n");
-    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
     return 0;
+}
+
+int cli_read_first_line(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int rc = read_line(f, buf, cap);
+    fclose(f);
+    return rc;
+}
+
+int cli_prompt_secret(const char *prompt, char *buf, size_t cap)
+{
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty)
+        return -1;
+    struct termios old, quiet;
+    int have_term = tcgetattr(fileno(tty), &old) == 0;
+    if (have_term) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+    }
+    fprintf(tty, "%s", prompt);
+    fflush(tty);
+    int rc = read_line(tty, buf, cap);
+    if (have_term)
+        tcsetattr(fileno(tty), TCSAFLUSH, &old);
+    fprintf(tty, "\n");
+    fclose(tty);
+    return rc;
 }
 
 int cli_read_pin(cli *c, const char *prompt, char *buf, size_t cap)
@@ -30,34 +61,12 @@ int cli_read_pin(cli *c, const char *prompt, char *buf, size_t cap)
         return 0;
     }
     if (c->pin_file) {
-        FILE *f = fopen(c->pin_file, "r");
-        if (!f)
-            return cli_fail(c, c->pin_file, "cannot read the PIN file"), -1;
-        int rc = read_line(f, buf, cap);
-        fclose(f);
-        if (rc != 0)
-            return cli_fail(c, c->pin_file, "the PIN file is empty"), -1;
+        if (cli_read_first_line(c->pin_file, buf, cap) != 0)
+            return cli_fail(c, c->pin_file, "cannot read a PIN from this file"), -1;
         return 0;
     }
-    FILE *tty = fopen("/dev/tty", "r+");
-    if (!tty)
-        return cli_fail(c, "PIN", "no terminal to ask on: use --pin-file or PENDATA_PIN"), -1;
-    struct termios old, quiet;
-    int have_term = tcgetattr(fileno(tty), &old) == 0;
-    if (have_term) {
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
-    }
-    fprintf(tty, "%s", prompt ? prompt : "PIN: ");
-    fflush(tty);
-    int rc = read_line(tty, buf, cap);
-    if (have_term)
-        tcsetattr(fileno(tty), TCSAFLUSH, &old);
-    fprintf(tty, "\n");
-    fclose(tty);
-    if (rc != 0)
-        return cli_fail(c, "PIN", "no PIN given"), -1;
+    if (cli_prompt_secret(prompt ? prompt : "PIN: ", buf, cap) != 0)
+        return cli_fail(c, "PIN", "no PIN given, and no terminal to ask on: use --pin-file or PENDATA_PIN"), -1;
     return 0;
 }
 

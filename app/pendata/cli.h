@@ -32,6 +32,12 @@ typedef struct cli_command {
  * only when asking. Returns 0 and fills buf (NUL-terminated), or -1 with a message printed. */
 int cli_read_pin(cli *c, const char *prompt, char *buf, size_t cap);
 
+/* Ask on the terminal (/dev/tty) without echo; 0 or -1 (no terminal, or end of input). */
+int cli_prompt_secret(const char *prompt, char *buf, size_t cap);
+
+/* The first line of a file, without its line ending; 0 or -1. */
+int cli_read_first_line(const char *path, char *buf, size_t cap);
+
 /* Open the store in c->home with the PIN; prints the error and returns NULL on failure. */
 pd_store *cli_open_store(cli *c);
 

@@ -42,7 +42,7 @@ int cmd_init(cli *c, int argc, char **argv)
     }
     const char *role = "enumerator", *pk_file = NULL;
     const pd_kdf_params *kdf = &PD_KDF_DEFAULT;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--role") && v) {
@@ -61,7 +61,6 @@ int cmd_init(cli *c, int argc, char **argv)
             fprintf(stderr, "%s: init: unknown or incomplete option '%s'\n", c->prog, a);
             return cli_usage(c, USAGE);
         }
-        i++;
     }
 
     uint8_t recovery_pk[32];

@@ -18,7 +18,6 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <unistd.h>
 
 #define PIN_CAP 257 /* PD_PIN_MAX bytes + NUL */
@@ -28,46 +27,6 @@
 int pin_read_new(cli *c, const char *env, const char *file, char *buf, size_t cap);
 int pin_read_key_file(cli *c, const char *path, uint8_t key[32]);
 int pin_parse_kdf(cli *c, const char *name, const pd_kdf_params **out);
-
-/* First line of a file, without its newline. */
-static int read_first_line(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    char *got = fgets(buf, (int)cap, f);
-    fclose(f);
-    if (!got)
-        return -1;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return 0;
-}
-
-/* Ask on the terminal without echo. */
-static int prompt_tty(const char *prompt, char *buf, size_t cap)
-{
-    FILE *tty = fopen("/dev/tty", "r+");
-    if (!tty)
-        return -1;
-    struct termios old, quiet;
-    int have_term = tcgetattr(fileno(tty), &old) == 0;
-    if (have_term) {
-        quiet = old;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
-    }
-    fprintf(tty, "%s", prompt);
-    fflush(tty);
-    char *got = fgets(buf, (int)cap, tty);
-    if (have_term)
-        tcsetattr(fileno(tty), TCSAFLUSH, &old);
-    fprintf(tty, "\n");
-    fclose(tty);
-    if (!got)
-        return -1;
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return 0;
-}
 
 /* A new PIN: from $env, else the first line of file, else asked twice on the terminal. */
 int pin_read_new(cli *c, const char *env, const char *file, char *buf, size_t cap)
@@ -80,17 +39,17 @@ int pin_read_new(cli *c, const char *env, const char *file, char *buf, size_t ca
         return 0;
     }
     if (file) {
-        if (read_first_line(file, buf, cap) != 0)
+        if (cli_read_first_line(file, buf, cap) != 0)
             return cli_fail(c, file, "cannot read a PIN from this file"), -1;
         return 0;
     }
     char again[PIN_CAP];
-    if (prompt_tty("New PIN: ", buf, cap) != 0)
+    if (cli_prompt_secret("New PIN: ", buf, cap) != 0)
         return cli_fail(c, "new PIN",
                         "no terminal to ask on: give it in a file or the environment"),
                -1;
     int rc = 0;
-    if (prompt_tty("New PIN again: ", again, sizeof again) != 0 || strcmp(again, buf) != 0) {
+    if (cli_prompt_secret("New PIN again: ", again, sizeof again) != 0 || strcmp(again, buf) != 0) {
         cli_fail(c, "new PIN", "the two entries differ");
         sodium_memzero(buf, cap);
         rc = -1;
@@ -104,7 +63,7 @@ int pin_read_key_file(cli *c, const char *path, uint8_t key[32])
     char hex[KEY_HEX + 8];
     size_t n = 0;
     int rc = -1;
-    if (read_first_line(path, hex, sizeof hex) != 0) {
+    if (cli_read_first_line(path, hex, sizeof hex) != 0) {
         cli_fail(c, path, "cannot read the key file");
         goto out;
     }
@@ -270,7 +229,7 @@ int cmd_pin(cli *c, int argc, char **argv)
     const char *sub = argv[1];
     const char *new_file = NULL, *key_file = NULL, *pk_file = NULL, *out = NULL;
     const pd_kdf_params *kdf = NULL;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--new-pin-file") && v)
@@ -288,7 +247,6 @@ int cmd_pin(cli *c, int argc, char **argv)
             fprintf(stderr, "%s: pin: unknown or incomplete option '%s'\n", c->prog, a);
             return cli_usage(c, USAGE);
         }
-        i++;
     }
     if (!strcmp(sub, "change"))
         return do_change(c, new_file, kdf);

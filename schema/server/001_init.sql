@@ -264,7 +264,7 @@ CREATE TABLE field_rev (
 -- The conflict queue: both sides kept until a korcam decides (resolution columns empty till then).
 CREATE TABLE conflicts (
     id             INTEGER PRIMARY KEY,
-    kind           TEXT NOT NULL CHECK (kind IN ('field','duplicate_nik','double_visit')),
+    kind           TEXT NOT NULL CHECK (kind IN ('field','create','duplicate_nik','double_visit')),
     entity         TEXT NOT NULL,
     target         TEXT NOT NULL,
     field          TEXT NOT NULL DEFAULT '',
