@@ -160,8 +160,10 @@ int pd_cryptvfs_key_add(const uint8_t key[PD_KEY_BYTES], const uint8_t dbid[PD_D
     int rc = PD_OK;
     pthread_mutex_lock(&reg_mutex);
     if (reg_count == reg_cap) {
-        size_t cap = reg_cap ? reg_cap * 2 : 8;
-        cv_key *n = realloc(reg_keys, cap * sizeof *n);
+        size_t cap = reg_cap ? reg_cap * 2 : 8, bytes = 0;
+        cv_key *n = NULL;
+        if (pd_size_mul(cap, sizeof *n, &bytes))
+            n = realloc(reg_keys, bytes);
         if (!n) {
             rc = PD_ERR_NOMEM;
             goto out;
@@ -204,7 +206,8 @@ void pd_cryptvfs_key_remove(unsigned slot)
     sodium_free(secret); /* sodium_free wipes before unmapping */
 }
 
-/* Copy the secret of `slot` into fresh locked memory; NULL if the slot is unknown (or no memory). */
+/* A copy of the secret of `slot` in fresh locked memory; NULL if the slot is unknown or no memory.
+ */
 static uint8_t *key_copy(unsigned slot)
 {
     uint8_t *copy = sodium_malloc(CV_SECRET);
@@ -293,9 +296,8 @@ static void page_seal(const cv_file *f, uint32_t pgno, const uint8_t *plain, uin
 
     memcpy(out, plain, clear);
     randombytes_buf(nonce, CV_NONCE);
-    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(out + clear, tag, NULL, plain + clear,
-                                                        CV_BODY - clear, ad, adlen, NULL, nonce,
-                                                        f->secret);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+        out + clear, tag, NULL, plain + clear, CV_BODY - clear, ad, adlen, NULL, nonce, f->secret);
 }
 
 /* Open the sealed page `in` into `out` (distinct buffers) with reserved bytes zeroed.
@@ -309,8 +311,8 @@ static int page_open(const cv_file *f, uint32_t pgno, const uint8_t *in, uint8_t
     size_t adlen = make_ad(ad, pgno, f->secret + PD_KEY_BYTES, in);
 
     if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(out + clear, NULL, in + clear,
-                                                            CV_BODY - clear, tag, ad, adlen,
-                                                            nonce, f->secret) != 0) {
+                                                            CV_BODY - clear, tag, ad, adlen, nonce,
+                                                            f->secret) != 0) {
         memset(out, 0, CV_PAGE);
         return -1;
     }
@@ -356,7 +358,7 @@ static bool all_zero(const uint8_t *p, size_t n)
     return acc == 0;
 }
 
-/* Read `amt` bytes at `off` of the real file into the scratch; SHORT_READ zero-fills the caller. */
+/* Read from the wrapped file (SQLITE_IOERR_SHORT_READ zero-fills the rest of dst). */
 static int real_read(cv_file *f, uint8_t *dst, int amt, sqlite3_int64 off)
 {
     return f->real->pMethods->xRead(f->real, dst, amt, off);
@@ -384,7 +386,7 @@ static int main_read(cv_file *f, uint8_t *buf, int amt, sqlite3_int64 off)
         return rc;
     if (amt == CV_PAGE)
         return page_open(f, pgno, sealed, buf) == 0 ? SQLITE_OK
-                                                     : fail_auth(f, buf, amt, pgno, page_off);
+                                                    : fail_auth(f, buf, amt, pgno, page_off);
     uint8_t *plain = f->scratch + CV_WAL_FRAME;
     if (page_open(f, pgno, sealed, plain) != 0)
         return fail_auth(f, buf, amt, pgno, page_off);
@@ -396,8 +398,8 @@ static int main_read(cv_file *f, uint8_t *buf, int amt, sqlite3_int64 off)
 static int main_write(cv_file *f, const uint8_t *buf, int amt, sqlite3_int64 off)
 {
     if (amt != CV_PAGE || off % CV_PAGE != 0 || off / CV_PAGE >= 0xffffffffLL)
-        return refuse_io(f, SQLITE_IOERR_WRITE, "a database write that is not one whole page",
-                         amt, off);
+        return refuse_io(f, SQLITE_IOERR_WRITE, "a database write that is not one whole page", amt,
+                         off);
     uint32_t pgno = (uint32_t)(off / CV_PAGE) + 1;
     if (pgno == 1 && !page1_format_ok(buf)) {
         sqlite3_log(SQLITE_IOERR_WRITE,
@@ -717,8 +719,8 @@ static int pragma_control(cv_file *f, char **az)
     long v = strtol(az[2], &end, 10);
     if (end != az[2] && *end == '\0' && v == CV_PAGE)
         return SQLITE_NOTFOUND; /* let SQLite set what is already the size */
-    az[0] = sqlite3_mprintf("pdcrypt: the page size of an encrypted database is fixed at %d",
-                            CV_PAGE);
+    az[0] =
+        sqlite3_mprintf("pdcrypt: the page size of an encrypted database is fixed at %d", CV_PAGE);
     return SQLITE_ERROR;
 }
 
@@ -873,11 +875,12 @@ static int cv_open(sqlite3_vfs *vfs, const char *zName, sqlite3_file *pFile, int
     }
     unsigned slot = slot_from_name(zName);
     if (slot == 0) {
-        sqlite3_log(SQLITE_CANTOPEN,
-                    "pdcrypt: %s: no key: the name has no valid \"" PD_CRYPTVFS_SLOT_PARAM
-                    "\" URI parameter (open with SQLITE_OPEN_URI and file:...?" PD_CRYPTVFS_SLOT_PARAM
-                    "=N)",
-                    zName);
+        sqlite3_log(
+            SQLITE_CANTOPEN,
+            "pdcrypt: %s: no key: the name has no valid \"" PD_CRYPTVFS_SLOT_PARAM
+            "\" URI parameter (open with SQLITE_OPEN_URI and file:...?" PD_CRYPTVFS_SLOT_PARAM
+            "=N)",
+            zName);
         return SQLITE_CANTOPEN;
     }
     int rc = SQLITE_OK;
@@ -991,12 +994,12 @@ static const char *cv_next_system_call(sqlite3_vfs *vfs, const char *zName)
 }
 
 static sqlite3_vfs cv_vfs = {
-    3,                     /* iVersion (lowered to the wrapped VFS's at registration) */
-    0,                     /* szOsFile (set at registration) */
-    0,                     /* mxPathname (set at registration) */
-    NULL,                  /* pNext */
-    PD_CRYPTVFS_NAME,      /* zName */
-    NULL,                  /* pAppData: the wrapped VFS */
+    3,                /* iVersion (lowered to the wrapped VFS's at registration) */
+    0,                /* szOsFile (set at registration) */
+    0,                /* mxPathname (set at registration) */
+    NULL,             /* pNext */
+    PD_CRYPTVFS_NAME, /* zName */
+    NULL,             /* pAppData: the wrapped VFS */
     cv_open,
     cv_delete,
     cv_access,

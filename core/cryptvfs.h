@@ -25,8 +25,9 @@
 /* Register the VFS (not as the default). Thread-safe and idempotent. Returns a SQLite code. */
 int pd_cryptvfs_register(void);
 
-/* Register a data key and database id; *slot gets the number to put in the URI. The key is copied
- * into locked, guarded memory. Returns PD_OK or PD_ERR_NOMEM. */
+/* Register a data key and database id; *slot gets the number to put in the URI (never 0, never
+ * reused within the process). The key is copied into locked, guarded memory. Returns PD_OK,
+ * PD_ERR_NOMEM, PD_ERR_INVALID (a NULL argument) or PD_ERR_INTERNAL (libsodium failed to start). */
 int pd_cryptvfs_key_add(const uint8_t key[PD_KEY_BYTES], const uint8_t dbid[PD_DBID_BYTES],
                         unsigned *slot);
 
@@ -34,7 +35,13 @@ int pd_cryptvfs_key_add(const uint8_t key[PD_KEY_BYTES], const uint8_t dbid[PD_D
 void pd_cryptvfs_key_remove(unsigned slot);
 
 /* On a connection opened through the VFS: make sure a new, empty database gets 4096-byte pages
- * with PD_PAGE_RESERVE reserved bytes before anything is written. Returns a SQLite code. */
+ * with PD_PAGE_RESERVE reserved bytes before anything is written, and check an existing one has
+ * them. Returns a SQLite code: SQLITE_MISUSE if the main database is not opened through pdcrypt,
+ * SQLITE_IOERR_DATA if page 1 does not authenticate (wrong key or database id, tampering),
+ * SQLITE_CORRUPT if the format is not 4096/40.
+ *
+ * Use synchronous=FULL (WAL and rollback modes): cryptvfs.c tells a torn write after a power cut
+ * from tampering only under it. */
 int pd_cryptvfs_prepare(sqlite3 *db);
 
 #endif

@@ -386,58 +386,82 @@ static void first_word(const char *s, char *out, size_t cap)
     out[n] = '\0';
 }
 
-static const char *given_name(rng *r, int style, int sex, bool young)
+#define GIVEN_MAX 96
+
+/* A name of the children's generation: often the first word of one common name and the last of
+ * another ("Dimas" + "Saputra"), which gives thousands of names from a short list. */
+static void modern_name(rng *r, bool male, char *out, size_t cap)
+{
+    const pd_name_list *l = male ? &pd_names_modern_m : &pd_names_modern_f;
+    const char *a = pick(r, l);
+    if (chance(r, 0.6)) {
+        const char *b = pick(r, l), *last = strrchr(b, ' ');
+        char fw[GIVEN_MAX];
+        first_word(a, fw, sizeof fw);
+        if (snprintf(out, cap, "%s %s", fw, last ? last + 1 : b) >= (int)cap)
+            out[cap - 1] = '\0'; /* cut (never with the lists of names.c) */
+    } else {
+        snprintf(out, cap, "%s", a);
+    }
+}
+
+/* A given name in a tradition (young: born 1990 or later). */
+static void given_name(rng *r, int style, int sex, bool young, char *out, size_t cap)
 {
     bool m = sex == PD_SEX_MALE;
-    const pd_name_list *modern = m ? &pd_names_modern_m : &pd_names_modern_f;
+    const pd_name_list *own;
+    double modern;
     switch (style) {
     case ST_JAWA:
-        return pick(r, chance(r, young ? 0.7 : 0.15) ? modern
-                                                      : (m ? &pd_names_jawa_m : &pd_names_jawa_f));
+        own = m ? &pd_names_jawa_m : &pd_names_jawa_f, modern = young ? 0.7 : 0.15;
+        break;
+    case ST_SUNDA:
+        own = m ? &pd_names_sunda_m : &pd_names_sunda_f, modern = young ? 0.6 : 0.0;
+        break;
     case ST_BATAK:
-        return pick(r, young && chance(r, 0.4) ? modern
-                                               : (m ? &pd_names_batak_m : &pd_names_batak_f));
+        own = m ? &pd_names_batak_m : &pd_names_batak_f, modern = young ? 0.4 : 0.0;
+        break;
     case ST_MUSLIM:
     case ST_MALAY:
-        return pick(r, young && chance(r, 0.4) ? modern
-                                               : (m ? &pd_names_muslim_m : &pd_names_muslim_f));
+        own = m ? &pd_names_muslim_m : &pd_names_muslim_f, modern = young ? 0.4 : 0.0;
+        break;
     case ST_EAST:
-        return pick(r, young && chance(r, 0.2) ? modern : (m ? &pd_names_east_m : &pd_names_east_f));
+        own = m ? &pd_names_east_m : &pd_names_east_f, modern = young ? 0.2 : 0.0;
+        break;
     default:
-        return pick(r, modern);
+        own = NULL, modern = 1.0;
+        break;
     }
+    if (!own || chance(r, modern)) {
+        modern_name(r, m, out, cap);
+        return;
+    }
+    if (style == ST_SUNDA && chance(r, m ? 0.6 : 0.45)) { /* "Asep Suryana", "Euis Rohaeti" */
+        snprintf(out, cap, "%s %s", pick(r, own),
+                 pick(r, m ? &pd_names_sunda_m2 : &pd_names_sunda_f2));
+        return;
+    }
+    snprintf(out, cap, "%s", pick(r, own));
 }
 
 /* Give p a name. father: the person whose name a "bin/binti" name carries (may be NULL). */
 static void name_person(gen *g, rng *r, int style, person *p, const person *father)
 {
     bool m = p->sex == PD_SEX_MALE;
-    int born_year;
-    int mo, d;
+    int born_year, mo, d;
     civil_from_days(p->birth, &born_year, &mo, &d);
     bool young = born_year >= 1990;
-    char fw[64];
+    char given[GIVEN_MAX], fw[GIVEN_MAX];
+    given_name(r, style, p->sex, young, given, sizeof given);
     switch (style) {
-    case ST_SUNDA:
-        if (young && chance(r, 0.6)) {
-            snprintf(p->name, sizeof p->name, "%s", pick(r, m ? &pd_names_modern_m : &pd_names_modern_f));
-        } else if (chance(r, m ? 0.6 : 0.45)) {
-            snprintf(p->name, sizeof p->name, "%s %s",
-                     pick(r, m ? &pd_names_sunda_m : &pd_names_sunda_f),
-                     pick(r, m ? &pd_names_sunda_m2 : &pd_names_sunda_f2));
-        } else {
-            snprintf(p->name, sizeof p->name, "%s", pick(r, m ? &pd_names_sunda_m : &pd_names_sunda_f));
-        }
-        break;
     case ST_BATAK: /* one given name, then the marga */
-        first_word(given_name(r, style, p->sex, young), fw, sizeof fw);
+        first_word(given, fw, sizeof fw);
         snprintf(p->name, sizeof p->name, "%s %s", fw,
                  p->family ? p->family : pick(r, &pd_names_batak_marga));
         break;
     case ST_MUSLIM:
         first_word(father ? father->name : pick(r, &pd_names_muslim_m), fw, sizeof fw);
-        snprintf(p->name, sizeof p->name, "%s %s %s", given_name(r, style, p->sex, young),
-                 m ? "bin" : "binti", fw);
+        snprintf(p->name, sizeof p->name, "%s %s %s", given, m ? "bin" : "binti", fw);
         break;
     case ST_BALI: {
         int o = p->order >= 1 && p->order <= 4 ? p->order - 1 : (int)below(r, 4);
@@ -450,11 +474,11 @@ static void name_person(gen *g, rng *r, int style, person *p, const person *fath
         break;
     }
     case ST_EAST:
-        snprintf(p->name, sizeof p->name, "%s %s", given_name(r, style, p->sex, young),
+        snprintf(p->name, sizeof p->name, "%s %s", given,
                  p->family ? p->family : pick(r, east_families(r, g->prov_num)));
         break;
-    default: /* ST_JAWA, ST_MALAY: given names only */
-        snprintf(p->name, sizeof p->name, "%s", given_name(r, style, p->sex, young));
+    default: /* Javanese, Sundanese, Malay: given names only */
+        snprintf(p->name, sizeof p->name, "%s", given);
         break;
     }
 }
@@ -723,7 +747,10 @@ static int make_people(gen *g, rng *r, int style, person *pp)
         name_person(g, r, style, cil, NULL);
         const person *gm = married->sex == PD_SEX_FEMALE ? married : cil;
         const person *gf = married->sex == PD_SEX_MALE ? married : cil;
+        /* both parents of a grandchild were at least 17 when it was born */
         int32_t glo = add_years(gm->birth, 17) + 1, ghi = add_years(gm->birth, 45);
+        if (add_years(gf->birth, 17) + 1 > glo)
+            glo = add_years(gf->birth, 17) + 1;
         if (ghi > today - 30)
             ghi = today - 30;
         int32_t gb[MAX_HH_SIZE];

@@ -813,10 +813,13 @@ int pd_seq_household(pd_seq *q, const pd_prelist_household *h, pd_error *err)
 
 int pd_seq_member(pd_seq *q, const pd_prelist_member *m, pd_error *err)
 {
-    if (!q->in_households || strcmp(m->household_id, q->hh_id) != 0)
+    if (!q->in_households)
+        return pd_error_set(err, PD_ERR_CORRUPT, "member %s comes before any household", m->id);
+    if (strcmp(m->household_id, q->hh_id) != 0)
         return pd_error_set(err, PD_ERR_CORRUPT,
-                            "member %s does not follow its household %s", m->id,
-                            m->household_id);
+                            "member %s of household %s follows household %s: members must come "
+                            "right after their household",
+                            m->id, m->household_id, q->hh_id);
     if (q->hh_seen >= q->hh_expected)
         return pd_error_set(err, PD_ERR_CORRUPT,
                             "household %s has more members than its member_count %" PRId64,

@@ -329,6 +329,7 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
                        "Pd-Auth must be 'PD1 device=ID,time=SECONDS,nonce=32HEX,sig=128HEX'");
         return false;
     }
+    memcpy(c->resp_ctx, c->nonce_hex, sizeof c->nonce_hex); /* answers bind to the nonce */
     char dev_id[PD_SRV_ID_MAX + 1];
     snprintf(dev_id, sizeof dev_id, "%s", c->device.id);
     pthread_mutex_lock(&srv->lock);
@@ -366,7 +367,6 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
                        dev_id);
         return false;
     }
-    memcpy(c->resp_ctx, c->nonce_hex, sizeof c->nonce_hex);
     crypto_generichash_init(&c->bh, NULL, 0, PD_HASH_BYTES);
     return true;
 }
@@ -625,6 +625,20 @@ static int parse_range(const char *h, uint64_t len, uint64_t *first, uint64_t *l
     return 1;
 }
 
+/* PROTOCOL.md §2: Ed25519 over "PD1-RESP\n<status>\n<context>\n<hex BLAKE2b of body>". */
+static void sign_response(pd_server *srv, int status, const char *context, const uint8_t *body,
+                          size_t len, char *out, size_t cap)
+{
+    uint8_t h[PD_HASH_BYTES], sig[PD_SIG_BYTES];
+    char hh[2 * PD_HASH_BYTES + 1], line[256], sh[2 * PD_SIG_BYTES + 1];
+    crypto_generichash(h, sizeof h, body, len, NULL, 0);
+    srv_hex(h, sizeof h, hh);
+    int n = snprintf(line, sizeof line, "PD1-RESP\n%d\n%s\n%s", status, context, hh);
+    srv_sign(srv, (const uint8_t *)line, (size_t)n, sig);
+    srv_hex(sig, sizeof sig, sh);
+    snprintf(out, cap, "PD1 sig=%s", sh);
+}
+
 static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
@@ -637,19 +651,9 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
         if (!text)
             return MHD_NO;
         size_t len = strlen(text);
-        if (!c->open_route || c->route == R_ENROLL) {
-            /* PROTOCOL.md §2: PD1-RESP \n status \n request nonce/body hash \n body hash */
-            uint8_t h[PD_HASH_BYTES], sig[PD_SIG_BYTES];
-            char hh[2 * PD_HASH_BYTES + 1], line[256];
-            crypto_generichash(h, sizeof h, (const uint8_t *)text, len, NULL, 0);
-            srv_hex(h, sizeof h, hh);
-            int n = snprintf(line, sizeof line, "PD1-RESP\n%d\n%s\n%s", status,
-                             c->resp_ctx[0] ? c->resp_ctx : "-", hh);
-            srv_sign(srv, (const uint8_t *)line, (size_t)n, sig);
-            char sh[2 * PD_SIG_BYTES + 1];
-            srv_hex(sig, sizeof sig, sh);
-            snprintf(sighdr, sizeof sighdr, "PD1 sig=%s", sh);
-        }
+        if (!c->open_route || c->route == R_ENROLL)
+            sign_response(srv, status, c->resp_ctx[0] ? c->resp_ctx : "-",
+                          (const uint8_t *)text, len, sighdr, sizeof sighdr);
         m = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
         if (!m) {
             free(text);
@@ -681,6 +685,8 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
                 snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
                          (unsigned long long)last, (unsigned long long)len);
             }
+            if (r->sign_body && status == 200 && r->body)
+                sign_response(srv, status, "-", r->body, len, sighdr, sizeof sighdr);
             if (r->fd >= 0) {
                 m = MHD_create_response_from_fd_at_offset64(n, r->fd, first);
                 if (m)

@@ -153,6 +153,7 @@ typedef struct srv_resp {
     const char *content_type;  /* static string */
     char etag[72];             /* "\"hex\"" when the body may be asked for by Range */
     bool ranges;
+    bool sign_body;            /* a 200 raw body gets Pd-Server-Signature over it alone */
     int nh;
     struct {
         char name[40];

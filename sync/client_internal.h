@@ -84,6 +84,9 @@ typedef struct pd_http_req {
     bool sign;                  /* add Pd-Auth (needs pd_http_set_device) */
     bool tus;                   /* add Tus-Resumable: 1.0.0 */
     bool gzip;                  /* accept gzip/deflate */
+    /* Also accept a 200 JSON answer signed with this third line instead of the nonce (the
+     * server signs GET /v1/delta over its body with "-": see client_pull.c). NULL: nonce only. */
+    const char *alt_sig_context;
     /* The body of a 200/206 answer goes to sink (return 0 to go on) instead of memory. */
     int (*sink)(void *ctx, const uint8_t *p, size_t n);
     void *sink_ctx;
@@ -212,5 +215,11 @@ int pd_client_setting_blob(pd_store *store, const char *key, uint8_t *buf, size_
 /* Keyring rows from JSON objects of enrolment and deltas ({"pk","role","person_id","name",
  * "supervisor_pk","area"}). */
 int pd_client_keyring_json(pd_store *store, const cJSON *arr, size_t *count, pd_error *err);
+
+/* An enumerator's own keyring row names its supervisor's key (who may approve its batches): the
+ * server tells the supervisor's person id at enrolment (settings supervisor_id) and the
+ * supervisor's key arrives in the keyring (at enrolment, or in a delta once the supervisor
+ * enrolled). Called after keyring rows changed; joins the caller's transaction. */
+int pd_client_link_self(pd_store *store);
 
 #endif

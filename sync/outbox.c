@@ -202,14 +202,17 @@ static int named_photos(pd_store *store, const collect *c, pd_batch_photo **out,
     return PD_OK;
 }
 
-/* The area a batch is about: the device's assigned desa, or the longest dotted prefix they share
- * (their kecamatan, ...), "" when there is no assignment. */
+/* The area a batch is about: the device's assigned desa (else the areas of the prelists it
+ * imported), or the longest dotted prefix they share (their kecamatan, ...); "" if none. */
 static int batch_area(pd_store *store, char area[PD_BATCH_AREA_MAX + 1])
 {
     sqlite3_stmt *st = NULL;
     area[0] = '\0';
-    int rc = sqlite3_prepare_v2(pd_store_sqlite(store), "SELECT DISTINCT desa FROM assignment", -1,
-                                &st, NULL);
+    int rc = sqlite3_prepare_v2(pd_store_sqlite(store),
+                                "SELECT DISTINCT desa FROM assignment UNION ALL "
+                                "SELECT area FROM prelist_package WHERE NOT EXISTS "
+                                "(SELECT 1 FROM assignment)",
+                                -1, &st, NULL);
     if (rc != SQLITE_OK)
         return pd_store_fail_sqlite(store, rc, "assignment");
     bool first = true;

@@ -329,6 +329,21 @@ int pd_chain_check(const pd_chain_link *links, size_t n, const pd_chain_link *an
 
 const char *pd_chain_fault_name(pd_chain_fault f);
 
+/* One batch of a chain to apply, and whether a verified return record voided it. */
+typedef struct pd_chain_item {
+    const pd_batch *batch; /* verified (pd_batch_verify) */
+    bool voided;           /* from pd_batch_verify_reviewed */
+} pd_chain_item;
+
+/* Apply the ops of a chain of batches, in order, onto a database with the device schema
+ * (pd_oplog_apply): first the whole chain is checked (pd_chain_check against anchor), then each
+ * batch that is not voided has its ops applied; a voided batch keeps its place in the chain and
+ * applies NOTHING. Opens no transaction (the caller's decides atomicity). *applied (may be NULL)
+ * gets the number of ops applied. */
+int pd_chain_apply(struct sqlite3 *db, const pd_chain_item *items, size_t n,
+                   const pd_chain_link *anchor, pd_photo_fetch_fn fetch, void *fetch_ctx,
+                   size_t *applied, pd_error *err);
+
 /* ---- On the device: sealing, the outbox, the supervisor's queue ------------------------------- */
 
 /* Keyring rows (schema table keyring). */
@@ -507,7 +522,7 @@ typedef struct pd_sync_options {
     unsigned max_attempts;    /* tries of one request without progress [8] */
     unsigned backoff_base_ms; /* [500] */
     unsigned backoff_cap_ms;  /* [30000] */
-    size_t chunk_bytes;       /* bytes per tus PATCH [1 MiB] */
+    size_t chunk_bytes;       /* bytes per tus PATCH [256 KiB] */
     const char *ca_file;      /* extra CA bundle (PEM) for https; NULL: the system store */
     pd_sync_progress_fn progress;
     void *progress_ctx;

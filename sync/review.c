@@ -563,8 +563,12 @@ int pd_outbox_import(pd_store *store, const uint8_t *bundle, size_t len, pd_impo
     uint8_t me[PD_PUBKEY_BYTES], sup[PD_PUBKEY_BYTES];
     pd_error e = {0};
     int rc = pd_keys_identity(store, "enumerator", me, NULL);
-    if (rc || (rc = pd_keys_supervisor_of(store, me, sup, NULL)) != PD_OK)
+    if (rc)
         return rc;
+    if (pd_keys_supervisor_of(store, me, sup, NULL) != PD_OK)
+        return pd_store_fail(store, PD_ERR_DENIED,
+                             "this device does not know its supervisor's key, so it cannot trust "
+                             "a review (pendata outbox supervisor PUBLIC_KEY)");
     if ((rc = pd_bundle_parse(&items, &n, bundle, len, &e)) != PD_OK)
         return pd_store_fail(store, rc, "%s", e.msg);
     if ((rc = pd_store_begin(store)) != PD_OK)

@@ -7,6 +7,7 @@
  */
 #include "batch_internal.h"
 #include "pd_sync.h"
+#include "schema.h"
 #include "testutil.h"
 
 #include <sodium.h>
@@ -15,9 +16,12 @@
 
 #define MUST(cond)                                                                            \
     do {                                                                                      \
-        CHECK(cond);                                                                          \
-        if (!(cond))                                                                          \
+        pd_test_checks++;                                                                     \
+        if (!(cond)) {                                                                        \
+            pd_test_failures++;                                                               \
+            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);           \
             return;                                                                           \
+        }                                                                                     \
     } while (0)
 
 static uint8_t pk[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES];
@@ -27,9 +31,10 @@ static uint8_t pk2[PD_PUBKEY_BYTES], sk2[PD_SECKEY_BYTES];
 static pd_chain_link links[N];
 static pd_chain_link replaced3; /* another batch 3, signed by the same author */
 
-/* Batch `seq` whose one op sets floor_area to `value`; fills its chain link. */
-static int make_batch(const uint8_t *key_sk, uint64_t seq, const uint8_t *prev, int64_t value,
-                      pd_chain_link *link)
+/* Batch `seq` whose one op sets `field` to `value`; fills its chain link, and *out (if not NULL)
+ * gets the verified batch. */
+static int make_batch_op(const uint8_t *key_sk, uint64_t seq, const uint8_t *prev,
+                         const char *field, int64_t value, pd_chain_link *link, pd_batch **out)
 {
     pd_op op = {.seq = (int64_t)seq * 10,
                 .device_id = "d00d00d00d00d00d",
@@ -37,7 +42,7 @@ static int make_batch(const uint8_t *key_sk, uint64_t seq, const uint8_t *prev, 
                 .kind = "set",
                 .entity = "household",
                 .target = "3273010001000001",
-                .field = "floor_area",
+                .field = field,
                 .old_value = {.type = PD_VAL_INT, .i = value - 1},
                 .new_value = {.type = PD_VAL_INT, .i = value},
                 .base_rev = 1};
@@ -57,9 +62,18 @@ static int make_batch(const uint8_t *key_sk, uint64_t seq, const uint8_t *prev, 
     rc = pd_batch_verify(&b, bytes, len, link->author_pk, &err);
     if (rc == PD_OK)
         pd_chain_link_set(link, pd_batch_header_get(b), pd_batch_hash(b));
-    pd_batch_free(b);
+    if (out && rc == PD_OK)
+        *out = b;
+    else
+        pd_batch_free(b);
     free(bytes);
     return rc;
+}
+
+static int make_batch(const uint8_t *key_sk, uint64_t seq, const uint8_t *prev, int64_t value,
+                      pd_chain_link *link)
+{
+    return make_batch_op(key_sk, seq, prev, "floor_area", value, link, NULL);
 }
 
 static void setup(void)
@@ -172,6 +186,87 @@ static void test_bad_starts_and_mixed_authors(void)
     CHECK(strstr(err.msg, "another author") != NULL);
 }
 
+static int64_t household_int(sqlite3 *db, const char *col)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT %s FROM household WHERE id = '3273010001000001'", col);
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A database with the device schema and one household (floor_area 36, rooms 2). */
+static sqlite3 *fresh_db(void)
+{
+    sqlite3 *db = NULL;
+    pd_error err = {0};
+    if (sqlite3_open(":memory:", &db) != SQLITE_OK ||
+        pd_schema_apply(db, pd_schema_device, pd_schema_device_count, &err) != PD_OK) {
+        fprintf(stderr, "schema: %s\n", err.msg);
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_exec(db,
+                 "INSERT INTO household (id, rev, prov, kab, kec, desa, floor_area, rooms) "
+                 "VALUES ('3273010001000001', 1, '32', '32.73', '32.73.01', '32.73.01.1001', 36, "
+                 "2)",
+                 NULL, NULL, NULL);
+    return db;
+}
+
+static void test_voided_batch_ops_never_applied(void)
+{
+    /* 1: floor_area 40; 2 (returned by the supervisor): floor_area 50; 3 (the amended
+     * re-seal): rooms 3. Applying the chain must leave floor_area at 40. */
+    pd_batch *b[3] = {NULL, NULL, NULL};
+    pd_chain_link l[3];
+    MUST(make_batch_op(sk, 1, NULL, "floor_area", 40, &l[0], &b[0]) == PD_OK);
+    MUST(make_batch_op(sk, 2, l[0].hash, "floor_area", 50, &l[1], &b[1]) == PD_OK);
+    MUST(make_batch_op(sk, 3, l[1].hash, "rooms", 3, &l[2], &b[2]) == PD_OK);
+    sqlite3 *db = fresh_db();
+    CHECK(db != NULL);
+    if (db) {
+        CHECK_EQ_INT(household_int(db, "floor_area"), 36);
+        pd_chain_item items[3] = {{b[0], false}, {b[1], true}, {b[2], false}};
+        size_t applied = 99;
+        pd_error err = {0};
+        int rc = pd_chain_apply(db, items, 3, NULL, NULL, NULL, &applied, &err);
+        if (rc)
+            fprintf(stderr, "apply: %s\n", err.msg);
+        CHECK_EQ_INT(rc, PD_OK);
+        CHECK_EQ_INT(applied, 2);
+        CHECK_EQ_INT(household_int(db, "floor_area"), 40);
+        CHECK_EQ_INT(household_int(db, "rooms"), 3);
+        sqlite3_close(db);
+    }
+    /* the same chain with batch 2 not voided does apply it: the check can fail */
+    db = fresh_db();
+    if (db) {
+        pd_chain_item items[3] = {{b[0], false}, {b[1], false}, {b[2], false}};
+        CHECK_EQ_INT(pd_chain_apply(db, items, 3, NULL, NULL, NULL, NULL, NULL), PD_OK);
+        CHECK_EQ_INT(household_int(db, "floor_area"), 50);
+        sqlite3_close(db);
+    }
+    /* a chain with a gap applies nothing at all */
+    db = fresh_db();
+    if (db) {
+        pd_chain_item items[2] = {{b[0], false}, {b[2], false}};
+        size_t applied = 99;
+        pd_error err = {0};
+        CHECK_EQ_INT(pd_chain_apply(db, items, 2, NULL, NULL, NULL, &applied, &err),
+                     PD_ERR_NOTFOUND);
+        CHECK_EQ_INT(applied, 0);
+        CHECK_EQ_INT(household_int(db, "floor_area"), 36);
+        CHECK_EQ_INT(household_int(db, "rooms"), 2);
+        sqlite3_close(db);
+    }
+    for (int i = 0; i < 3; i++)
+        pd_batch_free(b[i]);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -187,6 +282,7 @@ int main(void)
     RUN(test_reordered_batches);
     RUN(test_replaced_batch);
     RUN(test_bad_starts_and_mixed_authors);
+    RUN(test_voided_batch_ops_never_applied);
     sodium_memzero(sk, sizeof sk);
     sodium_memzero(sk2, sizeof sk2);
     return pd_test_finish();

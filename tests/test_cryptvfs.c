@@ -26,12 +26,14 @@
 #define WAL_FRAME_OFF(i) (32 + (long)(i)*WAL_FRAME) /* frame i, 0-based */
 
 /* Stop the current test function (not the program) when a precondition fails. */
-#define NEED(cond)                                                                            \
-    do {                                                                                      \
-        bool need_ = (cond);                                                                  \
-        CHECK(need_ && #cond);                                                                \
-        if (!need_)                                                                           \
-            return;                                                                           \
+#define NEED(cond)                                                                                 \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            pd_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: NEED failed: %s\n", __FILE__, __LINE__, #cond);                \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 static const char NAME[] = "Siti Nurhaliza Binti Zulkarnain";
@@ -81,8 +83,9 @@ static int open_enc(const char *path, unsigned slot, sqlite3 **db)
         snprintf(uri, sizeof uri, "file:%s?pdslot=%u", path, slot);
     else
         snprintf(uri, sizeof uri, "file:%s", path);
-    int rc = sqlite3_open_v2(uri, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI |
-                                           SQLITE_OPEN_EXRESCODE,
+    int rc = sqlite3_open_v2(uri, db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI |
+                                 SQLITE_OPEN_EXRESCODE,
                              PD_CRYPTVFS_NAME);
     if (*db)
         sqlite3_extended_result_codes(*db, 1);
@@ -149,8 +152,8 @@ static sqlite3 *open_store(const char *path, unsigned slot, const char *journal_
         if (rc == SQLITE_OK)
             rc = pd_cryptvfs_prepare(db);
     } else {
-        rc = sqlite3_open_v2(path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE, NULL);
+        rc = sqlite3_open_v2(
+            path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_EXRESCODE, NULL);
         if (db)
             sqlite3_extended_result_codes(db, 1);
     }
@@ -176,8 +179,8 @@ static int fill_t(sqlite3 *db, int first, int n)
     int rc = exec(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, payload TEXT)");
     sqlite3_stmt *st = NULL;
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?1, printf('%0200d', ?1))", -1, &st,
-                                NULL);
+        rc =
+            sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?1, printf('%0200d', ?1))", -1, &st, NULL);
     for (int i = first; rc == SQLITE_OK && i < first + n; i++) {
         sqlite3_bind_int(st, 1, i);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
@@ -441,8 +444,8 @@ static void file_layer_seals_into_scratch_and_zeroes_reserve(void)
                             &out),
                  SQLITE_CANTOPEN);
     CHECK_EQ_INT(vfs->xOpen(vfs, NULL, fd,
-                            SQLITE_OPEN_TRANSIENT_DB | SQLITE_OPEN_READWRITE |
-                                SQLITE_OPEN_CREATE | SQLITE_OPEN_DELETEONCLOSE,
+                            SQLITE_OPEN_TRANSIENT_DB | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                SQLITE_OPEN_DELETEONCLOSE,
                             &out),
                  SQLITE_CANTOPEN);
     char *spath = pd_test_path(dir, "super");
@@ -491,6 +494,23 @@ static void key_registry_gives_distinct_slots_and_forgets(void)
     sqlite3_close(db);
     CHECK(strstr(log_last, "pdslot") != NULL);
     CHECK(!pd_test_file_exists(path));
+
+    /* files already open keep their own copy of the key: removing the slot does not cut off a
+     * connection whose database and WAL are open, but no new file can be opened with it */
+    tkey c;
+    tkey_new(&c);
+    sqlite3 *live = open_store(path, c.slot, "WAL");
+    NEED(live);
+    CHECK_EQ_INT(fill_t(live, 1, 50), SQLITE_OK);
+    pd_cryptvfs_key_remove(c.slot);
+    int rc;
+    CHECK_EQ_INT(t_good_rows(live, &rc), 50);
+    CHECK_EQ_INT(fill_t(live, 51, 50), SQLITE_OK);
+    CHECK_EQ_INT(t_good_rows(live, &rc), 100);
+    db = NULL;
+    CHECK_EQ_INT(open_enc(path, c.slot, &db), SQLITE_CANTOPEN);
+    sqlite3_close(db);
+    sqlite3_close(live);
     tkey_free(&b);
     free(path);
     pd_test_rmtree(dir);
@@ -613,17 +633,17 @@ static void wal_scenario(unsigned slot, bool found[3])
     char *wal = sfx(path, "-wal");
     sqlite3 *a = open_store(path, slot, "WAL");
     sqlite3 *b = open_store(path, slot, NULL);
-    if (!a || !b) {
-        CHECK(!"open");
+    CHECK(a != NULL && b != NULL);
+    if (!a || !b)
         goto out;
-    }
     CHECK_EQ_INT(exec(a, "PRAGMA wal_autocheckpoint=0"), SQLITE_OK);
     CHECK_EQ_INT(exec(a, "BEGIN"), SQLITE_OK);
     CHECK_EQ_INT(fill_people(a), SQLITE_OK);
     CHECK_EQ_INT(exec(a, "COMMIT"), SQLITE_OK);
     int rc;
-    CHECK_EQ_INT(q_int(b, "SELECT count(*) FROM person WHERE name = 'Siti Nurhaliza Binti "
-                          "Zulkarnain' AND nik LIKE '3273%'",
+    CHECK_EQ_INT(q_int(b,
+                       "SELECT count(*) FROM person WHERE name = 'Siti Nurhaliza Binti "
+                       "Zulkarnain' AND nik LIKE '3273%'",
                        &rc),
                  200);
     CHECK(file_size(wal) > 32);
@@ -662,10 +682,9 @@ static void journal_scenario(unsigned slot, const char *mode, bool found[3])
     char *path = pd_test_path(dir, "j.db");
     char *jrnl = sfx(path, "-journal");
     sqlite3 *db = open_store(path, slot, mode);
-    if (!db) {
-        CHECK(!"open");
+    CHECK(db != NULL);
+    if (!db)
         goto out;
-    }
     CHECK_EQ_INT(exec(db, "BEGIN"), SQLITE_OK);
     CHECK_EQ_INT(fill_people(db), SQLITE_OK);
     CHECK_EQ_INT(exec(db, "COMMIT"), SQLITE_OK);
@@ -746,10 +765,8 @@ static void tampered_database_pages_are_refused(void)
         const char *what;
         long off;
     } flips[] = {
-        {"page 3, content", 2 * PAGE + 1000},
-        {"page 5, nonce", 5 * PAGE - 30},
-        {"page 6, tag", 6 * PAGE - 1},
-        {"page 1, beyond byte 24", 60},
+        {"page 3, content", 2 * PAGE + 1000}, {"page 5, nonce", 5 * PAGE - 30},
+        {"page 6, tag", 6 * PAGE - 1},        {"page 1, beyond byte 24", 60},
         {"page 1, clear header byte 21", 21},
     };
     for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
@@ -849,8 +866,8 @@ static void hot_journal_rolls_back_and_tampered_journal_is_refused(void)
     uint8_t *jb = pd_test_read_file(jrnl, &nj);
     NEED(dbb && jb && nj > 2 * PAGE);
     uint32_t nrec = be32(jb + 8), sector = be32(jb + 20);
-    CHECK(nrec > 0);                                       /* synced records: a hot journal */
-    CHECK(nd != n0 || memcmp(dbb, committed, nd) != 0);    /* the database was written */
+    CHECK(nrec > 0);                                    /* synced records: a hot journal */
+    CHECK(nd != n0 || memcmp(dbb, committed, nd) != 0); /* the database was written */
     CHECK(!holds_plaintext(jrnl));
 
     /* the hot journal rolls back through the shim: the committed rows, intact */
@@ -1105,18 +1122,18 @@ static void temp_files_never_reach_the_disk(void)
     /* with temp_store=MEMORY: a big sort with a tiny cache, an index build, a temp table,
      * statement journals far beyond the spill size, VACUUM — no temp file requested */
     CHECK_EQ_INT(exec(db, "PRAGMA cache_size=10"), SQLITE_OK);
-    CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM (SELECT payload FROM t ORDER BY payload DESC)",
-                       &rc),
-                 20000);
+    CHECK_EQ_INT(
+        q_int(db, "SELECT count(*) FROM (SELECT payload FROM t ORDER BY payload DESC)", &rc),
+        20000);
     CHECK_EQ_INT(q_int(db, "SELECT count(DISTINCT substr(payload, 150)) FROM t", &rc), 20000);
     CHECK_EQ_INT(exec(db, "CREATE INDEX t_payload ON t(payload)"), SQLITE_OK);
     CHECK_EQ_INT(exec(db, "CREATE TEMP TABLE scratch AS SELECT * FROM t"), SQLITE_OK);
     CHECK_EQ_INT(exec(db, "CREATE TABLE u(a INTEGER PRIMARY KEY, b TEXT CHECK (b <> 'stop'))"),
                  SQLITE_OK);
     CHECK_EQ_INT(exec(db, "BEGIN; INSERT INTO u SELECT id, payload FROM t"), SQLITE_OK);
-    CHECK_EQ_INT(exec_q(db, "UPDATE u SET b = CASE WHEN a = 20000 THEN 'stop' ELSE b || 'x' END",
-                        true),
-                 SQLITE_CONSTRAINT_CHECK);
+    CHECK_EQ_INT(
+        exec_q(db, "UPDATE u SET b = CASE WHEN a = 20000 THEN 'stop' ELSE b || 'x' END", true),
+        SQLITE_CONSTRAINT_CHECK);
     CHECK_EQ_INT(exec(db, "COMMIT"), SQLITE_OK);
     CHECK_EQ_INT(q_int(db, "SELECT count(*) FROM u WHERE b NOT LIKE '%x'", &rc), 20000);
     CHECK_EQ_INT(exec(db, "PRAGMA journal_mode=DELETE; VACUUM"), SQLITE_OK);
@@ -1178,7 +1195,7 @@ int main(void)
     sqlite3_config(SQLITE_CONFIG_LOG, log_cb, NULL);
     REQUIRE(sodium_init() >= 0);
     REQUIRE(pd_cryptvfs_register() == SQLITE_OK);
-    REQUIRE(pd_cryptvfs_register() == SQLITE_OK); /* idempotent */
+    REQUIRE(pd_cryptvfs_register() == SQLITE_OK);                          /* idempotent */
     REQUIRE(sqlite3_vfs_find(NULL) != sqlite3_vfs_find(PD_CRYPTVFS_NAME)); /* not the default */
     RUN(file_layer_seals_into_scratch_and_zeroes_reserve);
     RUN(key_registry_gives_distinct_slots_and_forgets);

@@ -14,11 +14,35 @@
 int cmd_version(cli *c, int argc, char **argv);
 int cmd_init(cli *c, int argc, char **argv);
 int cmd_pin(cli *c, int argc, char **argv);
+int cmd_find(cli *c, int argc, char **argv);
+int cmd_household(cli *c, int argc, char **argv);
+int cmd_member(cli *c, int argc, char **argv);
+int cmd_visit(cli *c, int argc, char **argv);
+int cmd_photo(cli *c, int argc, char **argv);
+int cmd_ops(cli *c, int argc, char **argv);
+int cmd_prelist(cli *c, int argc, char **argv);
+int cmd_seal(cli *c, int argc, char **argv);
+int cmd_outbox(cli *c, int argc, char **argv);
+int cmd_review(cli *c, int argc, char **argv);
+int cmd_enroll(cli *c, int argc, char **argv);
+int cmd_sync(cli *c, int argc, char **argv);
 
 static const cli_command commands[] = {
     {"version", "print the version", cmd_version},
     {"init", "create the encrypted store on this device", cmd_init},
     {"pin", "change the PIN, or recover the store with the recovery key", cmd_pin},
+    {"find", "find households by name, NIK, KK, address, desa, status or nearness", cmd_find},
+    {"household", "show, correct or propose a household", cmd_household},
+    {"member", "correct, add or end a member of a household", cmd_member},
+    {"visit", "record a visit: outcome, GPS fix, member outcomes", cmd_visit},
+    {"photo", "attach a photo (JPEG) to a household", cmd_photo},
+    {"ops", "list the op log (every change, field by field)", cmd_ops},
+    {"prelist", "generate, import, show or split prelist packages; list areas", cmd_prelist},
+    {"seal", "seal pending changes into the next signed batch", cmd_seal},
+    {"outbox", "this device's batches; batch files to and from the supervisor", cmd_outbox},
+    {"review", "supervisor: list, read, map, approve or return batches", cmd_review},
+    {"enroll", "enrol this device with the server (one-time code, pinned key)", cmd_enroll},
+    {"sync", "upload batches and photos, get receipts, pull the prelist and changes", cmd_sync},
 };
 
 static void print_help(FILE *f)
