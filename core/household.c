@@ -455,22 +455,22 @@ static int check_new_member(const pd_member_new *m, bool need_reason, pd_warning
     if (rc != PD_OK)
         return rc;
     if (m->sex && (rc = pd_validate_code("sex", m->sex, err)) != PD_OK)
-        return pd_error_set(err, rc, "member.%s", err->msg);
+        return pd_error_prefix(err, "member.");
     if (m->birth_date && (rc = pd_validate_date("member.birth_date", m->birth_date, now, err)))
         return rc;
     if (m->nik && (rc = pd_validate_nik(m->nik, m->sex, m->birth_date, w, err)) != PD_OK)
-        return pd_error_set(err, rc, "member.%s", err->msg);
+        return pd_error_prefix(err, "member.");
     if (m->kk && (rc = pd_validate_kk(m->kk, now, err)) != PD_OK)
-        return pd_error_set(err, rc, "member.%s", err->msg);
+        return pd_error_prefix(err, "member.");
     if (m->birth_place &&
         (rc = pd_validate_text("member.birth_place", m->birth_place, PD_PLACE_MAX, 0, err)))
         return rc;
     if (!m->relationship)
         return pd_error_set(err, PD_ERR_INVALID, "member.relationship: missing (1 head .. 9 other)");
     if ((rc = pd_validate_code("relationship", m->relationship, err)) != PD_OK)
-        return pd_error_set(err, rc, "member.%s", err->msg);
+        return pd_error_prefix(err, "member.");
     if (m->marital && (rc = pd_validate_code("marital", m->marital, err)) != PD_OK)
-        return pd_error_set(err, rc, "member.%s", err->msg);
+        return pd_error_prefix(err, "member.");
     if (need_reason) {
         if (!m->reason || (strcmp(m->reason, "born") && strcmp(m->reason, "joined")))
             return pd_error_set(err, PD_ERR_INVALID, "member.reason: must be born or joined");
@@ -701,7 +701,7 @@ int pd_household_propose(pd_store *store, const pd_household_new *h, char id_out
     if (rc == PD_OK && h->address)
         rc = pd_validate_text("household.address", h->address, PD_ADDRESS_MAX, 0, &err);
     if (rc == PD_OK && h->kk && (rc = pd_validate_kk(h->kk, pd_now_ms(), &err)) != PD_OK)
-        pd_error_set(&err, rc, "household.%s", err.msg);
+        pd_error_prefix(&err, "household.");
     if (rc == PD_OK && (isnan(h->lat) != isnan(h->lon)))
         rc = pd_error_set(&err, PD_ERR_INVALID, "household: give both lat and lon, or neither");
     if (rc == PD_OK && !isnan(h->lat) &&

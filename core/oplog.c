@@ -251,9 +251,26 @@ static int apply_set(sqlite3 *db, const pd_record *r, const pd_op *op, bool end,
     return PD_OK;
 }
 
-/* Parse the JSON object of a create/visit/photo op, check every field and bind it to the
- * record's INSERT. The key is bound from `key`; LOCAL fields get their defaults; BYTES from
- * bytes/len. Object members that are not fields, or fields that are missing, are refused. */
+/* Every member of a create/visit/photo object must be a field of the record, once. */
+static int check_keys(const pd_record *r, const cJSON *obj, pd_error *err)
+{
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        const pd_field *f = pd_record_field(r, it->string);
+        if (!f || (f->flags & (PD_F_KEY | PD_F_LOCAL | PD_F_BYTES)))
+            return pd_error_set(err, PD_ERR_INVALID, "%s: '%.40s' is not a field of a new %s",
+                                r->entity, it->string ? it->string : "", r->entity);
+        /* cJSON keeps duplicate keys; a record names each field once. */
+        for (const cJSON *o = obj->child; o != it; o = o->next)
+            if (!strcmp(o->string, it->string))
+                return pd_error_set(err, PD_ERR_INVALID, "%s.%s: given twice", r->entity,
+                                    it->string);
+    }
+    return PD_OK;
+}
+
+/* Check every field of a create/visit/photo op's object (parse_object already refused members
+ * that are not fields) and bind it to the record's INSERT. The key is bound from `key`; LOCAL
+ * fields get their defaults; BYTES from bytes/len. A missing field is refused. */
 static int insert_record(sqlite3 *db, const pd_record *r, const pd_value *key, const cJSON *obj,
                          const uint8_t *bytes, size_t len, pd_error *err)
 {
@@ -262,21 +279,6 @@ static int insert_record(sqlite3 *db, const pd_record *r, const pd_value *key, c
     int rc = sqlite3_prepare_v2(db, r->insert_sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return sql_fail(err, db, rc, r->insert_sql);
-    for (const cJSON *it = obj->child; it; it = it->next) {
-        const pd_field *f = pd_record_field(r, it->string);
-        if (!f || (f->flags & (PD_F_KEY | PD_F_LOCAL | PD_F_BYTES))) {
-            code = pd_error_set(err, PD_ERR_INVALID, "%s: '%.40s' is not a field of a new %s",
-                                r->entity, it->string ? it->string : "", r->entity);
-            goto out;
-        }
-        /* cJSON keeps duplicate keys; a record names each field once. */
-        for (const cJSON *o = obj->child; o != it; o = o->next)
-            if (!strcmp(o->string, it->string)) {
-                code = pd_error_set(err, PD_ERR_INVALID, "%s.%s: given twice", r->entity,
-                                    it->string);
-                goto out;
-            }
-    }
     int64_t now = pd_now_ms();
     for (size_t i = 0; i < r->count; i++) {
         const pd_field *f = &r->fields[i];
@@ -326,7 +328,8 @@ out:
     return code;
 }
 
-static int parse_object(const pd_op *op, cJSON **out, pd_error *err)
+/* The op's new value as a JSON object whose members are all fields of r, each once. */
+static int parse_object(const pd_record *r, const pd_op *op, cJSON **out, pd_error *err)
 {
     *out = NULL;
     const pd_value *v = &op->new_value;
@@ -341,6 +344,11 @@ static int parse_object(const pd_op *op, cJSON **out, pd_error *err)
         cJSON_Delete(obj);
         return pd_error_set(err, PD_ERR_INVALID, "%s %s: new value is not a JSON object",
                             nz(op->kind), nz(op->entity));
+    }
+    int rc = check_keys(r, obj, err);
+    if (rc != PD_OK) {
+        cJSON_Delete(obj);
+        return rc;
     }
     *out = obj;
     return PD_OK;
@@ -387,7 +395,7 @@ static int apply_create(sqlite3 *db, const pd_record *r, const pd_op *op, pd_err
     if (rc != PD_OK)
         return rc;
     cJSON *obj = NULL;
-    if ((rc = parse_object(op, &obj, err)) != PD_OK)
+    if ((rc = parse_object(r, op, &obj, err)) != PD_OK)
         return rc;
     pd_value k = pd_text_value(key);
     bool household = !strcmp(r->entity, "household");
@@ -426,7 +434,7 @@ static int apply_visit(sqlite3 *db, const pd_record *r, const pd_op *op, pd_erro
     if (rc != PD_OK)
         return rc;
     cJSON *obj = NULL;
-    if ((rc = parse_object(op, &obj, err)) != PD_OK)
+    if ((rc = parse_object(r, op, &obj, err)) != PD_OK)
         return rc;
     pd_value k = pd_text_value(key);
     const char *hh = json_text(obj, "household_id");
@@ -459,7 +467,7 @@ static int apply_photo(sqlite3 *db, const pd_record *r, const pd_op *op, pd_phot
         sodium_hex2bin(hash, sizeof hash, op->target, tlen, NULL, NULL, NULL) != 0)
         return pd_error_set(err, PD_ERR_INVALID, "photo: target must be the 64-hex-digit hash");
     cJSON *obj = NULL;
-    int rc = parse_object(op, &obj, err);
+    int rc = parse_object(r, op, &obj, err);
     if (rc != PD_OK)
         return rc;
     const uint8_t *bytes = NULL;

@@ -77,7 +77,7 @@ static const char detail_sql[] =
 /* ---- the query ---------------------------------------------------------------------------- */
 
 #define FIND_TEXT_MAX 200
-#define FIND_WORDS_MAX 8
+#define FIND_WORDS_MAX 16
 #define FIND_WORD_MAX 64
 #define FIND_CANDIDATES_MAX 2000000
 

@@ -73,6 +73,17 @@ void pd_warnings_join(const pd_warnings *w, char *buf, size_t cap)
     }
 }
 
+int pd_error_prefix(pd_error *err, const char *prefix)
+{
+    if (!err)
+        return PD_OK;
+    char old[PD_ERRMSG_MAX];
+    memcpy(old, err->msg, sizeof old);
+    old[sizeof old - 1] = '\0';
+    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    return err->code;
+}
+
 int64_t pd_now_ms(void)
 {
     struct timespec ts;

@@ -28,6 +28,9 @@ void pd_warn_add(pd_warnings *w, const char *code, const char *fmt, ...) PD_PRIN
 /* The codes of w joined by commas, each once, into buf (always NUL-terminated). */
 void pd_warnings_join(const pd_warnings *w, char *buf, size_t cap);
 
+/* Put prefix before err's message (no-op for NULL); returns err->code. */
+int pd_error_prefix(pd_error *err, const char *prefix);
+
 /* Wall clock, unix milliseconds. */
 int64_t pd_now_ms(void);
 

@@ -47,9 +47,11 @@ static int check_input(const pd_visit_in *v, int64_t now, pd_warnings *w, pd_err
         const pd_member_outcome *m = &v->members[i];
         if (!m->member_id || !*m->member_id)
             return pd_error_set(err, PD_ERR_INVALID, "visit.members[%zu]: member id missing", i);
-        if ((rc = pd_validate_member_outcome(m->outcome, err)) != PD_OK)
-            return pd_error_set(err, rc, "visit.members[%zu] (%.40s): %s", i, m->member_id,
-                                err->msg);
+        if ((rc = pd_validate_member_outcome(m->outcome, err)) != PD_OK) {
+            char prefix[128];
+            snprintf(prefix, sizeof prefix, "visit.members[%zu] (%.40s): ", i, m->member_id);
+            return pd_error_prefix(err, prefix);
+        }
         if (!strcmp(m->outcome, "new"))
             return pd_error_set(err, PD_ERR_INVALID,
                                 "visit.members[%zu]: 'new' is given by adding the member", i);

@@ -41,10 +41,14 @@ static bool same_value(const pd_value *a, const pd_value *b)
     if (a->type != b->type)
         return false;
     switch (a->type) {
-    case PD_VAL_NULL: return true;
-    case PD_VAL_INT: return a->i == b->i;
-    case PD_VAL_REAL: return memcmp(&a->r, &b->r, sizeof a->r) == 0;
-    default: return a->len == b->len && (!a->len || !memcmp(a->p, b->p, a->len));
+    case PD_VAL_NULL:
+        return true;
+    case PD_VAL_INT:
+        return a->i == b->i;
+    case PD_VAL_REAL:
+        return memcmp(&a->r, &b->r, sizeof a->r) == 0;
+    default:
+        return a->len == b->len && (!a->len || !memcmp(a->p, b->p, a->len));
     }
 }
 

@@ -17,6 +17,12 @@
  *
  * household_geo follows the household's lat/lon, except where a visit already has a fix (that
  * fix wins, as in core/oplog.c).
+ *
+ * Speed: new households and members are first staged in TEMP tables (in memory) and moved into
+ * the real tables AT_ONCE households at a time by one INSERT … SELECT each. Row by row, every
+ * insert would fire the search-index trigger inside its own statement savepoint, and FTS5
+ * flushes its pending terms at every savepoint: a segment per row and endless merging (about ten
+ * times slower). Staging keeps memory bounded (AT_ONCE households with their members).
  */
 #include "prelist_internal.h"
 #include "store_internal.h"
@@ -28,19 +34,60 @@
 #include <time.h>
 
 /* Column i of each SELECT is field i of the record (record.c's table order) for i ≥ 1; column 0
- * is the row's rowid. INSERT and UPDATE bind field i to parameter i + 1. */
+ * is the row's rowid. The staging INSERTs and the UPDATEs bind field i to parameter i + 1. */
 static const char hh_select[] =
     "SELECT hh_rowid, rev, prov, kab, kec, desa, sls, address, head_name, kk, member_count, "
     "tenure, floor_area, floor_material, wall_material, roof_material, rooms, water_source, "
     "lighting, power_va, cooking_fuel, toilet, asset_flags, cattle, goats, pigs, poultry, land_m2, "
     "desil, percentile, lat, lon FROM household WHERE id = ?1";
-static const char hh_insert[] =
+/* staging: the same columns in temp tables, moved over in batches */
+#define AT_ONCE 1000
+static const char stage_create_sql[] =
+    "CREATE TEMP TABLE IF NOT EXISTS pd_import_household AS SELECT id, rev, prov, kab, kec, desa, "
+    "sls, address, head_name, kk, member_count, tenure, floor_area, floor_material, "
+    "wall_material, roof_material, rooms, water_source, lighting, power_va, cooking_fuel, toilet, "
+    "asset_flags, cattle, goats, pigs, poultry, land_m2, desil, percentile, lat, lon FROM household "
+    "WHERE 0;"
+    "CREATE TEMP TABLE IF NOT EXISTS pd_import_member AS SELECT id, household_id, rev, member_no, "
+    "name, nik, kk, sex, birth_place, birth_date, relationship, marital, disability, "
+    "chronic_illness, schooling, work, programmes FROM member WHERE 0;"
+    "DELETE FROM temp.pd_import_household; DELETE FROM temp.pd_import_member;";
+static const char stage_drop_sql[] =
+    "DROP TABLE IF EXISTS temp.pd_import_household; DROP TABLE IF EXISTS temp.pd_import_member;";
+static const char hh_stage[] =
+    "INSERT INTO temp.pd_import_household (id, rev, prov, kab, kec, desa, sls, address, "
+    "head_name, kk, member_count, tenure, floor_area, floor_material, wall_material, "
+    "roof_material, rooms, water_source, lighting, power_va, cooking_fuel, toilet, asset_flags, "
+    "cattle, goats, pigs, poultry, land_m2, desil, percentile, lat, lon) VALUES (?1, ?2, ?3, ?4, "
+    "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
+    "?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)";
+static const char hh_flush[] =
     "INSERT INTO household (id, rev, prov, kab, kec, desa, sls, address, head_name, kk, "
     "member_count, tenure, floor_area, floor_material, wall_material, roof_material, rooms, "
     "water_source, lighting, power_va, cooking_fuel, toilet, asset_flags, cattle, goats, pigs, "
-    "poultry, land_m2, desil, percentile, lat, lon, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-    "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, "
-    "?27, ?28, ?29, ?30, ?31, ?32, 'prelist')";
+    "poultry, land_m2, desil, percentile, lat, lon, source) SELECT id, rev, prov, kab, kec, desa, "
+    "sls, address, head_name, kk, member_count, tenure, floor_area, floor_material, "
+    "wall_material, roof_material, rooms, water_source, lighting, power_va, cooking_fuel, toilet, "
+    "asset_flags, cattle, goats, pigs, poultry, land_m2, desil, percentile, lat, lon, 'prelist' "
+    "FROM temp.pd_import_household ORDER BY rowid";
+static const char geo_flush[] =
+    "INSERT INTO household_geo (hh_rowid, min_lat, max_lat, min_lon, max_lon) SELECT h.hh_rowid, "
+    "s.lat, s.lat, s.lon, s.lon FROM temp.pd_import_household s JOIN household h ON h.id = s.id "
+    "WHERE s.lat IS NOT NULL AND s.lon IS NOT NULL ORDER BY s.rowid";
+static const char m_stage[] =
+    "INSERT INTO temp.pd_import_member (id, household_id, rev, member_no, name, nik, kk, sex, "
+    "birth_place, birth_date, relationship, marital, disability, chronic_illness, schooling, "
+    "work, programmes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+    "?16, ?17)";
+static const char m_flush[] =
+    "INSERT INTO member (id, household_id, rev, member_no, name, nik, kk, sex, birth_place, "
+    "birth_date, relationship, marital, disability, chronic_illness, schooling, work, "
+    "programmes) SELECT id, household_id, rev, member_no, name, nik, kk, sex, birth_place, "
+    "birth_date, relationship, marital, disability, chronic_illness, schooling, work, "
+    "programmes FROM temp.pd_import_member ORDER BY rowid";
+static const char stage_clear_hh[] = "DELETE FROM temp.pd_import_household";
+static const char stage_clear_m[] = "DELETE FROM temp.pd_import_member";
+
 static const char hh_update[] =
     "UPDATE household SET rev = ?2, prov = ?3, kab = ?4, kec = ?5, desa = ?6, sls = ?7, "
     "address = ?8, head_name = ?9, kk = ?10, member_count = ?11, tenure = ?12, floor_area = ?13, "
@@ -57,11 +104,6 @@ static const char m_select[] =
     "SELECT rowid, household_id, rev, member_no, name, nik, kk, sex, birth_place, birth_date, "
     "relationship, marital, disability, chronic_illness, schooling, work, programmes FROM member "
     "WHERE id = ?1";
-static const char m_insert[] =
-    "INSERT INTO member (id, household_id, rev, member_no, name, nik, kk, sex, birth_place, "
-    "birth_date, relationship, marital, disability, chronic_illness, schooling, work, "
-    "programmes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
-    "?17)";
 static const char m_update[] =
     "UPDATE member SET household_id = ?2, rev = ?3, member_no = ?4, name = ?5, nik = ?6, kk = ?7, "
     "sex = ?8, birth_place = ?9, birth_date = ?10, relationship = ?11, marital = ?12, "
@@ -95,12 +137,14 @@ static const char pin_sql[] =
     "'prelist issuer (pinned at first import)', ?2)";
 
 enum {
-    S_HH_SEL, S_HH_INS, S_HH_UPD, S_M_SEL, S_M_INS, S_M_UPD, S_PENDING, S_DIFF, S_FIX, S_GEO_DEL,
-    S_GEO_INS, S_SHAPE, S__COUNT
+    S_HH_SEL, S_HH_STAGE, S_HH_UPD, S_M_SEL, S_M_STAGE, S_M_UPD, S_PENDING, S_DIFF, S_FIX,
+    S_GEO_DEL, S_GEO_INS, S_SHAPE, S_HH_FLUSH, S_GEO_FLUSH, S_M_FLUSH, S_CLEAR_HH, S_CLEAR_M,
+    S__COUNT
 };
 static const char *const stmt_sql[S__COUNT] = {
-    hh_select, hh_insert, hh_update, m_select, m_insert, m_update, pending_sql,
-    diff_sql,  fix_sql,   geo_del_sql, geo_ins_sql, shape_sql,
+    hh_select,   hh_stage,  hh_update, m_select,    m_stage,        m_update,
+    pending_sql, diff_sql,  fix_sql,   geo_del_sql, geo_ins_sql,    shape_sql,
+    hh_flush,    geo_flush, m_flush,   stage_clear_hh, stage_clear_m,
 };
 
 typedef struct ctx {
@@ -110,6 +154,7 @@ typedef struct ctx {
     pd_prelist_import_stats *stats;
     char source[PD_PRELIST_AREA_ID_MAX + 16];
     int64_t now;
+    unsigned staged; /* households waiting in the staging table */
     bool have_box;
     double min_lat, min_lon, max_lat, max_lon;
 } ctx;
@@ -262,25 +307,21 @@ static int update_fields(ctx *c, pd_rec_kind kind, const char *entity, const voi
     return PD_OK;
 }
 
-/* household_geo: the household's point, unless a visit of it has a fix. */
-static int set_geo(ctx *c, int64_t rowid, const char *id, double lat, double lon, bool check_fix,
-                   pd_error *err)
+/* household_geo of a household that moved: its new point, unless a visit of it has a fix. */
+static int move_geo(ctx *c, int64_t rowid, const char *id, double lat, double lon, pd_error *err)
 {
-    int rc;
-    if (check_fix) {
-        sqlite3_stmt *fx = c->st[S_FIX];
-        sqlite3_bind_text(fx, 1, id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(fx);
-        sqlite3_reset(fx);
-        sqlite3_clear_bindings(fx);
-        if (rc == SQLITE_ROW)
-            return PD_OK;
-        if (rc != SQLITE_DONE)
-            return sql_error(c, rc, "reading visit fixes", err);
-        sqlite3_bind_int64(c->st[S_GEO_DEL], 1, rowid);
-        if ((rc = step_done(c->st[S_GEO_DEL])) != SQLITE_OK)
-            return sql_error(c, rc, "household_geo", err);
-    }
+    sqlite3_stmt *fx = c->st[S_FIX];
+    sqlite3_bind_text(fx, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(fx);
+    sqlite3_reset(fx);
+    sqlite3_clear_bindings(fx);
+    if (rc == SQLITE_ROW)
+        return PD_OK;
+    if (rc != SQLITE_DONE)
+        return sql_error(c, rc, "reading visit fixes", err);
+    sqlite3_bind_int64(c->st[S_GEO_DEL], 1, rowid);
+    if ((rc = step_done(c->st[S_GEO_DEL])) != SQLITE_OK)
+        return sql_error(c, rc, "household_geo", err);
     if (lat != lat) /* NAN: no point */
         return PD_OK;
     sqlite3_stmt *ins = c->st[S_GEO_INS];
@@ -289,6 +330,27 @@ static int set_geo(ctx *c, int64_t rowid, const char *id, double lat, double lon
     sqlite3_bind_double(ins, 3, lon);
     if ((rc = step_done(ins)) != SQLITE_OK)
         return sql_error(c, rc, "household_geo", err);
+    return PD_OK;
+}
+
+/* Move the staged rows into the real tables: households (and their geo rows) first, so that
+ * their members find them. */
+static int flush(ctx *c, pd_error *err)
+{
+    static const struct {
+        int st;
+        const char *what;
+    } steps[] = {{S_HH_FLUSH, "adding households"},
+                 {S_GEO_FLUSH, "indexing household locations"},
+                 {S_M_FLUSH, "adding members"},
+                 {S_CLEAR_HH, "clearing the staging tables"},
+                 {S_CLEAR_M, "clearing the staging tables"}};
+    for (size_t i = 0; i < PD_ARRAY_LEN(steps); i++) {
+        int rc = step_done(c->st[steps[i].st]);
+        if (rc != SQLITE_OK)
+            return sql_error(c, rc, steps[i].what, err);
+    }
+    c->staged = 0;
     return PD_OK;
 }
 
@@ -320,20 +382,25 @@ static int on_household(void *ud, const pd_prelist_household *h, pd_error *err)
             c->max_lon = h->lon;
         c->have_box = true;
     }
+    int code;
+    if (c->staged >= AT_ONCE && (code = flush(c, err)) != PD_OK)
+        return code;
     sqlite3_stmt *sel = c->st[S_HH_SEL];
     sqlite3_bind_text(sel, 1, h->id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(sel), code = PD_OK;
+    int rc = sqlite3_step(sel);
+    code = PD_OK;
     if (rc == SQLITE_DONE) {
         sqlite3_reset(sel);
-        sqlite3_stmt *ins = c->st[S_HH_INS];
+        sqlite3_stmt *ins = c->st[S_HH_STAGE];
         if ((rc = bind_all(ins, PD_REC_HOUSEHOLD, h, HH_NFIELDS)) != SQLITE_OK ||
             (rc = step_done(ins)) != SQLITE_OK) {
             sqlite3_reset(ins);
             sqlite3_clear_bindings(ins);
-            return sql_error(c, rc, "adding a household", err);
+            return sql_error(c, rc, "staging a household", err);
         }
+        c->staged++;
         c->stats->households_added++;
-        return set_geo(c, sqlite3_last_insert_rowid(c->db), h->id, h->lat, h->lon, false, err);
+        return PD_OK;
     }
     if (rc != SQLITE_ROW) {
         sqlite3_reset(sel);
@@ -349,7 +416,7 @@ static int on_household(void *ud, const pd_prelist_household *h, pd_error *err)
         if (code == PD_OK) {
             c->stats->households_updated++;
             if (moved)
-                code = set_geo(c, rowid, h->id, h->lat, h->lon, true, err);
+                code = move_geo(c, rowid, h->id, h->lat, h->lon, err);
         }
     }
     sqlite3_reset(sel);
@@ -365,12 +432,12 @@ static int on_member(void *ud, const pd_prelist_member *m, pd_error *err)
     int rc = sqlite3_step(sel), code = PD_OK;
     if (rc == SQLITE_DONE) {
         sqlite3_reset(sel);
-        sqlite3_stmt *ins = c->st[S_M_INS];
+        sqlite3_stmt *ins = c->st[S_M_STAGE];
         if ((rc = bind_all(ins, PD_REC_MEMBER, m, M_NFIELDS)) != SQLITE_OK ||
             (rc = step_done(ins)) != SQLITE_OK) {
             sqlite3_reset(ins);
             sqlite3_clear_bindings(ins);
-            return sql_error(c, rc, "adding a member", err);
+            return sql_error(c, rc, "staging a member", err);
         }
         c->stats->members_added++;
         return PD_OK;
@@ -536,7 +603,7 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
     pd_error err = {0};
     pd_prelist_reader *r = NULL;
     ctx c = {.store = store, .db = pd_store_sqlite(store), .stats = stats, .now = now_ms()};
-    bool in_tx = false;
+    bool in_tx = false, staging = false;
     code = pd_prelist_reader_open(&r, path, key, &err);
     if (code != PD_OK)
         goto out;
@@ -566,6 +633,12 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
                             path, info->area, (long long)old_issued, (long long)info->issued_at);
         goto out;
     }
+    staging = true;
+    int xrc = sqlite3_exec(c.db, stage_create_sql, NULL, NULL, NULL);
+    if (xrc != SQLITE_OK) {
+        code = sql_error(&c, xrc, "making the staging tables", &err);
+        goto out;
+    }
     for (int i = 0; i < S__COUNT; i++) {
         int rc = sqlite3_prepare_v3(c.db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c.st[i],
                                     NULL);
@@ -583,6 +656,8 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
     }
     pd_prelist_handler h = {on_shape, on_household, on_member, &c};
     code = pd_prelist_reader_run(r, &h, &err);
+    if (code == PD_OK)
+        code = flush(&c, &err);
     if (code == PD_OK)
         code = finish_package(&c, info, !have_pin, &err);
     if (code == PD_OK) {
@@ -603,6 +678,8 @@ out_store:
         sqlite3_finalize(c.st[i]);
     if (in_tx)
         pd_store_rollback(store);
+    if (staging) /* temp tables live in memory, not in the store: dropped whatever happened */
+        sqlite3_exec(c.db, stage_drop_sql, NULL, NULL, NULL);
     pd_prelist_reader_free(r);
     if (code != PD_OK) {
         bool already = stats->already;

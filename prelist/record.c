@@ -14,6 +14,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,6 +296,31 @@ static bool digits16(const char *s)
     return s[16] == '\0';
 }
 
+/* The code tables of codes.h, looked up once per field (pd_codes_of compares names). */
+static struct {
+    const pd_code *codes;
+    size_t n;
+} code_cache[3][64];
+static pthread_once_t code_once = PTHREAD_ONCE_INIT;
+
+static void code_cache_fill(void)
+{
+    for (size_t k = 0; k < PD_ARRAY_LEN(kinds); k++)
+        for (size_t i = 0; i < kinds[k].nfields && i < 64; i++)
+            if (kinds[k].fields[i].check == FC_CODE)
+                code_cache[k][i].codes = pd_codes_of(kinds[k].fields[i].name, &code_cache[k][i].n);
+}
+
+static bool code_ok(const kind_desc *k, const field *f, int64_t v)
+{
+    pthread_once(&code_once, code_cache_fill);
+    size_t ki = (size_t)(k - kinds), fi = (size_t)(f - k->fields);
+    for (size_t i = 0; i < code_cache[ki][fi].n; i++)
+        if (code_cache[ki][fi].codes[i].value == v)
+            return true;
+    return false;
+}
+
 /* Check one field's value (present) against its table entry. */
 static int field_check(const kind_desc *k, const char *who, const void *rec, const field *f,
                        pd_error *err)
@@ -371,7 +397,7 @@ static int field_check(const kind_desc *k, const char *who, const void *rec, con
     int64_t v = *int_at(rec, f);
     switch (f->check) {
     case FC_CODE:
-        if (!pd_code_valid(f->name, v))
+        if (!code_ok(k, f, v))
             return pd_error_set(err, PD_ERR_INVALID, "%s %s: %s %" PRId64 " is not a known code",
                                 k->noun, who, f->name, v);
         return PD_OK;
@@ -597,13 +623,16 @@ int pd_rec_decode(pd_rec *r, const char *line, size_t len, pd_error *err)
     void *rec = &r->u;
     init_nulls(k, rec);
     uint64_t seen = 0;
+    size_t next = 0; /* keys usually come in table order: try the next one first */
     for (const cJSON *c = type->next; c; c = c->next) {
         size_t fi = k->nfields;
-        for (size_t i = 0; i < k->nfields; i++)
+        for (size_t tries = 0; tries < k->nfields; tries++) {
+            size_t i = (next + tries) % k->nfields;
             if (!strcmp(c->string, k->fields[i].name)) {
                 fi = i;
                 break;
             }
+        }
         if (fi == k->nfields) {
             rc = pd_error_set(err, PD_ERR_INVALID, "%s: unknown key \"%.40s\"", k->noun,
                               c->string);
@@ -616,6 +645,7 @@ int pd_rec_decode(pd_rec *r, const char *line, size_t len, pd_error *err)
             goto fail;
         }
         seen |= UINT64_C(1) << fi;
+        next = fi + 1;
         if (cJSON_IsNull(c))
             continue;
         if (f->type == FT_TEXT) {

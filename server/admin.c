@@ -67,8 +67,10 @@ int pd_server_init(const char *db_url, pd_error *err)
         goto out;
     }
     if (access(keyfile, F_OK) == 0) {
-        rc = pd_error_set(err, PD_ERR_EXISTS, "%s: a server is already set up here (keys "
-                          "exist; they are never overwritten)", keyfile);
+        rc = pd_error_set(err, PD_ERR_EXISTS,
+                          "%s: a server is already set up here (keys "
+                          "exist; they are never overwritten)",
+                          keyfile);
         goto out;
     }
     rc = pd_storage_open(&st, db_url, err);
@@ -110,7 +112,7 @@ int pd_server_open(pd_server **out, const char *db_url, const char *data_dir, pd
     int rc = PD_OK;
     char *keyfile = NULL;
     srv->db_url = strdup(db_url);
-    srv->data_dir = data_dir ? strdup(data_dir) : concat(path, ".d");
+    srv->data_dir = data_dir ? strdup(data_dir) : path ? concat(path, ".d") : NULL;
     keyfile = path ? concat(path, ".key") : concat(data_dir, "/server.key");
     if (!srv->db_url || !srv->data_dir || !keyfile) {
         rc = pd_error_set(err, PD_ERR_NOMEM, "out of memory");
@@ -118,8 +120,8 @@ int pd_server_open(pd_server **out, const char *db_url, const char *data_dir, pd
     }
     if (path && access(keyfile, F_OK) != 0) {
         rc = pd_error_set(err, PD_ERR_NOTFOUND,
-                          "%s: no server here (no key file %s); run `pendata-server init`",
-                          path, keyfile);
+                          "%s: no server here (no key file %s); run `pendata-server init`", path,
+                          keyfile);
         goto fail;
     }
     rc = srv_keys_load(&srv->keys, keyfile, err);
@@ -191,8 +193,11 @@ out:
 
 static int audit(pd_server *srv, const char *action, const char *entity, const char *target)
 {
-    pd_srv_audit a = {.at = srv_now_ms(), .action = action, .actor = "operator",
-                      .entity = entity, .target = target};
+    pd_srv_audit a = {.at = srv_now_ms(),
+                      .action = action,
+                      .actor = "operator",
+                      .entity = entity,
+                      .target = target};
     int rc = srv->st->ops->audit_add(srv->st, &a);
     return rc == PD_OK ? PD_OK : srv_fail_storage(srv);
 }
@@ -227,8 +232,8 @@ static int user_add_body(pd_server *srv, void *ctx)
         if (rc != PD_OK)
             return srv_fail_storage(srv);
         if (strcmp(sup.role, "supervisor") != 0)
-            return srv_fail(srv, PD_ERR_INVALID, "user %s is a %s, not a supervisor",
-                            sup.id, sup.role);
+            return srv_fail(srv, PD_ERR_INVALID, "user %s is a %s, not a supervisor", sup.id,
+                            sup.role);
     }
     pd_srv_user old;
     int rc = st->ops->user_get(st, rec.id, &old);
@@ -412,8 +417,8 @@ static void add_real(pd_srv_field *f, size_t *n, const char *name, double v)
 
 static int load_fail(load_ctx *c, pd_error *err)
 {
-    return pd_error_set(err, c->srv->st->err.code ? c->srv->st->err.code : PD_ERR_INTERNAL,
-                        "%s", pd_storage_errmsg(c->srv->st));
+    return pd_error_set(err, c->srv->st->err.code ? c->srv->st->err.code : PD_ERR_INTERNAL, "%s",
+                        pd_storage_errmsg(c->srv->st));
 }
 
 static int load_shape(void *ud, const pd_prelist_shape *s, pd_error *err)
@@ -539,13 +544,13 @@ static int load_body(pd_server *srv, void *ctx)
 {
     load_job *j = ctx;
     load_ctx c = {.srv = srv, .stats = j->stats};
-    pd_prelist_handler h = {.shape = load_shape, .household = load_household,
-                            .member = load_member, .ud = &c};
+    pd_prelist_handler h = {
+        .shape = load_shape, .household = load_household, .member = load_member, .ud = &c};
     pd_error e = {0};
     int rc;
     if (j->path) {
-        rc = pd_prelist_read(j->path, j->issuer_pk ? j->issuer_pk : srv->keys.sign_pk, &h, NULL,
-                             &e);
+        rc =
+            pd_prelist_read(j->path, j->issuer_pk ? j->issuer_pk : srv->keys.sign_pk, &h, NULL, &e);
     } else {
         pd_prelist_gen_options o = {.seed = j->seed, .households = j->households};
         rc = pd_prelist_generate(j->area, &o, &h, &e);

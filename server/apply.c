@@ -43,7 +43,8 @@
 
 static const uint8_t zero_hash[PD_HASH_BYTES];
 
-/* ---- receipts ---------------------------------------------------------------------------------- */
+/* ---- receipts ----------------------------------------------------------------------------------
+ */
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -126,7 +127,8 @@ const char *srv_receipt_status_name(srv_receipt_status s)
     return "?";
 }
 
-/* ---- small helpers ----------------------------------------------------------------------------- */
+/* ---- small helpers -----------------------------------------------------------------------------
+ */
 
 static bool value_equal(const pd_value *a, const pd_value *b)
 {
@@ -192,7 +194,8 @@ static bool is_placeholder_nik(const char *nik)
     return strlen(nik) == 16 && !strncmp(nik, "99999999999999", 14);
 }
 
-/* ---- applying one batch ------------------------------------------------------------------------- */
+/* ---- applying one batch -------------------------------------------------------------------------
+ */
 
 typedef struct apply_ctx {
     pd_server *srv;
@@ -208,8 +211,7 @@ typedef struct apply_ctx {
     char double_visit[256];
 } apply_ctx;
 
-static int refuse(apply_ctx *a, int code, const char *error, const char *fmt, ...)
-    PD_PRINTF(4, 5);
+static int refuse(apply_ctx *a, int code, const char *error, const char *fmt, ...) PD_PRINTF(4, 5);
 static int refuse(apply_ctx *a, int code, const char *error, const char *fmt, ...)
 {
     a->error = error;
@@ -260,8 +262,8 @@ static void change_of(apply_ctx *a, const pd_op *op, int64_t rev, pd_srv_change 
 
 static int add_conflict(apply_ctx *a, const pd_op *op, const char *kind, const char *entity,
                         const char *target, const char *field, const char *desa,
-                        const pd_value *base, const pd_value *server_v,
-                        const pd_srv_change *server, const pd_value *device_v)
+                        const pd_value *base, const pd_value *server_v, const pd_srv_change *server,
+                        const pd_value *device_v)
 {
     int64_t rev;
     if (a->st->ops->revision_next(a->st, &rev) != PD_OK)
@@ -276,8 +278,8 @@ static int add_conflict(apply_ctx *a, const pd_op *op, const char *kind, const c
                          .server_value = server_v,
                          .server = server,
                          .device_value = device_v,
-                         .device_id = op->device_id && *op->device_id ? op->device_id
-                                                                      : a->h->device_id,
+                         .device_id =
+                             op->device_id && *op->device_id ? op->device_id : a->h->device_id,
                          .device_author = a->h->author_pk,
                          .device_seq = op->seq,
                          .device_hlc = op->hlc,
@@ -300,9 +302,8 @@ static int check_area(apply_ctx *a, pd_entity e, const char *id, char desa[PD_SR
     if (rc != PD_OK)
         return storage_refuse(a);
     if (!srv_areas_cover(a->author->area, desa))
-        return refuse(a, PD_ERR_DENIED, "denied",
-                      "%s %s lies in %s, outside the author %s's area", pd_entity_name(e), id,
-                      desa, a->author->id);
+        return refuse(a, PD_ERR_DENIED, "denied", "%s %s lies in %s, outside the author %s's area",
+                      pd_entity_name(e), id, desa, a->author->id);
     return PD_OK;
 }
 
@@ -324,8 +325,8 @@ static int nik_cb(void *ctx, const char *member, const char *household, const ch
     return 1;
 }
 
-static int check_nik(apply_ctx *a, const pd_op *op, const char *member_id,
-                     const char *household_id, const char *desa, const pd_value *nik)
+static int check_nik(apply_ctx *a, const pd_op *op, const char *member_id, const char *household_id,
+                     const char *desa, const pd_value *nik)
 {
     char *s = text_dup(nik, 64);
     if (!s || is_placeholder_nik(s)) {
@@ -376,17 +377,15 @@ static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *f
                           (long long)op->seq, op->target);
     }
     pd_storage *st = a->st;
-    int64_t rec_rev;
-    if (st->ops->record_rev(st, e, op->target, &rec_rev) != PD_OK)
+    const char *dev = op->device_id && *op->device_id ? op->device_id : a->h->device_id;
+    bool other_fields;
+    if (st->ops->changed_elsewhere(st, e, op->target, op->base_rev, dev, &other_fields) != PD_OK)
         return storage_refuse(a);
     pd_srv_change last;
     int frc = st->ops->field_change(st, e, op->target, col, &last);
     if (frc != PD_OK && frc != PD_ERR_NOTFOUND)
         return storage_refuse(a);
-    bool changed_since = frc == PD_OK && last.rev > op->base_rev &&
-                         strcmp(last.device_id, op->device_id && *op->device_id
-                                                    ? op->device_id
-                                                    : a->h->device_id) != 0;
+    bool changed_since = frc == PD_OK && last.rev > op->base_rev && strcmp(last.device_id, dev);
     pd_srv_value cur = {0};
     if (st->ops->field_get(st, e, op->target, col, &cur) != PD_OK)
         return storage_refuse(a);
@@ -411,7 +410,6 @@ static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *f
                               pd_storage_errmsg(st));
             return storage_refuse(a);
         }
-        bool other_fields = rec_rev > op->base_rev;
         if (other_fields || changed_since) {
             a->merged++;
             action = "merge";
@@ -440,13 +438,14 @@ static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *f
         return PD_OK;
     }
     a->conflicted++;
-    rc = add_conflict(a, op, "field", pd_entity_name(e), op->target, field, desa,
-                      &op->old_value, &cur.v, frc == PD_OK ? &last : NULL, &op->new_value);
+    rc = add_conflict(a, op, "field", pd_entity_name(e), op->target, field, desa, &op->old_value,
+                      &cur.v, frc == PD_OK ? &last : NULL, &op->new_value);
     pd_srv_value_clear(&cur);
     return rc;
 }
 
-/* ---- records from an op's JSON object ---------------------------------------------------------- */
+/* ---- records from an op's JSON object ----------------------------------------------------------
+ */
 
 typedef struct json_rec {
     pd_srv_field f[48];
@@ -492,13 +491,15 @@ static int json_record(apply_ctx *a, const pd_op *op, pd_entity e, json_rec *r)
                       (long long)op->seq, pd_entity_name(e));
     r->root = cJSON_ParseWithLength((const char *)op->new_value.p, op->new_value.len);
     if (!cJSON_IsObject(r->root))
-        return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: the %s record is not a JSON "
-                      "object", (long long)op->seq, pd_entity_name(e));
+        return refuse(a, PD_ERR_INVALID, "bad_batch",
+                      "op %lld: the %s record is not a JSON "
+                      "object",
+                      (long long)op->seq, pd_entity_name(e));
     size_t ncols;
     const pd_column *cols = pd_entity_columns(e, &ncols);
     r->f[r->n].name = cols[0].name;
-    r->f[r->n].value = (pd_value){.type = PD_VAL_TEXT, .p = (const uint8_t *)op->target,
-                                  .len = strlen(op->target)};
+    r->f[r->n].value = (pd_value){
+        .type = PD_VAL_TEXT, .p = (const uint8_t *)op->target, .len = strlen(op->target)};
     r->n++;
     const cJSON *it;
     cJSON_ArrayForEach(it, r->root)
@@ -596,8 +597,10 @@ static int create_record(apply_ctx *a, const pd_op *op, pd_entity e)
         if ((rc = json_rec_text(a, &r, "desa", desa, sizeof desa)) != PD_OK)
             goto out;
         if (!srv_areas_cover(a->author->area, desa)) {
-            rc = refuse(a, PD_ERR_DENIED, "denied", "new household %s lies in %s, outside the "
-                        "author %s's area", op->target, desa, a->author->id);
+            rc = refuse(a, PD_ERR_DENIED, "denied",
+                        "new household %s lies in %s, outside the "
+                        "author %s's area",
+                        op->target, desa, a->author->id);
             goto out;
         }
     } else {
@@ -670,8 +673,8 @@ static int record_visit(apply_ctx *a, const pd_op *op)
     }
     const char *dev = op->device_id && *op->device_id ? op->device_id : a->h->device_id;
     r.f[r.n].name = "device_id";
-    r.f[r.n++].value = (pd_value){.type = PD_VAL_TEXT, .p = (const uint8_t *)dev,
-                                  .len = strlen(dev)};
+    r.f[r.n++].value =
+        (pd_value){.type = PD_VAL_TEXT, .p = (const uint8_t *)dev, .len = strlen(dev)};
     r.f[r.n].name = "batch_hash";
     r.f[r.n++].value = (pd_value){.type = PD_VAL_BLOB, .p = a->hash, .len = PD_HASH_BYTES};
     if ((rc = insert_record(a, op, PD_ENT_VISIT, &r, &rev)) != PD_OK)
@@ -688,7 +691,8 @@ static int record_visit(apply_ctx *a, const pd_op *op)
     }
     pd_value mine = {.type = PD_VAL_TEXT, .p = (const uint8_t *)outcome, .len = strlen(outcome)};
     if (v.found) {
-        pd_value theirs = {.type = PD_VAL_TEXT, .p = (const uint8_t *)v.other_outcome,
+        pd_value theirs = {.type = PD_VAL_TEXT,
+                           .p = (const uint8_t *)v.other_outcome,
                            .len = strlen(v.other_outcome)};
         pd_srv_change other = {0};
         snprintf(other.device_id, sizeof other.device_id, "%s", v.other_device);
@@ -710,8 +714,10 @@ static int record_photo(apply_ctx *a, const pd_op *op)
 {
     uint8_t h[PD_HASH_BYTES];
     if (!srv_unhex(op->target, h, sizeof h))
-        return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: a photo's target must be its "
-                      "hash in hex", (long long)op->seq);
+        return refuse(a, PD_ERR_INVALID, "bad_batch",
+                      "op %lld: a photo's target must be its "
+                      "hash in hex",
+                      (long long)op->seq);
     json_rec r;
     int rc = json_record(a, op, PD_ENT_PHOTO, &r);
     char hh[256], desa[PD_SRV_CODE_MAX + 1];
@@ -731,8 +737,8 @@ static int record_photo(apply_ctx *a, const pd_op *op)
     }
     const char *dev = op->device_id && *op->device_id ? op->device_id : a->h->device_id;
     r.f[r.n].name = "device_id";
-    r.f[r.n++].value = (pd_value){.type = PD_VAL_TEXT, .p = (const uint8_t *)dev,
-                                  .len = strlen(dev)};
+    r.f[r.n++].value =
+        (pd_value){.type = PD_VAL_TEXT, .p = (const uint8_t *)dev, .len = strlen(dev)};
     r.f[r.n].name = "batch_hash";
     r.f[r.n++].value = (pd_value){.type = PD_VAL_BLOB, .p = a->hash, .len = PD_HASH_BYTES};
     if ((rc = insert_record(a, op, PD_ENT_PHOTO, &r, &rev)) != PD_OK)
@@ -768,11 +774,12 @@ static int apply_op(apply_ctx *a, const pd_op *op)
         return record_visit(a, op);
     if (!strcmp(op->kind, "photo"))
         return record_photo(a, op);
-    return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: unknown kind '%s'",
-                  (long long)op->seq, op->kind);
+    return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: unknown kind '%s'", (long long)op->seq,
+                  op->kind);
 }
 
-/* ---- one batch: who, chain, apply --------------------------------------------------------------- */
+/* ---- one batch: who, chain, apply ---------------------------------------------------------------
+ */
 
 /* What processing one batch gave. */
 typedef struct batch_result {
@@ -834,22 +841,27 @@ static int verify_batch(pd_server *srv, verified *v, const char **error)
         return srv_fail_storage(srv);
     }
     if (strcmp(v->author.role, "enumerator") != 0)
-        return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: its author %s is a %s, not an "
-                        "enumerator", v->h.device_id, (unsigned long long)v->h.seq,
-                        v->author.id, v->author.role);
+        return srv_fail(srv, PD_ERR_DENIED,
+                        "batch %s/%llu: its author %s is a %s, not an "
+                        "enumerator",
+                        v->h.device_id, (unsigned long long)v->h.seq, v->author.id, v->author.role);
     if (strcmp(k.device_id, v->h.device_id) != 0)
-        return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: the author's key was enrolled on "
-                        "device %s", v->h.device_id, (unsigned long long)v->h.seq, k.device_id);
+        return srv_fail(srv, PD_ERR_DENIED,
+                        "batch %s/%llu: the author's key was enrolled on "
+                        "device %s",
+                        v->h.device_id, (unsigned long long)v->h.seq, k.device_id);
     pd_srv_device dev;
     if (st->ops->device_get(st, v->h.device_id, &dev) != PD_OK || dev.revoked_at)
         return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: device %s is revoked or unknown",
                         v->h.device_id, (unsigned long long)v->h.seq, v->h.device_id);
     if (!v->author.supervisor_id[0])
-        return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: author %s has no supervisor to "
-                        "approve it", v->h.device_id, (unsigned long long)v->h.seq,
-                        v->author.id);
+        return srv_fail(srv, PD_ERR_DENIED,
+                        "batch %s/%llu: author %s has no supervisor to "
+                        "approve it",
+                        v->h.device_id, (unsigned long long)v->h.seq, v->author.id);
     if (!v->review)
-        return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: no review record (approve or "
+        return srv_fail(srv, PD_ERR_DENIED,
+                        "batch %s/%llu: no review record (approve or "
                         "return) by the author's supervisor came with it",
                         v->h.device_id, (unsigned long long)v->h.seq);
     pd_review rv;
@@ -861,23 +873,25 @@ static int verify_batch(pd_server *srv, verified *v, const char **error)
     pd_srv_person_key sk;
     rc = st->ops->person_key_get(st, rv.supervisor_pk, &sk);
     if (rc != PD_OK || strcmp(sk.user_id, v->author.supervisor_id) != 0)
-        return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: reviewed by a key that is not the "
-                        "author's supervisor %s", v->h.device_id, (unsigned long long)v->h.seq,
-                        v->author.supervisor_id);
+        return srv_fail(srv, PD_ERR_DENIED,
+                        "batch %s/%llu: reviewed by a key that is not the "
+                        "author's supervisor %s",
+                        v->h.device_id, (unsigned long long)v->h.seq, v->author.supervisor_id);
     memcpy(v->approver_pk, rv.supervisor_pk, PD_PUBKEY_BYTES);
     rc = pd_batch_verify_reviewed(&v->b, &v->voided, v->bytes, v->len, v->h.author_pk, v->review,
                                   v->review_len, rv.supervisor_pk, &e);
     if (rc != PD_OK) {
         *error = error_name(rc);
-        return srv_fail(srv, rc, "batch %s/%llu: %s", v->h.device_id,
-                        (unsigned long long)v->h.seq, e.msg);
+        return srv_fail(srv, rc, "batch %s/%llu: %s", v->h.device_id, (unsigned long long)v->h.seq,
+                        e.msg);
     }
     if (v->h.area[0] && !srv_areas_cover(v->author.area, v->h.area)) {
         pd_batch_free(v->b);
         v->b = NULL;
-        return srv_fail(srv, PD_ERR_DENIED, "batch %s/%llu: area %s is outside the author %s's "
-                        "area", v->h.device_id, (unsigned long long)v->h.seq, v->h.area,
-                        v->author.id);
+        return srv_fail(srv, PD_ERR_DENIED,
+                        "batch %s/%llu: area %s is outside the author %s's "
+                        "area",
+                        v->h.device_id, (unsigned long long)v->h.seq, v->h.area, v->author.id);
     }
     return PD_OK;
 }
@@ -924,8 +938,11 @@ static int quarantine(pd_server *srv, const verified *v, const char *reason, bat
     snprintf(sb.reason, sizeof sb.reason, "%s", reason);
     make_receipt(srv, v, PD_RECEIPT_FORK, NULL, sb.receipt);
     sb.has_receipt = true;
-    pd_srv_audit au = {.at = srv_now_ms(), .action = "fork", .actor = v->author.id,
-                       .device_id = v->h.device_id, .batch_hash = v->hash,
+    pd_srv_audit au = {.at = srv_now_ms(),
+                       .action = "fork",
+                       .actor = v->author.id,
+                       .device_id = v->h.device_id,
+                       .batch_hash = v->hash,
                        .seq = (int64_t)v->h.seq};
     if (srv->st->ops->quarantine_put(srv->st, &sb) != PD_OK ||
         srv->st->ops->audit_add(srv->st, &au) != PD_OK)
@@ -940,8 +957,12 @@ static int quarantine(pd_server *srv, const verified *v, const char *reason, bat
  * held: it is already stored as held (update it rather than insert). */
 static int apply_verified(pd_server *srv, const verified *v, bool held, batch_result *out)
 {
-    apply_ctx a = {.srv = srv, .st = srv->st, .h = &v->h, .hash = v->hash,
-                   .author = &v->author, .now = srv_now_ms()};
+    apply_ctx a = {.srv = srv,
+                   .st = srv->st,
+                   .h = &v->h,
+                   .hash = v->hash,
+                   .author = &v->author,
+                   .now = srv_now_ms()};
     srv_receipt_status status = PD_RECEIPT_VOIDED;
     if (!v->voided) {
         size_t n;
@@ -957,8 +978,11 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
         }
         status = PD_RECEIPT_APPLIED;
     } else {
-        pd_srv_audit au = {.at = a.now, .action = "void", .actor = v->author.id,
-                           .device_id = v->h.device_id, .batch_hash = v->hash,
+        pd_srv_audit au = {.at = a.now,
+                           .action = "void",
+                           .actor = v->author.id,
+                           .device_id = v->h.device_id,
+                           .batch_hash = v->hash,
                            .seq = (int64_t)v->h.seq};
         if (srv->st->ops->audit_add(srv->st, &au) != PD_OK)
             return srv_fail_storage(srv);
@@ -968,12 +992,11 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
     fill_stored(&sb, v, state);
     make_receipt(srv, v, status, &a, sb.receipt);
     sb.has_receipt = true;
-    int rc = held ? srv->st->ops->batch_set_state(srv->st, sb.device_id, sb.seq, state,
-                                                  sb.receipt, a.now)
+    int rc = held ? srv->st->ops->batch_set_state(srv->st, sb.device_id, sb.seq, state, sb.receipt,
+                                                  a.now)
                   : srv->st->ops->batch_put(srv->st, &sb);
     if (rc == PD_OK && !held)
-        rc = srv->st->ops->batch_set_state(srv->st, sb.device_id, sb.seq, state, sb.receipt,
-                                           a.now);
+        rc = srv->st->ops->batch_set_state(srv->st, sb.device_id, sb.seq, state, sb.receipt, a.now);
     if (rc != PD_OK)
         return srv_fail_storage(srv);
     snprintf(out->r.status, sizeof out->r.status, "%s", state);
@@ -1056,7 +1079,9 @@ static void drain_held(pd_server *srv, const char *device_id, int64_t seq)
             pd_srv_batch_clear(&next);
             return;
         }
-        verified v = {.bytes = next.bytes, .len = next.bytes_len, .review = next.review,
+        verified v = {.bytes = next.bytes,
+                      .len = next.bytes_len,
+                      .review = next.review,
                       .review_len = next.review_len};
         batch_result out = {0};
         const char *error;
@@ -1088,8 +1113,8 @@ static void drain_held(pd_server *srv, const char *device_id, int64_t seq)
 }
 
 /* Process one batch of a bundle. */
-static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len,
-                          const uint8_t *review, size_t review_len, batch_result *out)
+static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len, const uint8_t *review,
+                          size_t review_len, batch_result *out)
 {
     verified v = {.bytes = bytes, .len = len, .review = review, .review_len = review_len};
     pd_error e = {0};
@@ -1136,7 +1161,8 @@ static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len,
     pd_batch_free(v.b);
 }
 
-/* ---- bundles ------------------------------------------------------------------------------------ */
+/* ---- bundles ------------------------------------------------------------------------------------
+ */
 
 typedef struct item_ref {
     size_t idx; /* position in the bundle */

@@ -38,7 +38,8 @@ static int person_of(pd_server *srv, const srv_req *q, pd_srv_user *u, srv_resp 
     return 0;
 }
 
-/* ---- a copied row ------------------------------------------------------------------------------ */
+/* ---- a copied row ------------------------------------------------------------------------------
+ */
 
 typedef struct row {
     size_t n;
@@ -231,8 +232,7 @@ static int pkg_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
     return 0;
 }
 
-static int pkg_shape(void *ctx, const char *code, const char *name, const char *shape,
-                     int64_t rev)
+static int pkg_shape(void *ctx, const char *code, const char *name, const char *shape, int64_t rev)
 {
     pkg_ctx *c = ctx;
     pd_prelist_shape s = {.code = code, .name = name, .shape = shape, .rev = rev};
@@ -276,8 +276,8 @@ static void package_area(const pd_srv_user *u, char out[PD_PRELIST_AREA_ID_MAX +
         srv_hex(h, 4, part);
     }
     int an = (int)strlen(anc);
-    snprintf(out, PD_PRELIST_AREA_ID_MAX + 1, "%.*s:%.*s", an, anc,
-             PD_PRELIST_AREA_ID_MAX - 1 - an, part);
+    snprintf(out, PD_PRELIST_AREA_ID_MAX + 1, "%.*s:%.*s", an, anc, PD_PRELIST_AREA_ID_MAX - 1 - an,
+             part);
 }
 
 /* Remove cached packages of this key other than keep. */
@@ -288,8 +288,7 @@ static void prune_packages(pd_server *srv, const char *key, const char *keep)
     struct dirent *de;
     size_t kl = strlen(key);
     while (d && (de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, key, kl) != 0 || de->d_name[kl] != '-' ||
-            !strcmp(de->d_name, keep))
+        if (strncmp(de->d_name, key, kl) != 0 || de->d_name[kl] != '-' || !strcmp(de->d_name, keep))
             continue;
         char *p = srv_path(srv, "packages", de->d_name);
         if (p)
@@ -347,8 +346,8 @@ int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r)
             status = srv_resp_error(r, 500, "internal", "out of memory");
             goto out;
         }
-        int rc = pd_prelist_writer_open(&c->w, path, srv->keys.sign_sk, area_id, srv_now_ms(),
-                                        &c->err);
+        int rc =
+            pd_prelist_writer_open(&c->w, path, srv->keys.sign_sk, area_id, srv_now_ms(), &c->err);
         if (rc == PD_OK) {
             c->rc = PD_OK;
             rc = st->ops->shapes_in(st, u.area, pkg_shape, c);
@@ -419,7 +418,8 @@ out:
     return status;
 }
 
-/* ---- GET /v1/delta ---------------------------------------------------------------------------- */
+/* ---- GET /v1/delta ----------------------------------------------------------------------------
+ */
 
 static void add_value(cJSON *o, const char *name, const pd_value *v)
 {
@@ -457,7 +457,9 @@ static void add_value(cJSON *o, const char *name, const pd_value *v)
 
 typedef struct delta_ctx {
     cJSON *households, *members, *conflicts;
-    int64_t count, cursor;
+    int64_t count;
+    int64_t cursor;       /* highest rev of the records sent */
+    int64_t extra_cursor; /* highest rev of the conflicts and keys sent */
     bool nomem;
 } delta_ctx;
 
@@ -475,9 +477,11 @@ static int delta_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
         if (cols && i < ncols && !cols[i].device)
             continue;
         add_value(o, f[i].name, &f[i].value);
-        if (!strcmp(f[i].name, "rev") && f[i].value.type == PD_VAL_INT &&
-            f[i].value.i > c->cursor)
-            c->cursor = f[i].value.i;
+        if (!strcmp(f[i].name, "rev") && f[i].value.type == PD_VAL_INT) {
+            int64_t *cur = (unsigned)e < PD_ENT__COUNT ? &c->cursor : &c->extra_cursor;
+            if (f[i].value.i > *cur)
+                *cur = f[i].value.i;
+        }
     }
     if (e == PD_ENT_HOUSEHOLD) {
         cJSON_AddItemToArray(c->households, o);
@@ -509,8 +513,7 @@ int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r)
         char *end;
         limit = strtoll(buf, &end, 10);
         if (*end || limit < 1 || limit > DELTA_LIMIT_MAX || !buf[0])
-            return srv_resp_error(r, 400, "bad_request", "limit must be 1..%d",
-                                  DELTA_LIMIT_MAX);
+            return srv_resp_error(r, 400, "bad_request", "limit must be 1..%d", DELTA_LIMIT_MAX);
     }
     cJSON *o = cJSON_CreateObject();
     delta_ctx c = {.cursor = since};
@@ -539,10 +542,15 @@ int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r)
     cJSON_ArrayForEach(k, keyring)
     {
         const cJSON *kr = cJSON_GetObjectItemCaseSensitive(k, "rev");
-        if (cJSON_IsNumber(kr) && (int64_t)kr->valuedouble > c.cursor)
-            c.cursor = (int64_t)kr->valuedouble;
+        if (cJSON_IsNumber(kr) && (int64_t)kr->valuedouble > c.extra_cursor)
+            c.extra_cursor = (int64_t)kr->valuedouble;
     }
+    /* While records remain, the cursor may not pass the last record sent (conflicts and keys
+     * above it come again on the next page: they are idempotent); on the last page it covers
+     * everything sent. */
     bool more = c.count >= limit;
+    if (!more && c.extra_cursor > c.cursor)
+        c.cursor = c.extra_cursor;
     cJSON_AddNumberToObject(o, "cursor", (double)c.cursor);
     cJSON_AddBoolToObject(o, "more", more);
     char *text = cJSON_PrintUnformatted(o);

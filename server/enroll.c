@@ -32,7 +32,7 @@ typedef struct key_ctx {
     const pd_srv_user *user;
     const uint8_t *supervisor_pk; /* for enumerator rows */
     int64_t since;
-    bool latest_only;             /* find the newest key instead of listing */
+    bool latest_only; /* find the newest key instead of listing */
     bool found;
     uint8_t latest[PD_PUBKEY_BYTES];
 } key_ctx;
@@ -78,8 +78,7 @@ static int list_keys(pd_server *srv, cJSON *arr, const pd_srv_user *u, int64_t s
 {
     uint8_t sup_pk[PD_PUBKEY_BYTES];
     bool has_sup = u->supervisor_id[0] && latest_key(srv, u->supervisor_id, sup_pk);
-    key_ctx c = {.arr = arr, .user = u, .supervisor_pk = has_sup ? sup_pk : NULL,
-                 .since = since};
+    key_ctx c = {.arr = arr, .user = u, .supervisor_pk = has_sup ? sup_pk : NULL, .since = since};
     int rc = srv->st->ops->person_keys_of(srv->st, u->id, key_cb, &c);
     return rc == PD_OK ? PD_OK : srv_fail_storage(srv);
 }
@@ -155,12 +154,12 @@ static int enroll_txn(pd_server *srv, const enroll_in *in, pd_srv_user *user, sr
     case PD_CODE_OK:
         if (drc == PD_OK)
             return srv_resp_error(r, 409, "device_exists",
-                                  "device %s is already enrolled with another key",
-                                  in->device_id);
+                                  "device %s is already enrolled with another key", in->device_id);
         pd_srv_person_key k;
         int krc = st->ops->person_key_get(st, in->user_pk, &k);
         if (krc == PD_OK && strcmp(k.user_id, user_id) != 0)
-            return srv_resp_error(r, 409, "key_in_use", "this person key belongs to someone "
+            return srv_resp_error(r, 409, "key_in_use",
+                                  "this person key belongs to someone "
                                   "else");
         if (krc != PD_OK && krc != PD_ERR_NOTFOUND)
             return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(st));
@@ -179,8 +178,11 @@ static int enroll_txn(pd_server *srv, const enroll_in *in, pd_srv_user *user, sr
                 st->ops->person_key_add(st, &nk) != PD_OK)
                 return srv_resp_error(r, 409, "key_in_use", "%s", pd_storage_errmsg(st));
         }
-        pd_srv_audit a = {.at = now, .action = "enroll", .actor = user_id,
-                          .device_id = in->device_id, .entity = "device",
+        pd_srv_audit a = {.at = now,
+                          .action = "enroll",
+                          .actor = user_id,
+                          .device_id = in->device_id,
+                          .entity = "device",
                           .target = in->device_id};
         if (st->ops->audit_add(st, &a) != PD_OK)
             return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(st));
@@ -215,8 +217,8 @@ int srv_handle_enroll(pd_server *srv, const srv_req *q, srv_resp *r)
     }
     if (!srv_unhex(dpk, e.device_pk, PD_PUBKEY_BYTES) ||
         !srv_unhex(upk, e.user_pk, PD_PUBKEY_BYTES)) {
-        status = srv_resp_error(r, 400, "bad_request",
-                                "device_pk and user_pk must be 64 hex digits");
+        status =
+            srv_resp_error(r, 400, "bad_request", "device_pk and user_pk must be 64 hex digits");
         goto out;
     }
     if (!srv_code_hash(e.code, e.code_hash)) {

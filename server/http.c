@@ -37,8 +37,8 @@ enum route {
     R_NONE = 0,
     R_HEALTH,
     R_ENROLL,
-    R_UPLOADS,  /* the tus collection: OPTIONS, POST */
-    R_UPLOAD,   /* one upload: HEAD, PATCH, DELETE */
+    R_UPLOADS, /* the tus collection: OPTIONS, POST */
+    R_UPLOAD,  /* one upload: HEAD, PATCH, DELETE */
     R_COMMIT,
     R_RECEIPTS,
     R_PRELIST,
@@ -222,8 +222,8 @@ static void route(srv_conn *c)
         c->route = R_UPLOADS;
     else if (!strncmp(p, "/v1/uploads/", 12)) {
         const char *id = p + 12;
-        if (strlen(id) == PD_SRV_UPLOAD_ID_LEN && strspn(id, "0123456789abcdef") ==
-                                                      PD_SRV_UPLOAD_ID_LEN) {
+        if (strlen(id) == PD_SRV_UPLOAD_ID_LEN &&
+            strspn(id, "0123456789abcdef") == PD_SRV_UPLOAD_ID_LEN) {
             memcpy(c->upload_id, id, PD_SRV_UPLOAD_ID_LEN + 1);
             c->route = R_UPLOAD;
         } else {
@@ -309,8 +309,8 @@ static bool parse_auth(srv_conn *c, const char *h)
 
 static uint64_t content_length(srv_conn *c, bool *present)
 {
-    const char *cl = MHD_lookup_connection_value(c->con, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     *present = cl != NULL;
     return cl ? strtoull(cl, NULL, 10) : 0;
 }
@@ -335,8 +335,7 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
     pthread_mutex_lock(&srv->lock);
     int rc = srv->st->ops->device_get(srv->st, dev_id, &c->device);
     bool seen = false;
-    int nrc = rc == PD_OK ? srv->st->ops->nonce_seen(srv->st, dev_id, c->nonce, NONCE_BYTES,
-                                                     &seen)
+    int nrc = rc == PD_OK ? srv->st->ops->nonce_seen(srv->st, dev_id, c->nonce, NONCE_BYTES, &seen)
                           : PD_OK;
     pthread_mutex_unlock(&srv->lock);
     if (rc == PD_ERR_NOTFOUND) {
@@ -354,10 +353,9 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
     int64_t now = srv_now_ms();
     int64_t skew = c->req_time * 1000 - now;
     if (skew < -srv->cfg.skew_ms || skew > srv->cfg.skew_ms) {
-        srv_resp_error(r, 401, "stale_time",
-                       "request time %lld is %lld s from server time; allowed ±%lld s",
-                       (long long)c->req_time, (long long)(skew / 1000),
-                       (long long)(srv->cfg.skew_ms / 1000));
+        srv_resp_error(
+            r, 401, "stale_time", "request time %lld is %lld s from server time; allowed ±%lld s",
+            (long long)c->req_time, (long long)(skew / 1000), (long long)(srv->cfg.skew_ms / 1000));
         if (r->json)
             cJSON_AddNumberToObject(r->json, "server_time", (double)now);
         return false;
@@ -384,23 +382,21 @@ static bool auth_complete(pd_server *srv, srv_conn *c)
         srv_resp_error(&c->resp, 500, "internal", "out of memory");
         return false;
     }
-    int len = snprintf(msg, n, "PD1\n%s\n%s\n%s\n%lld\n%s\n%s", c->device.id, c->method,
-                       c->target, (long long)c->req_time, c->nonce_hex, bh_hex);
-    bool ok = len > 0 && (size_t)len < n &&
-              crypto_sign_verify_detached(c->sig, (const uint8_t *)msg, (size_t)len,
-                                          c->device.pk) == 0;
+    int len = snprintf(msg, n, "PD1\n%s\n%s\n%s\n%lld\n%s\n%s", c->device.id, c->method, c->target,
+                       (long long)c->req_time, c->nonce_hex, bh_hex);
+    bool ok =
+        len > 0 && (size_t)len < n &&
+        crypto_sign_verify_detached(c->sig, (const uint8_t *)msg, (size_t)len, c->device.pk) == 0;
     free(msg);
     if (!ok) {
         srv_resp_error(&c->resp, 401, "bad_signature",
-                       "the Pd-Auth signature does not verify with device %s's key",
-                       c->device.id);
+                       "the Pd-Auth signature does not verify with device %s's key", c->device.id);
         return false;
     }
-    int rc = srv->st->ops->nonce_add(srv->st, c->device.id, c->nonce, NONCE_BYTES,
-                                     srv_now_ms());
+    int rc = srv->st->ops->nonce_add(srv->st, c->device.id, c->nonce, NONCE_BYTES, srv_now_ms());
     if (rc == PD_ERR_EXISTS) {
-        srv_resp_error(&c->resp, 401, "replayed_nonce",
-                       "this nonce was already used by device %s", c->device.id);
+        srv_resp_error(&c->resp, 401, "replayed_nonce", "this nonce was already used by device %s",
+                       c->device.id);
         return false;
     }
     if (rc != PD_OK) {
@@ -468,8 +464,10 @@ static void phase_headers(pd_server *srv, srv_conn *c, const char *url)
     }
     c->body_max = srv->cfg.max_json_bytes;
     if (has_cl && cl > c->body_max) {
-        srv_resp_error(r, 413, "too_large", "request body of %llu bytes is over the %zu-byte "
-                       "limit", (unsigned long long)cl, c->body_max);
+        srv_resp_error(r, 413, "too_large",
+                       "request body of %llu bytes is over the %zu-byte "
+                       "limit",
+                       (unsigned long long)cl, c->body_max);
         c->answered = true;
         return;
     }
@@ -511,14 +509,13 @@ static void phase_complete(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
     if (c->too_large) {
-        srv_resp_error(r, 413, "too_large", "request body is over the %zu-byte limit",
-                       c->body_max);
+        srv_resp_error(r, 413, "too_large", "request body is over the %zu-byte limit", c->body_max);
         return;
     }
     if (c->route == R_ENROLL) {
         uint8_t h[PD_HASH_BYTES];
-        crypto_generichash(h, sizeof h, c->body ? c->body : (const uint8_t *)"", c->body_len,
-                           NULL, 0);
+        crypto_generichash(h, sizeof h, c->body ? c->body : (const uint8_t *)"", c->body_len, NULL,
+                           0);
         srv_hex(h, sizeof h, c->resp_ctx);
     }
     pthread_mutex_lock(&srv->lock);
@@ -652,8 +649,8 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
             return MHD_NO;
         size_t len = strlen(text);
         if (!c->open_route || c->route == R_ENROLL)
-            sign_response(srv, status, c->resp_ctx[0] ? c->resp_ctx : "-",
-                          (const uint8_t *)text, len, sighdr, sizeof sighdr);
+            sign_response(srv, status, c->resp_ctx[0] ? c->resp_ctx : "-", (const uint8_t *)text,
+                          len, sighdr, sizeof sighdr);
         m = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
         if (!m) {
             free(text);
@@ -700,8 +697,7 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
         }
         if (m) {
             MHD_add_response_header(m, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                    r->content_type ? r->content_type
-                                                    : "application/octet-stream");
+                                    r->content_type ? r->content_type : "application/octet-stream");
             if (r->ranges)
                 MHD_add_response_header(m, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
             if (r->etag[0])
@@ -744,9 +740,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     pd_server *srv = cls;
@@ -787,8 +782,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     if (srv->cfg.access_log && c->started) {
         struct timespec t1;
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        double ms = (double)(t1.tv_sec - c->t0.tv_sec) * 1e3 +
-                    (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e6;
+        double ms =
+            (double)(t1.tv_sec - c->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e6;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         struct tm tm;
@@ -800,9 +795,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
                 "time=%s.%03ldZ device=%s method=%s path=%s status=%d in=%llu out=%llu "
                 "ms=%.1f%s\n",
                 ts, now.tv_nsec / 1000000, c->device.id[0] ? c->device.id : "-", c->method,
-                c->path[0] ? c->path : "-", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
-                                                ? c->status
-                                                : 0,
+                c->path[0] ? c->path : "-",
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? c->status : 0,
                 (unsigned long long)c->body_in, (unsigned long long)c->bytes_out, ms,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
         fflush(srv->cfg.access_log);
@@ -849,6 +843,8 @@ int pd_server_start(pd_server *srv, const pd_server_config *cfg)
         d.max_upload_bytes = 64ull << 20;
     if (!d.skew_ms)
         d.skew_ms = 300 * 1000;
+    if (!d.upload_ttl_ms)
+        d.upload_ttl_ms = 24LL * 3600 * 1000;
     srv->cfg = d;
 
     char host[64];

@@ -46,8 +46,7 @@ int srv_keys_create(const char *path, pd_error *err)
     int rc = PD_OK;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        rc = pd_error_set(err, errno == EEXIST ? PD_ERR_EXISTS : PD_ERR_IO,
-                          "%s: %s", path,
+        rc = pd_error_set(err, errno == EEXIST ? PD_ERR_EXISTS : PD_ERR_IO, "%s: %s", path,
                           errno == EEXIST ? "a key file is already there (never overwritten)"
                                           : strerror(errno));
         goto out;
@@ -114,8 +113,8 @@ int srv_keys_load(srv_keys *k, const char *path, pd_error *err)
     }
     if (sb.st_mode & 077) {
         rc = pd_error_set(err, PD_ERR_DENIED,
-                          "%s: the key file is open to other users (mode %03o); chmod 600 it",
-                          path, (unsigned)(sb.st_mode & 0777));
+                          "%s: the key file is open to other users (mode %03o); chmod 600 it", path,
+                          (unsigned)(sb.st_mode & 0777));
         goto out;
     }
     ssize_t n = read(fd, buf, PD_SERVER_KEY_FILE_BYTES + 1);
@@ -132,8 +131,8 @@ int srv_keys_load(srv_keys *k, const char *path, pd_error *err)
         goto out;
     }
     if (buf[4] != KEYFILE_VERSION || buf[5] || buf[6] || buf[7]) {
-        rc = pd_error_set(err, PD_ERR_VERSION, "%s: key file version %u is not known", path,
-                          buf[4]);
+        rc =
+            pd_error_set(err, PD_ERR_VERSION, "%s: key file version %u is not known", path, buf[4]);
         goto out;
     }
     memcpy(k->sign_sk, buf + 8, PD_SECKEY_BYTES);

@@ -32,9 +32,9 @@
 extern "C" {
 #endif
 
-#define PD_SERVER_KEY_FILE_BYTES 168    /* see keys.c */
-#define PD_SERVER_FINGERPRINT_LEN 39    /* "xxxx-" x 7 + "xxxx" */
-#define PD_ENROLL_CODE_LEN 14           /* "XXXX-XXXX-XXXX" */
+#define PD_SERVER_KEY_FILE_BYTES 168 /* see keys.c */
+#define PD_SERVER_FINGERPRINT_LEN 39 /* "xxxx-" x 7 + "xxxx" */
+#define PD_ENROLL_CODE_LEN 14        /* "XXXX-XXXX-XXXX" */
 #define PD_ENROLL_TTL_DEFAULT_MS (72LL * 3600 * 1000)
 
 typedef struct pd_server pd_server;
@@ -100,7 +100,8 @@ typedef struct pd_server_status {
 
 int pd_server_get_status(pd_server *srv, pd_server_status *out);
 
-/* ---- The HTTP service ------------------------------------------------------------------------- */
+/* ---- The HTTP service -------------------------------------------------------------------------
+ */
 
 typedef struct pd_server_config {
     const char *listen;        /* "HOST:PORT" (IPv4 literal); port 0 picks a free port */
@@ -111,6 +112,7 @@ typedef struct pd_server_config {
     size_t max_json_bytes;     /* JSON request bodies (0: 64 KiB) */
     uint64_t max_upload_bytes; /* Tus-Max-Size (0: 64 MiB) */
     int64_t skew_ms;           /* allowed request time skew (0: 300 s) */
+    int64_t upload_ttl_ms;     /* an upload expires this long after its last PATCH (0: 24 h) */
     FILE *access_log;          /* one line per request, or NULL */
 } pd_server_config;
 

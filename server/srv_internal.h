@@ -115,8 +115,7 @@ typedef struct srv_receipt {
 
 #define PD_RECEIPT_SIGNED_BYTES 136
 
-void srv_receipt_encode(const pd_server *srv, const srv_receipt *r,
-                        uint8_t out[PD_RECEIPT_BYTES]);
+void srv_receipt_encode(const pd_server *srv, const srv_receipt *r, uint8_t out[PD_RECEIPT_BYTES]);
 /* Parse (and check the signature against pk). */
 int srv_receipt_decode(const uint8_t in[PD_RECEIPT_BYTES], const uint8_t pk[PD_PUBKEY_BYTES],
                        srv_receipt *r);
@@ -146,14 +145,14 @@ typedef struct srv_req {
 
 typedef struct srv_resp {
     int status;
-    struct cJSON *json;        /* a JSON body (signed when sent), or */
-    uint8_t *body;             /* a raw body (malloc'd, freed by http.c), or */
-    int fd;                    /* a file body (closed by http.c); -1 if none */
-    size_t body_len;           /* length of body or of the file */
-    const char *content_type;  /* static string */
-    char etag[72];             /* "\"hex\"" when the body may be asked for by Range */
+    struct cJSON *json;       /* a JSON body (signed when sent), or */
+    uint8_t *body;            /* a raw body (malloc'd, freed by http.c), or */
+    int fd;                   /* a file body (closed by http.c); -1 if none */
+    size_t body_len;          /* length of body or of the file */
+    const char *content_type; /* static string */
+    char etag[72];            /* "\"hex\"" when the body may be asked for by Range */
     bool ranges;
-    bool sign_body;            /* a 200 raw body gets Pd-Server-Signature over it alone */
+    bool sign_body; /* a 200 raw body gets Pd-Server-Signature over it alone */
     int nh;
     struct {
         char name[40];
@@ -163,8 +162,7 @@ typedef struct srv_resp {
 
 void srv_resp_header(srv_resp *r, const char *name, const char *fmt, ...) PD_PRINTF(3, 4);
 /* A JSON error body {"error": code, "message": …}; returns status. */
-int srv_resp_error(srv_resp *r, int status, const char *code, const char *fmt, ...)
-    PD_PRINTF(4, 5);
+int srv_resp_error(srv_resp *r, int status, const char *code, const char *fmt, ...) PD_PRINTF(4, 5);
 /* Map a pd_status to an HTTP error response with the server's message. */
 int srv_resp_status(srv_resp *r, pd_server *srv, int code);
 /* The value of name in an application/x-www-form-urlencoded query (no decoding beyond '+'/'%'),
@@ -173,7 +171,8 @@ const char *srv_query_param(const char *query, const char *name, char *buf, size
 /* An HTTP date (RFC 7231) of a Unix ms time, into out (40 bytes). */
 void srv_http_date(int64_t ms, char out[40]);
 
-/* ---- handlers ---------------------------------------------------------------------------------- */
+/* ---- handlers ----------------------------------------------------------------------------------
+ */
 
 int srv_handle_enroll(pd_server *srv, const srv_req *q, srv_resp *r);
 int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r);

@@ -3,6 +3,7 @@
  * (messages on the handle, freeing what a backend filled in). See storage.h.
  */
 #include "storage.h"
+#include "storage_pg.h"
 
 #include "internal.h"
 
@@ -19,8 +20,7 @@ int pd_storage_open(pd_storage **out, const char *url, pd_error *err)
     if (!strncmp(url, "sqlite:", 7))
         return pd_storage_sqlite_open(out, url + 7, err);
     if (!strncmp(url, "postgres://", 11) || !strncmp(url, "postgresql://", 13))
-        return pd_error_set(err, PD_ERR_INVALID,
-                            "%s: the PostgreSQL backend is not built yet; use sqlite:PATH", url);
+        return pd_storage_pg_open(out, url, err);
     if (strstr(url, "://"))
         return pd_error_set(err, PD_ERR_INVALID, "%s: unknown database URL scheme", url);
     return pd_storage_sqlite_open(out, url, err);

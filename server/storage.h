@@ -40,7 +40,7 @@
 
 typedef struct pd_srv_user {
     char id[PD_SRV_ID_MAX + 1];
-    char role[16];                 /* enumerator, supervisor, korcam, admin */
+    char role[16]; /* enumerator, supervisor, korcam, admin */
     char name[PD_SRV_NAME_MAX + 1];
     char area[PD_SRV_AREA_MAX + 1];
     char supervisor_id[PD_SRV_ID_MAX + 1]; /* "" if none */
@@ -64,7 +64,7 @@ typedef struct pd_srv_person_key {
 } pd_srv_person_key;
 
 typedef enum pd_srv_code_state {
-    PD_CODE_OK = 0,     /* taken now: marked used */
+    PD_CODE_OK = 0, /* taken now: marked used */
     PD_CODE_UNKNOWN,
     PD_CODE_EXPIRED,
     PD_CODE_USED
@@ -73,14 +73,14 @@ typedef enum pd_srv_code_state {
 typedef struct pd_srv_upload {
     char id[PD_SRV_UPLOAD_ID_LEN + 1];
     char device_id[PD_SRV_ID_MAX + 1];
-    char kind[8];     /* bundle, photo */
+    char kind[8]; /* bundle, photo */
     int64_t length;
-    int64_t acked;    /* bytes durable and acknowledged */
+    int64_t acked; /* bytes durable and acknowledged */
     bool has_photo_hash;
     uint8_t photo_hash[PD_HASH_BYTES];
     int64_t created_at;
     int64_t expires_at;
-    char state[12];   /* open, complete, processed, terminated, failed */
+    char state[12]; /* open, complete, processed, terminated, failed */
 } pd_srv_upload;
 
 /* A batch as the server holds it. bytes/review are malloc'd by the backend when it fills one:
@@ -94,7 +94,7 @@ typedef struct pd_srv_batch {
     bool has_approver;
     uint8_t approver_pk[PD_PUBKEY_BYTES];
     char area[PD_SRV_CODE_MAX + 1];
-    char state[12];   /* applied, voided, held; for quarantine rows: fork */
+    char state[12]; /* applied, voided, held; for quarantine rows: fork */
     uint8_t *bytes;
     size_t bytes_len;
     uint8_t *review;
@@ -113,7 +113,7 @@ typedef struct pd_srv_result {
     char device_id[PD_SRV_ID_MAX + 1];
     int64_t seq;
     uint8_t hash[PD_HASH_BYTES];
-    char status[12];  /* applied, voided, held, fork, rejected */
+    char status[12]; /* applied, voided, held, fork, rejected */
     bool again;
     char error[32];
     char message[PD_ERRMSG_MAX];
@@ -140,11 +140,11 @@ typedef struct pd_srv_change {
 } pd_srv_change;
 
 typedef struct pd_srv_conflict {
-    const char *kind;   /* field, create, duplicate_nik, double_visit */
+    const char *kind; /* field, create, duplicate_nik, double_visit */
     const char *entity;
     const char *target;
     const char *field;
-    const char *area;   /* desa code of the record */
+    const char *area; /* desa code of the record */
     int64_t base_rev;
     const pd_value *base_value;   /* may be NULL */
     const pd_value *server_value; /* may be NULL */
@@ -155,19 +155,19 @@ typedef struct pd_srv_conflict {
     int64_t device_seq;           /* the op's seq */
     int64_t device_hlc;
     int64_t batch_seq;
-    const uint8_t *batch_hash;    /* PD_HASH_BYTES */
+    const uint8_t *batch_hash; /* PD_HASH_BYTES */
     int64_t created_at;
     int64_t rev;
 } pd_srv_conflict;
 
 typedef struct pd_srv_audit {
     int64_t at;
-    const char *action; /* apply, merge, conflict, void, fork, enroll, revoke, user_add, load */
-    const char *actor;  /* user id or "operator" */
-    const char *device_id;        /* may be NULL */
-    const uint8_t *batch_hash;    /* may be NULL */
+    const char *action;    /* apply, merge, conflict, void, fork, enroll, revoke, user_add, load */
+    const char *actor;     /* user id or "operator" */
+    const char *device_id; /* may be NULL */
+    const uint8_t *batch_hash; /* may be NULL */
     int64_t seq;
-    const char *entity, *target, *field; /* may be NULL */
+    const char *entity, *target, *field;   /* may be NULL */
     const pd_value *old_value, *new_value; /* may be NULL */
     int64_t rev;
 } pd_srv_audit;
@@ -189,10 +189,121 @@ typedef int (*pd_storage_key_cb)(void *ctx, const pd_srv_person_key *k);
 typedef int (*pd_storage_batch_cb)(void *ctx, const pd_srv_batch *b);
 typedef int (*pd_storage_result_cb)(void *ctx, const pd_srv_result *r);
 typedef int (*pd_storage_id_cb)(void *ctx, const char *id);
-typedef int (*pd_storage_shape_cb)(void *ctx, const char *code, const char *name,
-                                   const char *shape, int64_t rev);
+typedef int (*pd_storage_shape_cb)(void *ctx, const char *code, const char *name, const char *shape,
+                                   int64_t rev);
 /* A member holding a NIK, or a visit of a household. */
 typedef int (*pd_storage_pair_cb)(void *ctx, const char *a, const char *b, const char *c);
+
+/* ---- korcam: the conflict queue, revisit tasks, web logins (server/korcam.c) ------------------
+ * Types of the korcam block of operations at the end of pd_storage_ops. */
+
+#define PD_SRV_NOTE_MAX 1000 /* a resolution's or task's note, bytes of UTF-8 */
+#define PD_SRV_CSRF_LEN 64   /* hex */
+
+/* A conflict as the korcam sees it. Strings, keys and values point into the backend's memory,
+ * valid only during the callback. Author keys are resolved to their persons ("" if unknown). */
+typedef struct pd_srv_conflict_row {
+    int64_t id;
+    const char *kind, *entity, *target, *field, *area, *related;
+    const char *household_id; /* the household the conflict is about ("" if gone) */
+    const char *head_name;    /* its head's name ("") */
+    int64_t base_rev;
+    pd_value base_value, server_value, device_value;
+    const char *server_device, *server_user; /* "" if unknown (a prelist load) */
+    const uint8_t *server_author;            /* NULL if unknown */
+    int64_t server_seq, server_hlc;
+    const uint8_t *server_batch; /* NULL if unknown */
+    const char *device_device, *device_user;
+    const uint8_t *device_author;
+    int64_t device_seq, device_hlc, batch_seq;
+    const uint8_t *batch_hash;
+    int64_t created_at, rev;
+    bool resolved;
+    const char *resolution; /* "" while open */
+    pd_value resolved_value;
+    const char *resolved_by, *note; /* "" while open */
+    int64_t resolved_at;
+} pd_srv_conflict_row;
+
+typedef struct pd_srv_conflict_filter {
+    const char *areas;      /* the asker's areas (required): only conflicts whose area they cover */
+    const char *kind;       /* NULL: any */
+    const char *desa;       /* NULL: any; a code covers the codes under it */
+    const char *enumerator; /* the user id of either side's author; NULL: any */
+    const char *state;      /* "open" or "resolved"; NULL: any */
+    int64_t created_before; /* only conflicts created before (ms); 0: any age */
+    int64_t limit, offset;  /* limit 0: no limit */
+} pd_srv_conflict_filter;
+
+/* A decision on a conflict (conflict_resolve). */
+typedef struct pd_srv_resolution {
+    int64_t id;
+    const char *resolution; /* server, device, value, merge, split, revisit */
+    const pd_value *value;  /* the value that stands now, or NULL */
+    const char *by;         /* user id */
+    int64_t at;
+    const char *note; /* may be NULL */
+    int64_t rev;      /* the conflict's new revision */
+} pd_srv_resolution;
+
+typedef struct pd_srv_task {
+    int64_t id;
+    const char *kind; /* revisit */
+    const char *household_id;
+    const char *area;     /* desa code */
+    const char *assignee; /* user id, or "" for every device of the area */
+    int64_t conflict_id;  /* 0: none */
+    const char *note;
+    const char *created_by;
+    int64_t created_at, rev;
+} pd_srv_task;
+
+/* One audit row (strings and values valid during the callback). */
+typedef struct pd_srv_audit_row {
+    int64_t id, at;
+    const char *action, *actor, *device_id; /* device_id "" if none */
+    const uint8_t *batch_hash;              /* NULL if none */
+    int64_t seq;
+    const char *entity, *target, *field;
+    pd_value old_value, new_value;
+    int64_t rev;
+} pd_srv_audit_row;
+
+/* A located place: a household's own location (visit_id "") or one visit's fix. */
+typedef struct pd_srv_point {
+    const char *household_id, *head_name, *visit_id;
+    double lat, lon, accuracy_m;     /* accuracy_m < 0: unknown */
+    int64_t at;                      /* the visit's time (0 for a household's location) */
+    const char *outcome, *device_id; /* "" for a household's location */
+    const uint8_t *enumerator_pk;    /* NULL if unknown */
+} pd_srv_point;
+
+/* A member holding a NIK, with what the korcam's checks need. */
+typedef struct pd_srv_holder {
+    const char *member_id, *household_id, *status, *household_source, *name;
+    int64_t relationship; /* 0 if unknown */
+} pd_srv_holder;
+
+typedef struct pd_srv_session {
+    uint8_t token_hash[PD_HASH_BYTES];
+    char user_id[PD_SRV_ID_MAX + 1];
+    char csrf[PD_SRV_CSRF_LEN + 1];
+    int64_t created_at, expires_at;
+} pd_srv_session;
+
+/* Per desa of an area: households, those visited (at least one visit), pending (none yet),
+ * conflicts open and resolved. */
+typedef struct pd_srv_desa_summary {
+    const char *desa, *name; /* name "" if no outline was loaded */
+    int64_t households, visited, pending, conflicts_open, conflicts_resolved, tasks;
+} pd_srv_desa_summary;
+
+typedef int (*pd_storage_conflict_cb)(void *ctx, const pd_srv_conflict_row *c);
+typedef int (*pd_storage_task_cb)(void *ctx, const pd_srv_task *t);
+typedef int (*pd_storage_audit_cb)(void *ctx, const pd_srv_audit_row *a);
+typedef int (*pd_storage_point_cb)(void *ctx, const pd_srv_point *p);
+typedef int (*pd_storage_holder_cb)(void *ctx, const pd_srv_holder *h);
+typedef int (*pd_storage_summary_cb)(void *ctx, const pd_srv_desa_summary *s);
 
 /* ---- the operations a backend implements ---------------------------------------------------- */
 
@@ -261,8 +372,7 @@ typedef struct pd_storage_ops {
     int (*batches_of)(pd_storage *st, const char *device_id, int64_t since_seq,
                       pd_storage_batch_cb cb, void *ctx);
     int (*quarantine_put)(pd_storage *st, const pd_srv_batch *b);
-    int (*quarantine_by_hash)(pd_storage *st, const uint8_t hash[PD_HASH_BYTES],
-                              pd_srv_batch *out);
+    int (*quarantine_by_hash)(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], pd_srv_batch *out);
 
     int (*result_put)(pd_storage *st, const char *upload_id, const pd_srv_result *r);
     int (*results_of)(pd_storage *st, const char *upload_id, pd_storage_result_cb cb, void *ctx);
@@ -271,8 +381,7 @@ typedef struct pd_storage_ops {
     int (*record_rev)(pd_storage *st, pd_entity e, const char *id, int64_t *rev);
     int (*record_insert)(pd_storage *st, pd_entity e, const pd_srv_field *fields, size_t n,
                          int64_t rev);
-    int (*field_get)(pd_storage *st, pd_entity e, const char *id, int column,
-                     pd_srv_value *out);
+    int (*field_get)(pd_storage *st, pd_entity e, const char *id, int column, pd_srv_value *out);
     /* Set one column, raise the record's rev to ch->rev and remember ch as the field's last
      * change. */
     int (*field_set)(pd_storage *st, pd_entity e, const char *id, int column, const pd_value *v,
@@ -280,14 +389,17 @@ typedef struct pd_storage_ops {
     /* The field's last change; PD_ERR_NOTFOUND if it never changed since the record was made. */
     int (*field_change)(pd_storage *st, pd_entity e, const char *id, int column,
                         pd_srv_change *out);
+    /* Did a field of the record change after rev by a device other than device_id (or by the
+     * server itself)? */
+    int (*changed_elsewhere)(pd_storage *st, pd_entity e, const char *id, int64_t rev,
+                             const char *device_id, bool *changed);
     /* The desa code a record lies in (a member's or visit's: its household's); desa has
      * PD_SRV_CODE_MAX+1 bytes. */
     int (*record_area)(pd_storage *st, pd_entity e, const char *id, char *desa);
     /* cb(member id, household id, NULL) for members with this NIK. */
     int (*nik_holders)(pd_storage *st, const char *nik, pd_storage_pair_cb cb, void *ctx);
     /* cb(visit id, outcome, device id) for visits of a household. */
-    int (*visits_of)(pd_storage *st, const char *household_id, pd_storage_pair_cb cb,
-                     void *ctx);
+    int (*visits_of)(pd_storage *st, const char *household_id, pd_storage_pair_cb cb, void *ctx);
     /* Records of households in any of `areas` (comma-separated codes; a code covers the codes
      * under it) with rev > since, households and members (members of those households) in rev
      * order, at most limit rows; cb gets whole rows. */
@@ -306,11 +418,68 @@ typedef struct pd_storage_ops {
 
     int (*conflict_add)(pd_storage *st, const pd_srv_conflict *c, int64_t *id);
     /* cb(entity "conflict") with id, kind, entity, target, field, state, resolved_value, rev. */
-    int (*conflicts_since)(pd_storage *st, const char *areas, int64_t since,
-                           pd_storage_row_cb cb, void *ctx);
+    int (*conflicts_since)(pd_storage *st, const char *areas, int64_t since, pd_storage_row_cb cb,
+                           void *ctx);
     int (*audit_add)(pd_storage *st, const pd_srv_audit *a);
 
     int (*stats)(pd_storage *st, pd_srv_stats *out);
+
+    /* ---- korcam (server/korcam.c; types above). A backend without them leaves them NULL and the
+     * korcam endpoints answer 501. ---------------------------------------------------------- */
+
+    /* Conflicts the filter selects, newest first; *total (may be NULL) gets how many match
+     * without limit/offset. */
+    int (*conflicts_list)(pd_storage *st, const pd_srv_conflict_filter *f,
+                          pd_storage_conflict_cb cb, void *ctx, int64_t *total);
+    /* One conflict; PD_ERR_NOTFOUND if there is none. */
+    int (*conflict_get)(pd_storage *st, int64_t id, pd_storage_conflict_cb cb, void *ctx);
+    /* Set the record a conflict relates to (right after conflict_add). */
+    int (*conflict_relate)(pd_storage *st, int64_t id, const char *related);
+    /* Is there a conflict (open or resolved) of this kind on target, about related, whose device
+     * value is device_value (NULL: any)? */
+    int (*conflict_exists)(pd_storage *st, const char *kind, const char *target,
+                           const char *related, const pd_value *device_value, bool *exists);
+    /* Record the decision and raise the conflict's rev; PD_ERR_STATE if it was resolved already,
+     * PD_ERR_NOTFOUND if there is no such conflict. */
+    int (*conflict_resolve)(pd_storage *st, const pd_srv_resolution *r);
+    /* Members holding a NIK, by member id. */
+    int (*nik_members)(pd_storage *st, const char *nik, pd_storage_holder_cb cb, void *ctx);
+    /* Households whose KK number, or a member's, is kk: cb(household id, head name, NULL). */
+    int (*kk_households)(pd_storage *st, const char *kk, pd_storage_pair_cb cb, void *ctx);
+    /* Households located, or visited with a fix, inside the box. */
+    int (*points_in_box)(pd_storage *st, double lat_min, double lat_max, double lon_min,
+                         double lon_max, pd_storage_point_cb cb, void *ctx);
+    /* A household's location and its visits' fixes, in time order. */
+    int (*household_points)(pd_storage *st, const char *household_id, pd_storage_point_cb cb,
+                            void *ctx);
+    /* The audit rows of a household, its members and its visits, oldest first, at most limit. */
+    int (*household_audit)(pd_storage *st, const char *household_id, int64_t limit,
+                           pd_storage_audit_cb cb, void *ctx);
+    /* One whole record (household or member) to cb; PD_ERR_NOTFOUND if there is none. */
+    int (*record_get)(pd_storage *st, pd_entity e, const char *id, pd_storage_row_cb cb, void *ctx);
+    /* The members of a household (whole rows) in member_no order. */
+    int (*household_members)(pd_storage *st, const char *household_id, pd_storage_row_cb cb,
+                             void *ctx);
+    int (*task_add)(pd_storage *st, const pd_srv_task *t, int64_t *id);
+    /* Tasks in the areas with rev > since, for assignee (NULL: every task), in rev order. */
+    int (*tasks_since)(pd_storage *st, const char *areas, const char *assignee, int64_t since,
+                       pd_storage_task_cb cb, void *ctx);
+    /* A user's password hash (crypto_pwhash_str): set (ends the user's sessions), or get into
+     * hash (cap bytes); PD_ERR_NOTFOUND if none was set. */
+    int (*password_set)(pd_storage *st, const char *user_id, const char *hash, int64_t at);
+    int (*password_get)(pd_storage *st, const char *user_id, char *hash, size_t cap);
+    int (*session_add)(pd_storage *st, const pd_srv_session *s);
+    int (*session_get)(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES],
+                       pd_srv_session *out);
+    int (*session_delete)(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES]);
+    int (*sessions_purge)(pd_storage *st, int64_t now);
+    /* Failed logins of a subject (a user id as typed): add one, count those at or after since,
+     * forget them (after a good login). */
+    int (*login_failure_add)(pd_storage *st, const char *subject, int64_t at);
+    int (*login_failures)(pd_storage *st, const char *subject, int64_t since, int64_t *count);
+    int (*login_failures_clear)(pd_storage *st, const char *subject);
+    /* Per desa of the areas (that holds households or conflicts), in code order. */
+    int (*desa_summary)(pd_storage *st, const char *areas, pd_storage_summary_cb cb, void *ctx);
 } pd_storage_ops;
 
 /* The part of every backend's handle the interface sees. */
@@ -319,7 +488,8 @@ struct pd_storage {
     pd_error err;
 };
 
-/* ---- opening ----------------------------------------------------------------------------------- */
+/* ---- opening -----------------------------------------------------------------------------------
+ */
 
 /* Open (creating if needed, and migrating to the newest schema) the storage named by url:
  * "sqlite:PATH" or a bare PATH. PD_ERR_INVALID for an unknown scheme; PD_ERR_VERSION for a

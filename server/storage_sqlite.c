@@ -28,125 +28,130 @@
 
 #define MAX_COLS 48
 
-#define AREAS_CTE                                                                              \
-    "WITH RECURSIVE split(code, rest) AS (SELECT '', ?1 || ',' UNION ALL "                     \
-    "SELECT substr(rest, 1, instr(rest, ',') - 1), substr(rest, instr(rest, ',') + 1) "        \
+#define AREAS_CTE                                                                                  \
+    "WITH RECURSIVE split(code, rest) AS (SELECT '', ?1 || ',' UNION ALL "                         \
+    "SELECT substr(rest, 1, instr(rest, ',') - 1), substr(rest, instr(rest, ',') + 1) "            \
     "FROM split WHERE rest <> ''), areas(code) AS (SELECT code FROM split WHERE code <> '') "
-#define IN_AREAS(col)                                                                          \
-    "EXISTS (SELECT 1 FROM areas a WHERE " col " = a.code OR substr(" col                      \
+#define IN_AREAS(col)                                                                              \
+    "EXISTS (SELECT 1 FROM areas a WHERE " col " = a.code OR substr(" col                          \
     ", 1, length(a.code) + 1) = a.code || '.')"
 
 /* The fixed statements, by id. */
-#define STATEMENTS(X)                                                                          \
-    X(REV_NEXT, "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value")    \
-    X(REV_CUR, "SELECT value FROM meta WHERE key = 'revision'")                                \
-    X(USER_ADD, "INSERT INTO users (id, role, name, area, supervisor_id, created_at) "         \
-                "VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''), ?6)")                                 \
-    X(USER_GET, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "        \
-                "FROM users WHERE id = ?1")                                                    \
-    X(USERS_SUP, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "       \
-                 "FROM users WHERE supervisor_id = ?1 ORDER BY id")                            \
-    X(PKEY_ADD, "INSERT INTO person_keys (pk, user_id, device_id, added_at, rev) "             \
-                "VALUES (?1, ?2, ?3, ?4, ?5)")                                                 \
-    X(PKEY_GET, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys WHERE pk = ?1") \
-    X(PKEYS_OF, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys "               \
-                "WHERE user_id = ?1 ORDER BY added_at, pk")                                    \
-    X(DEV_ADD, "INSERT INTO devices (id, user_id, pk, enrolled_at) VALUES (?1, ?2, ?3, ?4)")   \
-    X(DEV_GET, "SELECT id, user_id, pk, enrolled_at, COALESCE(revoked_at, 0) FROM devices "    \
-               "WHERE id = ?1")                                                                \
-    X(DEV_REVOKE, "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")   \
-    X(CODE_ADD, "INSERT INTO enroll_codes (hash, user_id, created_at, expires_at) "            \
-                "VALUES (?1, ?2, ?3, ?4)")                                                     \
-    X(CODE_GET, "SELECT user_id, expires_at, used_at FROM enroll_codes WHERE hash = ?1")       \
-    X(CODE_USE, "UPDATE enroll_codes SET used_at = ?2, device_id = ?3 "                        \
-                "WHERE hash = ?1 AND used_at IS NULL")                                         \
-    X(NONCE_ADD, "INSERT INTO nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3)")         \
-    X(NONCE_SEEN, "SELECT 1 FROM nonces WHERE device_id = ?1 AND nonce = ?2")                  \
-    X(NONCE_PURGE, "DELETE FROM nonces WHERE seen_at < ?1")                                    \
-    X(UP_ADD, "INSERT INTO uploads (id, device_id, kind, length, acked, photo_hash, "          \
-              "created_at, expires_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")    \
-    X(UP_GET, "SELECT id, device_id, kind, length, acked, photo_hash, created_at, expires_at, " \
-              "state FROM uploads WHERE id = ?1")                                              \
-    X(UP_UPDATE, "UPDATE uploads SET acked = ?2, expires_at = ?3, state = ?4 WHERE id = ?1")   \
-    X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                \
-                  "AND expires_at < ?1 ORDER BY expires_at")                                   \
-    X(BLOB_GET, "SELECT size FROM blobs WHERE hash = ?1")                                      \
-    X(BLOB_ADD, "INSERT OR IGNORE INTO blobs (hash, size, stored_at, device_id) "              \
-                "VALUES (?1, ?2, ?3, ?4)")                                                     \
-    X(BATCH_PUT, "INSERT INTO batches (device_id, seq, hash, prev_hash, author_pk, "           \
-                 "approver_pk, area, state, bytes, review, receipt, received_at) "             \
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")                 \
-    X(BATCH_GET, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 AND seq = ?2")       \
-    X(BATCH_BY_HASH, "SELECT " BATCH_COLS " FROM batches WHERE hash = ?1")                     \
-    X(BATCH_LAST, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 "                   \
-                  "AND state IN ('applied', 'voided') ORDER BY seq DESC LIMIT 1")              \
-    X(BATCH_SET, "UPDATE batches SET state = ?3, receipt = ?4, applied_at = NULLIF(?5, 0) "    \
-                 "WHERE device_id = ?1 AND seq = ?2")                                          \
-    X(BATCH_UNHOLD, "DELETE FROM batches WHERE device_id = ?1 AND seq = ?2 AND state = 'held'") \
-    X(BATCHES_OF, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 AND seq > ?2 "      \
-                  "ORDER BY seq")                                                              \
-    X(Q_PUT, "INSERT OR IGNORE INTO quarantine (device_id, seq, hash, prev_hash, author_pk, "  \
-             "bytes, review, reason, receipt, received_at) "                                   \
-             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")                               \
-    X(Q_BY_HASH, "SELECT device_id, seq, hash, prev_hash, author_pk, NULL, '', 'fork', "       \
-                 "bytes, review, receipt, received_at, reason FROM quarantine WHERE hash = ?1") \
-    X(RES_PUT, "INSERT OR REPLACE INTO upload_results (upload_id, idx, device_id, seq, hash, " \
-               "status, again, error, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")   \
-    X(RES_OF, "SELECT idx, device_id, seq, hash, status, again, COALESCE(error, ''), "         \
-              "COALESCE(message, '') FROM upload_results WHERE upload_id = ?1 ORDER BY idx")   \
-    X(FCH_GET, "SELECT rev, device_id, author_pk, seq, hlc, batch_hash FROM field_rev "        \
-               "WHERE entity = ?1 AND target = ?2 AND field = ?3")                             \
-    X(FCH_PUT, "INSERT OR REPLACE INTO field_rev (entity, target, field, rev, device_id, "     \
-               "author_pk, seq, hlc, batch_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)") \
-    X(AREA_HH, "SELECT desa FROM household WHERE id = ?1")                                     \
-    X(AREA_MEMBER, "SELECT h.desa FROM member m JOIN household h ON h.id = m.household_id "    \
-                   "WHERE m.id = ?1")                                                          \
-    X(AREA_VISIT, "SELECT h.desa FROM visit v JOIN household h ON h.id = v.household_id "      \
-                  "WHERE v.id = ?1")                                                           \
-    X(AREA_PHOTO, "SELECT h.desa FROM photo p JOIN household h ON h.id = p.household_id "      \
-                  "WHERE p.hash = ?1")                                                         \
-    X(NIK_HOLDERS, "SELECT id, household_id FROM member WHERE nik = ?1 ORDER BY id")           \
-    X(VISITS_OF, "SELECT id, outcome, device_id FROM visit WHERE household_id = ?1 "           \
-                 "ORDER BY visited_at, id")                                                    \
-    X(SINCE, AREAS_CTE "SELECT 0, h.id, h.rev FROM household h WHERE h.rev > ?2 AND "          \
-             IN_AREAS("h.desa") " UNION ALL SELECT 1, m.id, m.rev FROM member m "              \
-             "JOIN household h ON h.id = m.household_id WHERE m.rev > ?2 AND "                 \
-             IN_AREAS("h.desa") " ORDER BY 3 LIMIT ?3")                                        \
-    X(AREA_HHS, AREAS_CTE "SELECT h.id FROM household h WHERE " IN_AREAS("h.desa")           \
-                " ORDER BY h.id")                                                              \
-    X(HH_MEMBERS, "SELECT id FROM member WHERE household_id = ?1 ORDER BY member_no, id")      \
-    X(SHAPE_PUT, "INSERT INTO area_shape (code, name, shape, rev) VALUES (?1, ?2, ?3, ?4)")    \
-    X(SHAPES_IN, AREAS_CTE "SELECT code, name, shape, rev FROM area_shape s WHERE "            \
-                 IN_AREAS("s.code") " ORDER BY code")                                          \
-    X(AREA_REV, AREAS_CTE "SELECT max(r) FROM (SELECT max(h.rev) AS r FROM household h WHERE " \
-                IN_AREAS("h.desa") " UNION ALL SELECT max(m.rev) FROM member m JOIN "          \
-                "household h ON h.id = m.household_id WHERE " IN_AREAS("h.desa") ")")          \
-    X(CONFLICT_ADD, "INSERT INTO conflicts (kind, entity, target, field, area, base_rev, "     \
-                    "base_value, server_value, server_device, server_author, server_seq, "     \
-                    "server_hlc, server_batch, device_value, device_device, device_author, "   \
-                    "device_seq, device_hlc, batch_seq, batch_hash, created_at, rev) VALUES "  \
-                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, " \
-                    "?17, ?18, ?19, ?20, ?21, ?22)")                                           \
-    X(CONFLICTS_SINCE, AREAS_CTE "SELECT id, kind, entity, target, field, "                    \
-                       "CASE WHEN resolved_at IS NULL THEN 'open' ELSE 'resolved' END, "       \
-                       "resolved_value, rev FROM conflicts c WHERE rev > ?2 AND "              \
-                       IN_AREAS("c.area") " ORDER BY rev")                                     \
-    X(AUDIT_ADD, "INSERT INTO audit (at, action, actor, device_id, batch_hash, seq, entity, "  \
-                 "target, field, old_value, new_value, rev) "                                  \
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")                 \
-    X(STATS, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices), "           \
-             "(SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL), "                   \
-             "(SELECT count(*) FROM household), (SELECT count(*) FROM member), "               \
-             "(SELECT count(*) FROM visit), (SELECT count(*) FROM photo), "                    \
-             "(SELECT count(*) FROM batches WHERE state <> 'held'), "                          \
-             "(SELECT count(*) FROM batches WHERE state = 'held'), "                           \
-             "(SELECT count(*) FROM quarantine), "                                             \
-             "(SELECT count(*) FROM conflicts WHERE resolved_at IS NULL), "                    \
-             "(SELECT count(*) FROM uploads WHERE state IN ('open', 'complete')), "            \
+#define STATEMENTS(X)                                                                              \
+    X(REV_NEXT, "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value")        \
+    X(REV_CUR, "SELECT value FROM meta WHERE key = 'revision'")                                    \
+    X(USER_ADD, "INSERT INTO users (id, role, name, area, supervisor_id, created_at) "             \
+                "VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''), ?6)")                                     \
+    X(USER_GET, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "            \
+                "FROM users WHERE id = ?1")                                                        \
+    X(USERS_SUP, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "           \
+                 "FROM users WHERE supervisor_id = ?1 ORDER BY id")                                \
+    X(PKEY_ADD, "INSERT INTO person_keys (pk, user_id, device_id, added_at, rev) "                 \
+                "VALUES (?1, ?2, ?3, ?4, ?5)")                                                     \
+    X(PKEY_GET, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys WHERE pk = ?1")     \
+    X(PKEYS_OF, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys "                   \
+                "WHERE user_id = ?1 ORDER BY added_at, pk")                                        \
+    X(DEV_ADD, "INSERT INTO devices (id, user_id, pk, enrolled_at) VALUES (?1, ?2, ?3, ?4)")       \
+    X(DEV_GET, "SELECT id, user_id, pk, enrolled_at, COALESCE(revoked_at, 0) FROM devices "        \
+               "WHERE id = ?1")                                                                    \
+    X(DEV_REVOKE, "UPDATE devices SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")       \
+    X(CODE_ADD, "INSERT INTO enroll_codes (hash, user_id, created_at, expires_at) "                \
+                "VALUES (?1, ?2, ?3, ?4)")                                                         \
+    X(CODE_GET, "SELECT user_id, expires_at, used_at FROM enroll_codes WHERE hash = ?1")           \
+    X(CODE_USE, "UPDATE enroll_codes SET used_at = ?2, device_id = ?3 "                            \
+                "WHERE hash = ?1 AND used_at IS NULL")                                             \
+    X(NONCE_ADD, "INSERT INTO nonces (device_id, nonce, seen_at) VALUES (?1, ?2, ?3)")             \
+    X(NONCE_SEEN, "SELECT 1 FROM nonces WHERE device_id = ?1 AND nonce = ?2")                      \
+    X(NONCE_PURGE, "DELETE FROM nonces WHERE seen_at < ?1")                                        \
+    X(UP_ADD, "INSERT INTO uploads (id, device_id, kind, length, acked, photo_hash, "              \
+              "created_at, expires_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")        \
+    X(UP_GET, "SELECT id, device_id, kind, length, acked, photo_hash, created_at, expires_at, "    \
+              "state FROM uploads WHERE id = ?1")                                                  \
+    X(UP_UPDATE, "UPDATE uploads SET acked = ?2, expires_at = ?3, state = ?4 WHERE id = ?1")       \
+    X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                    \
+                  "AND expires_at < ?1 ORDER BY expires_at")                                       \
+    X(BLOB_GET, "SELECT size FROM blobs WHERE hash = ?1")                                          \
+    X(BLOB_ADD, "INSERT OR IGNORE INTO blobs (hash, size, stored_at, device_id) "                  \
+                "VALUES (?1, ?2, ?3, ?4)")                                                         \
+    X(BATCH_PUT, "INSERT INTO batches (device_id, seq, hash, prev_hash, author_pk, "               \
+                 "approver_pk, area, state, bytes, review, receipt, received_at) "                 \
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")                     \
+    X(BATCH_GET, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 AND seq = ?2")           \
+    X(BATCH_BY_HASH, "SELECT " BATCH_COLS " FROM batches WHERE hash = ?1")                         \
+    X(BATCH_LAST, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 "                       \
+                  "AND state IN ('applied', 'voided') ORDER BY seq DESC LIMIT 1")                  \
+    X(BATCH_SET, "UPDATE batches SET state = ?3, receipt = ?4, applied_at = NULLIF(?5, 0) "        \
+                 "WHERE device_id = ?1 AND seq = ?2")                                              \
+    X(BATCH_UNHOLD, "DELETE FROM batches WHERE device_id = ?1 AND seq = ?2 AND state = 'held'")    \
+    X(BATCHES_OF, "SELECT " BATCH_COLS " FROM batches WHERE device_id = ?1 AND seq > ?2 "          \
+                  "ORDER BY seq")                                                                  \
+    X(Q_PUT, "INSERT OR IGNORE INTO quarantine (device_id, seq, hash, prev_hash, author_pk, "      \
+             "bytes, review, reason, receipt, received_at) "                                       \
+             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")                                   \
+    X(Q_BY_HASH, "SELECT device_id, seq, hash, prev_hash, author_pk, NULL, '', 'fork', "           \
+                 "bytes, review, receipt, received_at, reason FROM quarantine WHERE hash = ?1")    \
+    X(RES_PUT, "INSERT OR REPLACE INTO upload_results (upload_id, idx, device_id, seq, hash, "     \
+               "status, again, error, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")       \
+    X(RES_OF, "SELECT idx, device_id, seq, hash, status, again, COALESCE(error, ''), "             \
+              "COALESCE(message, '') FROM upload_results WHERE upload_id = ?1 ORDER BY idx")       \
+    X(FCH_GET, "SELECT rev, device_id, author_pk, seq, hlc, batch_hash FROM field_rev "            \
+               "WHERE entity = ?1 AND target = ?2 AND field = ?3")                                 \
+    X(FCH_PUT, "INSERT OR REPLACE INTO field_rev (entity, target, field, rev, device_id, "         \
+               "author_pk, seq, hlc, batch_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")     \
+    X(FCH_OTHER, "SELECT 1 FROM field_rev WHERE entity = ?1 AND target = ?2 AND rev > ?3 "         \
+                 "AND (device_id IS NULL OR device_id <> ?4) LIMIT 1")                             \
+    X(AREA_HH, "SELECT desa FROM household WHERE id = ?1")                                         \
+    X(AREA_MEMBER, "SELECT h.desa FROM member m JOIN household h ON h.id = m.household_id "        \
+                   "WHERE m.id = ?1")                                                              \
+    X(AREA_VISIT, "SELECT h.desa FROM visit v JOIN household h ON h.id = v.household_id "          \
+                  "WHERE v.id = ?1")                                                               \
+    X(AREA_PHOTO, "SELECT h.desa FROM photo p JOIN household h ON h.id = p.household_id "          \
+                  "WHERE p.hash = ?1")                                                             \
+    X(NIK_HOLDERS, "SELECT id, household_id FROM member WHERE nik = ?1 ORDER BY id")               \
+    X(VISITS_OF, "SELECT id, outcome, device_id FROM visit WHERE household_id = ?1 "               \
+                 "ORDER BY visited_at, id")                                                        \
+    X(SINCE,                                                                                       \
+      AREAS_CTE "SELECT 0, h.id, h.rev FROM household h WHERE h.rev > ?2 AND " IN_AREAS(           \
+          "h.desa") " UNION ALL SELECT 1, m.id, m.rev FROM member m "                              \
+                    "JOIN household h ON h.id = m.household_id WHERE m.rev > ?2 AND " IN_AREAS(    \
+                        "h.desa") " ORDER BY 3 LIMIT ?3")                                          \
+    X(AREA_HHS,                                                                                    \
+      AREAS_CTE "SELECT h.id FROM household h WHERE " IN_AREAS("h.desa") " ORDER BY h.id")         \
+    X(HH_MEMBERS, "SELECT id FROM member WHERE household_id = ?1 ORDER BY member_no, id")          \
+    X(SHAPE_PUT, "INSERT INTO area_shape (code, name, shape, rev) VALUES (?1, ?2, ?3, ?4)")        \
+    X(SHAPES_IN, AREAS_CTE "SELECT code, name, shape, rev FROM area_shape s WHERE " IN_AREAS(      \
+                     "s.code") " ORDER BY code")                                                   \
+    X(AREA_REV,                                                                                    \
+      AREAS_CTE "SELECT max(r) FROM (SELECT max(h.rev) AS r FROM household h WHERE " IN_AREAS(     \
+          "h.desa") " UNION ALL SELECT max(m.rev) FROM member m JOIN "                             \
+                    "household h ON h.id = m.household_id WHERE " IN_AREAS("h.desa") ")")          \
+    X(CONFLICT_ADD, "INSERT INTO conflicts (kind, entity, target, field, area, base_rev, "         \
+                    "base_value, server_value, server_device, server_author, server_seq, "         \
+                    "server_hlc, server_batch, device_value, device_device, device_author, "       \
+                    "device_seq, device_hlc, batch_seq, batch_hash, created_at, rev) VALUES "      \
+                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "     \
+                    "?17, ?18, ?19, ?20, ?21, ?22)")                                               \
+    X(CONFLICTS_SINCE,                                                                             \
+      AREAS_CTE "SELECT id, kind, entity, target, field, "                                         \
+                "CASE WHEN resolved_at IS NULL THEN 'open' ELSE 'resolved' END, "                  \
+                "resolved_value, rev FROM conflicts c WHERE rev > ?2 AND " IN_AREAS(               \
+                    "c.area") " ORDER BY rev")                                                     \
+    X(AUDIT_ADD, "INSERT INTO audit (at, action, actor, device_id, batch_hash, seq, entity, "      \
+                 "target, field, old_value, new_value, rev) "                                      \
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")                     \
+    X(STATS, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices), "               \
+             "(SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL), "                       \
+             "(SELECT count(*) FROM household), (SELECT count(*) FROM member), "                   \
+             "(SELECT count(*) FROM visit), (SELECT count(*) FROM photo), "                        \
+             "(SELECT count(*) FROM batches WHERE state <> 'held'), "                              \
+             "(SELECT count(*) FROM batches WHERE state = 'held'), "                               \
+             "(SELECT count(*) FROM quarantine), "                                                 \
+             "(SELECT count(*) FROM conflicts WHERE resolved_at IS NULL), "                        \
+             "(SELECT count(*) FROM uploads WHERE state IN ('open', 'complete')), "                \
              "(SELECT value FROM meta WHERE key = 'revision')")
 
-#define BATCH_COLS                                                                             \
-    "device_id, seq, hash, prev_hash, author_pk, approver_pk, area, state, bytes, review, "    \
+#define BATCH_COLS                                                                                 \
+    "device_id, seq, hash, prev_hash, author_pk, approver_pk, area, state, bytes, review, "        \
     "receipt, received_at, ''"
 
 enum {
@@ -170,6 +175,11 @@ typedef struct sq_storage {
     sqlite3_stmt *get_col[PD_ENT__COUNT][MAX_COLS];
     sqlite3_stmt *set_col[PD_ENT__COUNT][MAX_COLS];
     sqlite3_stmt *row[PD_ENT__COUNT];
+    /* record inserts, by their SQL (the set of columns given varies by caller) */
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+    } ins[16];
 } sq_storage;
 
 static sq_storage *SQ(pd_storage *st)
@@ -329,6 +339,10 @@ static void sq_close(pd_storage *st)
         }
         sqlite3_finalize(s->row[e]);
     }
+    for (size_t i = 0; i < PD_ARRAY_LEN(s->ins); i++) {
+        sqlite3_finalize(s->ins[i].st);
+        free(s->ins[i].sql);
+    }
     sqlite3_close(s->db);
     free(s->path);
     free(s);
@@ -404,8 +418,10 @@ static int sq_user_add(pd_storage *st, const pd_srv_user *u)
     sqlite3_bind_int64(q, 6, u->created_at);
     int rc = step_done(s, q, "adding a user");
     if (rc == PD_ERR_EXISTS)
-        pd_error_set(&st->err, PD_ERR_EXISTS, "user %s already exists (or its supervisor %s "
-                     "does not)", u->id, u->supervisor_id[0] ? u->supervisor_id : "-");
+        pd_error_set(&st->err, PD_ERR_EXISTS,
+                     "user %s already exists (or its supervisor %s "
+                     "does not)",
+                     u->id, u->supervisor_id[0] ? u->supervisor_id : "-");
     return rc;
 }
 
@@ -656,8 +672,8 @@ static int sq_nonce_add(pd_storage *st, const char *device_id, const uint8_t *no
     return rc;
 }
 
-static int sq_nonce_seen(pd_storage *st, const char *device_id, const uint8_t *nonce,
-                         size_t len, bool *seen)
+static int sq_nonce_seen(pd_storage *st, const char *device_id, const uint8_t *nonce, size_t len,
+                         bool *seen)
 {
     sq_storage *s = SQ(st);
     sqlite3_stmt *q = stmt(s, ST_NONCE_SEEN);
@@ -786,8 +802,8 @@ static int sq_blob_get(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_
     return sq_fail(s, rc, "reading a blob");
 }
 
-static int sq_blob_add(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t size,
-                       int64_t at, const char *device_id)
+static int sq_blob_add(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t size, int64_t at,
+                       const char *device_id)
 {
     sq_storage *s = SQ(st);
     sqlite3_stmt *q = stmt(s, ST_BLOB_ADD);
@@ -893,9 +909,8 @@ static int sq_batch_last(pd_storage *st, const char *device_id, pd_srv_batch *ou
     return one_batch(s, q, out, "last of device");
 }
 
-static int sq_batch_set_state(pd_storage *st, const char *device_id, int64_t seq,
-                              const char *state, const uint8_t receipt[PD_RECEIPT_BYTES],
-                              int64_t applied_at)
+static int sq_batch_set_state(pd_storage *st, const char *device_id, int64_t seq, const char *state,
+                              const uint8_t receipt[PD_RECEIPT_BYTES], int64_t applied_at)
 {
     sq_storage *s = SQ(st);
     sqlite3_stmt *q = stmt(s, ST_BATCH_SET);
@@ -908,8 +923,7 @@ static int sq_batch_set_state(pd_storage *st, const char *device_id, int64_t seq
     sqlite3_bind_int64(q, 5, applied_at);
     int rc = step_done(s, q, "updating a batch");
     if (rc == PD_OK && sqlite3_changes(s->db) == 0)
-        return pd_storage_fail(st, PD_ERR_NOTFOUND, "no batch %s/%lld", device_id,
-                               (long long)seq);
+        return pd_storage_fail(st, PD_ERR_NOTFOUND, "no batch %s/%lld", device_id, (long long)seq);
     return rc;
 }
 
@@ -1001,8 +1015,7 @@ static int sq_result_put(pd_storage *st, const char *upload_id, const pd_srv_res
     return step_done(s, q, "storing an upload result");
 }
 
-static int sq_results_of(pd_storage *st, const char *upload_id, pd_storage_result_cb cb,
-                         void *ctx)
+static int sq_results_of(pd_storage *st, const char *upload_id, pd_storage_result_cb cb, void *ctx)
 {
     sq_storage *s = SQ(st);
     sqlite3_stmt *q = stmt(s, ST_RES_OF);
@@ -1086,8 +1099,8 @@ static int sq_field_get(pd_storage *st, pd_entity e, const char *id, int col, pd
     size_t n;
     const pd_column *cols = pd_entity_columns(e, &n);
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE %s = ?1", cols[col].name,
-             pd_entity_name(e), id_col(e));
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE %s = ?1", cols[col].name, pd_entity_name(e),
+             id_col(e));
     sqlite3_stmt *q = prepare_built(s, &s->get_col[e][col], sql);
     if (!q)
         return st->err.code;
@@ -1164,8 +1177,7 @@ static int sq_field_set(pd_storage *st, pd_entity e, const char *id, int col, co
     return put_change(s, e, id, cols[col].name, ch);
 }
 
-static int sq_field_change(pd_storage *st, pd_entity e, const char *id, int col,
-                           pd_srv_change *out)
+static int sq_field_change(pd_storage *st, pd_entity e, const char *id, int col, pd_srv_change *out)
 {
     sq_storage *s = SQ(st);
     if (!valid_column(e, col))
@@ -1194,6 +1206,25 @@ static int sq_field_change(pd_storage *st, pd_entity e, const char *id, int col,
     if (rc == SQLITE_DONE)
         return pd_storage_fail(st, PD_ERR_NOTFOUND, "field never changed");
     return sq_fail(s, rc, "reading a field change");
+}
+
+static int sq_changed_elsewhere(pd_storage *st, pd_entity e, const char *id, int64_t rev,
+                                const char *device_id, bool *changed)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = stmt(s, ST_FCH_OTHER);
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, pd_entity_name(e));
+    bind_text(q, 2, id);
+    sqlite3_bind_int64(q, 3, rev);
+    bind_text(q, 4, device_id);
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sq_fail(s, rc, "reading a record's changes");
+    *changed = rc == SQLITE_ROW;
+    return PD_OK;
 }
 
 static int sq_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fields, size_t n,
@@ -1226,24 +1257,47 @@ static int sq_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
         len += (size_t)snprintf(sql + len, sizeof sql - len, ", ?%zu", i + 2);
     snprintf(sql + len, sizeof sql - len, ")");
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
-    if (rc != SQLITE_OK)
-        return sq_fail(s, rc, "preparing a record insert");
+    size_t slot = 0;
+    for (; slot < PD_ARRAY_LEN(s->ins) && s->ins[slot].sql; slot++)
+        if (!strcmp(s->ins[slot].sql, sql))
+            break;
+    if (slot < PD_ARRAY_LEN(s->ins) && s->ins[slot].sql) {
+        q = s->ins[slot].st;
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+    } else {
+        int prc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL);
+        if (prc != SQLITE_OK)
+            return sq_fail(s, prc, "preparing a record insert");
+        if (slot == PD_ARRAY_LEN(s->ins)) { /* full: replace the oldest */
+            slot = 0;
+            sqlite3_finalize(s->ins[0].st);
+            free(s->ins[0].sql);
+            s->ins[0].sql = NULL;
+        }
+        s->ins[slot].sql = strdup(sql);
+        if (!s->ins[slot].sql) {
+            sqlite3_finalize(q);
+            return pd_storage_fail(st, PD_ERR_NOMEM, "out of memory");
+        }
+        s->ins[slot].st = q;
+    }
+    int rc;
     sqlite3_bind_int64(q, 1, rev);
     for (size_t i = 0; i < n; i++)
         bind_value(q, (int)i + 2, &fields[i].value);
     rc = sqlite3_step(q);
     int out = PD_OK;
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
-        out = pd_storage_fail(st, rc == SQLITE_CONSTRAINT_PRIMARYKEY ||
-                                          rc == SQLITE_CONSTRAINT_UNIQUE
-                                      ? PD_ERR_EXISTS
-                                      : PD_ERR_INVALID,
+        out = pd_storage_fail(st,
+                              rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE
+                                  ? PD_ERR_EXISTS
+                                  : PD_ERR_INVALID,
                               "%s: %s", pd_entity_name(e), sqlite3_errmsg(s->db));
     } else if (rc != SQLITE_DONE) {
         out = sq_fail(s, rc, "inserting a record");
     }
-    sqlite3_finalize(q);
+    sqlite3_reset(q);
     return out;
 }
 
@@ -1295,8 +1349,7 @@ static int sq_nik_holders(pd_storage *st, const char *nik, pd_storage_pair_cb cb
     return pairs(SQ(st), ST_NIK_HOLDERS, nik, cb, ctx, "looking up a NIK");
 }
 
-static int sq_visits_of(pd_storage *st, const char *household_id, pd_storage_pair_cb cb,
-                        void *ctx)
+static int sq_visits_of(pd_storage *st, const char *household_id, pd_storage_pair_cb cb, void *ctx)
 {
     return pairs(SQ(st), ST_VISITS_OF, household_id, cb, ctx, "listing visits");
 }
@@ -1310,8 +1363,8 @@ static int emit_row(sq_storage *s, pd_entity e, const char *id, pd_storage_row_c
         char sql[2048];
         size_t len = (size_t)snprintf(sql, sizeof sql, "SELECT ");
         for (size_t i = 0; i < n; i++)
-            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", i ? ", " : "",
-                                    cols[i].name);
+            len +=
+                (size_t)snprintf(sql + len, sizeof sql - len, "%s%s", i ? ", " : "", cols[i].name);
         snprintf(sql + len, sizeof sql - len, " FROM %s WHERE %s = ?1", pd_entity_name(e),
                  cols[0].name);
         if (!prepare_built(s, &s->row[e], sql))
@@ -1517,7 +1570,7 @@ static int sq_conflicts_since(pd_storage *st, const char *areas, int64_t since,
                               pd_storage_row_cb cb, void *ctx)
 {
     sq_storage *s = SQ(st);
-    static const char *const names[] = {"id", "kind", "entity", "target",
+    static const char *const names[] = {"id",    "kind",  "entity",         "target",
                                         "field", "state", "resolved_value", "rev"};
     sqlite3_stmt *q = stmt(s, ST_CONFLICTS_SINCE);
     if (!q)
@@ -1570,10 +1623,10 @@ static int sq_stats(pd_storage *st, pd_srv_stats *out)
         return st->err.code;
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
-        int64_t *f[] = {&out->users,        &out->devices, &out->devices_revoked,
-                        &out->households,   &out->members, &out->visits,
-                        &out->photos,       &out->batches, &out->batches_held,
-                        &out->forks,        &out->conflicts_open, &out->uploads_open,
+        int64_t *f[] = {&out->users,      &out->devices,        &out->devices_revoked,
+                        &out->households, &out->members,        &out->visits,
+                        &out->photos,     &out->batches,        &out->batches_held,
+                        &out->forks,      &out->conflicts_open, &out->uploads_open,
                         &out->revision};
         for (size_t i = 0; i < PD_ARRAY_LEN(f); i++)
             *f[i] = sqlite3_column_int64(q, (int)i);
@@ -1581,6 +1634,698 @@ static int sq_stats(pd_storage *st, pd_srv_stats *out)
     sqlite3_reset(q);
     return rc == SQLITE_ROW ? PD_OK : sq_fail(s, rc, "reading statistics");
 }
+
+/* ==== korcam ===================================================================================
+ * The korcam block (server/korcam.c; storage.h "korcam"): the conflict queue as the korcam reads
+ * and decides it, revisit tasks, the duplicate-household and NIK lookups of the merge-time checks,
+ * web logins. These run at a person's pace (a korcam's clicks, a login), not a batch's, so each
+ * statement is prepared when called and finalized after — fixed SQL with bound parameters all
+ * the same — which keeps this block out of the handle's statement cache. */
+
+#define KO_CONFLICT_COLS                                                                           \
+    "c.id, c.kind, c.entity, c.target, c.field, c.area, c.related, COALESCE(hh.id, ''), "          \
+    "COALESCE(hh.head_name, ''), COALESCE(c.base_rev, 0), c.base_value, c.server_value, "          \
+    "c.device_value, COALESCE(c.server_device, ''), COALESCE(sk.user_id, ''), "                    \
+    "c.server_author, COALESCE(c.server_seq, 0), COALESCE(c.server_hlc, 0), c.server_batch, "      \
+    "c.device_device, COALESCE(dk.user_id, ''), c.device_author, c.device_seq, c.device_hlc, "     \
+    "c.batch_seq, c.batch_hash, c.created_at, c.rev, c.resolved_at IS NOT NULL, "                  \
+    "COALESCE(c.resolution, ''), c.resolved_value, COALESCE(c.resolved_by, ''), "                  \
+    "COALESCE(c.resolution_note, ''), COALESCE(c.resolved_at, 0) "
+#define KO_CONFLICT_FROM                                                                           \
+    "FROM conflicts c LEFT JOIN person_keys sk ON sk.pk = c.server_author "                        \
+    "LEFT JOIN person_keys dk ON dk.pk = c.device_author "                                         \
+    "LEFT JOIN household hh ON hh.id = CASE c.entity WHEN 'household' THEN c.target "              \
+    "WHEN 'member' THEN (SELECT m.household_id FROM member m WHERE m.id = c.target) "              \
+    "WHEN 'visit' THEN (SELECT v.household_id FROM visit v WHERE v.id = c.target) END "
+#define KO_CONFLICT_WHERE                                                                          \
+    "WHERE " IN_AREAS(                                                                             \
+        "c.area") " AND (?2 IS NULL OR c.kind = ?2) "                                              \
+                  "AND (?3 IS NULL OR c.area = ?3 OR substr(c.area, 1, length(?3) + 1) = ?3 || "   \
+                  "'.') "                                                                          \
+                  "AND (?4 IS NULL OR c.device_author IN (SELECT pk FROM person_keys WHERE "       \
+                  "user_id = ?4) "                                                                 \
+                  "OR c.server_author IN (SELECT pk FROM person_keys WHERE user_id = ?4)) "        \
+                  "AND (?5 IS NULL OR (?5 = 'open') = (c.resolved_at IS NULL)) "                   \
+                  "AND (?6 = 0 OR c.created_at < ?6) "
+
+static const char ko_sql_list[] =
+    AREAS_CTE "SELECT " KO_CONFLICT_COLS KO_CONFLICT_FROM KO_CONFLICT_WHERE
+              "ORDER BY c.created_at DESC, c.id DESC LIMIT ?7 OFFSET ?8";
+static const char ko_sql_count[] = AREAS_CTE "SELECT count(*) FROM conflicts c " KO_CONFLICT_WHERE;
+static const char ko_sql_get[] = "SELECT " KO_CONFLICT_COLS KO_CONFLICT_FROM "WHERE c.id = ?1";
+
+static sqlite3_stmt *ko_prepare(sq_storage *s, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    if (rc != SQLITE_OK) {
+        sq_fail(s, rc, "preparing a korcam statement");
+        sqlite3_finalize(q);
+        return NULL;
+    }
+    return q;
+}
+
+static const char *ko_text(sqlite3_stmt *q, int i)
+{
+    const unsigned char *t = sqlite3_column_text(q, i);
+    return t ? (const char *)t : "";
+}
+
+static const uint8_t *ko_blob(sqlite3_stmt *q, int i, size_t n)
+{
+    if (sqlite3_column_type(q, i) != SQLITE_BLOB || (size_t)sqlite3_column_bytes(q, i) != n)
+        return NULL;
+    return sqlite3_column_blob(q, i);
+}
+
+/* Step a prepared, bound statement that returns no rows, then finalize it. */
+static int ko_exec(sq_storage *s, sqlite3_stmt *q, const char *ctx)
+{
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc == SQLITE_DONE)
+        return PD_OK;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        pd_error_sqlite(&s->base.err, s->db, rc, ctx);
+        s->base.err.code = PD_ERR_EXISTS;
+        return PD_ERR_EXISTS;
+    }
+    return sq_fail(s, rc, ctx);
+}
+
+static void ko_conflict_row(sqlite3_stmt *q, pd_srv_conflict_row *c)
+{
+    memset(c, 0, sizeof *c);
+    int i = 0;
+    c->id = sqlite3_column_int64(q, i++);
+    c->kind = ko_text(q, i++);
+    c->entity = ko_text(q, i++);
+    c->target = ko_text(q, i++);
+    c->field = ko_text(q, i++);
+    c->area = ko_text(q, i++);
+    c->related = ko_text(q, i++);
+    c->household_id = ko_text(q, i++);
+    c->head_name = ko_text(q, i++);
+    c->base_rev = sqlite3_column_int64(q, i++);
+    c->base_value = column_value(q, i++);
+    c->server_value = column_value(q, i++);
+    c->device_value = column_value(q, i++);
+    c->server_device = ko_text(q, i++);
+    c->server_user = ko_text(q, i++);
+    c->server_author = ko_blob(q, i++, PD_PUBKEY_BYTES);
+    c->server_seq = sqlite3_column_int64(q, i++);
+    c->server_hlc = sqlite3_column_int64(q, i++);
+    c->server_batch = ko_blob(q, i++, PD_HASH_BYTES);
+    c->device_device = ko_text(q, i++);
+    c->device_user = ko_text(q, i++);
+    c->device_author = ko_blob(q, i++, PD_PUBKEY_BYTES);
+    c->device_seq = sqlite3_column_int64(q, i++);
+    c->device_hlc = sqlite3_column_int64(q, i++);
+    c->batch_seq = sqlite3_column_int64(q, i++);
+    c->batch_hash = ko_blob(q, i++, PD_HASH_BYTES);
+    c->created_at = sqlite3_column_int64(q, i++);
+    c->rev = sqlite3_column_int64(q, i++);
+    c->resolved = sqlite3_column_int(q, i++) != 0;
+    c->resolution = ko_text(q, i++);
+    c->resolved_value = column_value(q, i++);
+    c->resolved_by = ko_text(q, i++);
+    c->note = ko_text(q, i++);
+    c->resolved_at = sqlite3_column_int64(q, i++);
+}
+
+static void ko_bind_filter(sqlite3_stmt *q, const pd_srv_conflict_filter *f)
+{
+    bind_text(q, 1, f->areas ? f->areas : "");
+    bind_text(q, 2, f->kind);
+    bind_text(q, 3, f->desa);
+    bind_text(q, 4, f->enumerator);
+    bind_text(q, 5, f->state);
+    sqlite3_bind_int64(q, 6, f->created_before > 0 ? f->created_before : 0);
+}
+
+static int sq_conflicts_list(pd_storage *st, const pd_srv_conflict_filter *f,
+                             pd_storage_conflict_cb cb, void *ctx, int64_t *total)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q;
+    int rc;
+    if (total) {
+        if (!(q = ko_prepare(s, ko_sql_count)))
+            return st->err.code;
+        ko_bind_filter(q, f);
+        rc = sqlite3_step(q);
+        *total = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+        sqlite3_finalize(q);
+        if (rc != SQLITE_ROW)
+            return sq_fail(s, rc, "counting conflicts");
+    }
+    if (!(q = ko_prepare(s, ko_sql_list)))
+        return st->err.code;
+    ko_bind_filter(q, f);
+    sqlite3_bind_int64(q, 7, f->limit > 0 ? f->limit : -1);
+    sqlite3_bind_int64(q, 8, f->offset > 0 ? f->offset : 0);
+    int stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        pd_srv_conflict_row c;
+        ko_conflict_row(q, &c);
+        if ((stop = cb(ctx, &c)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing conflicts");
+}
+
+static int sq_conflict_get(pd_storage *st, int64_t id, pd_storage_conflict_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, ko_sql_get);
+    if (!q)
+        return st->err.code;
+    sqlite3_bind_int64(q, 1, id);
+    int rc = sqlite3_step(q), out;
+    if (rc == SQLITE_ROW) {
+        pd_srv_conflict_row c;
+        ko_conflict_row(q, &c);
+        out = cb(ctx, &c);
+    } else if (rc == SQLITE_DONE) {
+        out = pd_storage_fail(st, PD_ERR_NOTFOUND, "no conflict %lld", (long long)id);
+    } else {
+        out = sq_fail(s, rc, "reading a conflict");
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+static int sq_conflict_relate(pd_storage *st, int64_t id, const char *related)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "UPDATE conflicts SET related = ?2 WHERE id = ?1");
+    if (!q)
+        return st->err.code;
+    sqlite3_bind_int64(q, 1, id);
+    bind_text(q, 2, related ? related : "");
+    return ko_exec(s, q, "relating a conflict");
+}
+
+static int sq_conflict_exists(pd_storage *st, const char *kind, const char *target,
+                              const char *related, const pd_value *device_value, bool *exists)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "SELECT 1 FROM conflicts WHERE kind = ?1 AND target = ?2 "
+                                    "AND related = ?3 AND (?4 OR device_value IS ?5) LIMIT 1");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, kind);
+    bind_text(q, 2, target);
+    bind_text(q, 3, related ? related : "");
+    sqlite3_bind_int(q, 4, device_value == NULL);
+    bind_value(q, 5, device_value);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sq_fail(s, rc, "looking for a conflict");
+    *exists = rc == SQLITE_ROW;
+    return PD_OK;
+}
+
+static int sq_conflict_resolve(pd_storage *st, const pd_srv_resolution *r)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "UPDATE conflicts SET resolution = ?2, resolved_value = ?3, "
+                                    "resolved_by = ?4, resolved_at = ?5, resolution_note = ?6, "
+                                    "rev = ?7 WHERE id = ?1 AND resolved_at IS NULL");
+    if (!q)
+        return st->err.code;
+    sqlite3_bind_int64(q, 1, r->id);
+    bind_text(q, 2, r->resolution);
+    bind_value(q, 3, r->value);
+    bind_text(q, 4, r->by);
+    sqlite3_bind_int64(q, 5, r->at);
+    bind_text(q, 6, r->note && *r->note ? r->note : NULL);
+    sqlite3_bind_int64(q, 7, r->rev);
+    int rc = ko_exec(s, q, "resolving a conflict");
+    if (rc != PD_OK)
+        return rc == PD_ERR_EXISTS ? pd_storage_fail(st, PD_ERR_INVALID,
+                                                     "conflict %lld: the "
+                                                     "resolution was refused: %s",
+                                                     (long long)r->id, sqlite3_errmsg(s->db))
+                                   : rc;
+    if (sqlite3_changes(s->db) == 1)
+        return PD_OK;
+    if (!(q = ko_prepare(s, "SELECT resolved_by FROM conflicts WHERE id = ?1")))
+        return st->err.code;
+    sqlite3_bind_int64(q, 1, r->id);
+    rc = sqlite3_step(q);
+    char by[PD_SRV_ID_MAX + 1] = "";
+    if (rc == SQLITE_ROW)
+        copy_text(by, sizeof by, q, 0);
+    sqlite3_finalize(q);
+    if (rc == SQLITE_ROW)
+        return pd_storage_fail(st, PD_ERR_STATE, "conflict %lld was already resolved by %s",
+                               (long long)r->id, by);
+    if (rc == SQLITE_DONE)
+        return pd_storage_fail(st, PD_ERR_NOTFOUND, "no conflict %lld", (long long)r->id);
+    return sq_fail(s, rc, "reading a conflict");
+}
+
+static int sq_nik_members(pd_storage *st, const char *nik, pd_storage_holder_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "SELECT m.id, m.household_id, m.status, "
+                                    "COALESCE(h.source, ''), m.name, COALESCE(m.relationship, 0) "
+                                    "FROM member m LEFT JOIN household h ON h.id = m.household_id "
+                                    "WHERE m.nik = ?1 ORDER BY m.id");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, nik);
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        pd_srv_holder h = {.member_id = ko_text(q, 0),
+                           .household_id = ko_text(q, 1),
+                           .status = ko_text(q, 2),
+                           .household_source = ko_text(q, 3),
+                           .name = ko_text(q, 4),
+                           .relationship = sqlite3_column_int64(q, 5)};
+        if ((stop = cb(ctx, &h)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "looking up a NIK");
+}
+
+static int sq_kk_households(pd_storage *st, const char *kk, pd_storage_pair_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "SELECT id, head_name FROM household WHERE kk = ?1 UNION "
+                                    "SELECT h.id, h.head_name FROM member m JOIN household h "
+                                    "ON h.id = m.household_id WHERE m.kk = ?1 ORDER BY 1");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, kk);
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+        if ((stop = cb(ctx, ko_text(q, 0), ko_text(q, 1), NULL)) != 0)
+            break;
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "looking up a KK");
+}
+
+#define KO_POINT_HH                                                                                \
+    "SELECT h.id, h.head_name, '', h.lat, h.lon, -1.0, 0, '', '', NULL FROM household h "
+#define KO_POINT_VISIT                                                                             \
+    "SELECT v.household_id, COALESCE(h.head_name, ''), v.id, v.lat, v.lon, "                       \
+    "COALESCE(v.accuracy_m, -1.0), v.visited_at, v.outcome, v.device_id, v.enumerator_pk "         \
+    "FROM visit v LEFT JOIN household h ON h.id = v.household_id "
+
+static int ko_points(sq_storage *s, sqlite3_stmt *q, pd_storage_point_cb cb, void *ctx)
+{
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (sqlite3_column_type(q, 3) == SQLITE_NULL || sqlite3_column_type(q, 4) == SQLITE_NULL)
+            continue;
+        pd_srv_point p = {.household_id = ko_text(q, 0),
+                          .head_name = ko_text(q, 1),
+                          .visit_id = ko_text(q, 2),
+                          .lat = sqlite3_column_double(q, 3),
+                          .lon = sqlite3_column_double(q, 4),
+                          .accuracy_m = sqlite3_column_double(q, 5),
+                          .at = sqlite3_column_int64(q, 6),
+                          .outcome = ko_text(q, 7),
+                          .device_id = ko_text(q, 8),
+                          .enumerator_pk = ko_blob(q, 9, PD_PUBKEY_BYTES)};
+        if ((stop = cb(ctx, &p)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing locations");
+}
+
+static int sq_points_in_box(pd_storage *st, double lat_min, double lat_max, double lon_min,
+                            double lon_max, pd_storage_point_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q =
+        ko_prepare(s, KO_POINT_HH "WHERE h.lat BETWEEN ?1 AND ?2 AND h.lon "
+                                  "BETWEEN ?3 AND ?4 UNION ALL " KO_POINT_VISIT
+                                  "WHERE v.lat BETWEEN ?1 AND ?2 AND v.lon BETWEEN ?3 AND ?4 "
+                                  "LIMIT 5000");
+    if (!q)
+        return st->err.code;
+    sqlite3_bind_double(q, 1, lat_min);
+    sqlite3_bind_double(q, 2, lat_max);
+    sqlite3_bind_double(q, 3, lon_min);
+    sqlite3_bind_double(q, 4, lon_max);
+    return ko_points(s, q, cb, ctx);
+}
+
+static int sq_household_points(pd_storage *st, const char *household_id, pd_storage_point_cb cb,
+                               void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, KO_POINT_HH "WHERE h.id = ?1 UNION ALL " KO_POINT_VISIT
+                                                "WHERE v.household_id = ?1 ORDER BY 7, 3");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, household_id);
+    return ko_points(s, q, cb, ctx);
+}
+
+static int sq_household_audit(pd_storage *st, const char *household_id, int64_t limit,
+                              pd_storage_audit_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(
+        s, "SELECT * FROM (SELECT id, at, action, actor, COALESCE(device_id, ''), batch_hash, "
+           "COALESCE(seq, 0), COALESCE(entity, ''), COALESCE(target, ''), COALESCE(field, ''), "
+           "old_value, new_value, COALESCE(rev, 0) FROM audit WHERE (entity = 'household' AND "
+           "target = ?1) OR (entity = 'member' AND target IN (SELECT id FROM member WHERE "
+           "household_id = ?1)) OR (entity = 'visit' AND target IN (SELECT id FROM visit WHERE "
+           "household_id = ?1)) ORDER BY id DESC LIMIT ?2) ORDER BY id");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, household_id);
+    sqlite3_bind_int64(q, 2, limit > 0 ? limit : -1);
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        pd_srv_audit_row a = {.id = sqlite3_column_int64(q, 0),
+                              .at = sqlite3_column_int64(q, 1),
+                              .action = ko_text(q, 2),
+                              .actor = ko_text(q, 3),
+                              .device_id = ko_text(q, 4),
+                              .batch_hash = ko_blob(q, 5, PD_HASH_BYTES),
+                              .seq = sqlite3_column_int64(q, 6),
+                              .entity = ko_text(q, 7),
+                              .target = ko_text(q, 8),
+                              .field = ko_text(q, 9),
+                              .old_value = column_value(q, 10),
+                              .new_value = column_value(q, 11),
+                              .rev = sqlite3_column_int64(q, 12)};
+        if ((stop = cb(ctx, &a)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "reading a household's history");
+}
+
+static int sq_record_get(pd_storage *st, pd_entity e, const char *id, pd_storage_row_cb cb,
+                         void *ctx)
+{
+    if (e != PD_ENT_HOUSEHOLD && e != PD_ENT_MEMBER)
+        return pd_storage_fail(st, PD_ERR_INTERNAL, "record_get: households and members only");
+    int64_t rev;
+    int rc = sq_record_rev(st, e, id, &rev);
+    if (rc != PD_OK)
+        return rc;
+    return emit_row(SQ(st), e, id, cb, ctx);
+}
+
+static int sq_household_members(pd_storage *st, const char *household_id, pd_storage_row_cb cb,
+                                void *ctx)
+{
+    sq_storage *s = SQ(st);
+    idlist mm = {0};
+    sqlite3_stmt *q = stmt(s, ST_HH_MEMBERS);
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, household_id);
+    int rc = collect_ids(s, q, &mm, "listing a household's members");
+    for (size_t j = 0; rc == PD_OK && j < mm.n; j++)
+        rc = emit_row(s, PD_ENT_MEMBER, mm.v[j], cb, ctx);
+    idlist_free(&mm);
+    return rc;
+}
+
+static int sq_task_add(pd_storage *st, const pd_srv_task *t, int64_t *id)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "INSERT INTO tasks (kind, household_id, area, assignee, "
+                                    "conflict_id, note, created_by, created_at, rev) VALUES "
+                                    "(?1, ?2, ?3, ?4, NULLIF(?5, 0), ?6, ?7, ?8, ?9)");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, t->kind);
+    bind_text(q, 2, t->household_id);
+    bind_text(q, 3, t->area);
+    bind_text(q, 4, t->assignee ? t->assignee : "");
+    sqlite3_bind_int64(q, 5, t->conflict_id);
+    bind_text(q, 6, t->note ? t->note : "");
+    bind_text(q, 7, t->created_by);
+    sqlite3_bind_int64(q, 8, t->created_at);
+    sqlite3_bind_int64(q, 9, t->rev);
+    int rc = ko_exec(s, q, "adding a task");
+    if (rc == PD_OK && id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc == PD_ERR_EXISTS
+               ? pd_storage_fail(st, PD_ERR_INVALID, "task refused: %s", sqlite3_errmsg(s->db))
+               : rc;
+}
+
+static int sq_tasks_since(pd_storage *st, const char *areas, const char *assignee, int64_t since,
+                          pd_storage_task_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q =
+        ko_prepare(s, AREAS_CTE
+                   "SELECT id, kind, household_id, area, assignee, COALESCE(conflict_id, 0), "
+                   "note, created_by, created_at, rev FROM tasks t WHERE t.rev > ?2 AND " IN_AREAS(
+                       "t.area") " AND (?3 IS NULL OR t.assignee = ?3 OR t.assignee = '') "
+                                 "ORDER BY t.rev");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, areas ? areas : "");
+    sqlite3_bind_int64(q, 2, since);
+    bind_text(q, 3, assignee);
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        pd_srv_task t = {.id = sqlite3_column_int64(q, 0),
+                         .kind = ko_text(q, 1),
+                         .household_id = ko_text(q, 2),
+                         .area = ko_text(q, 3),
+                         .assignee = ko_text(q, 4),
+                         .conflict_id = sqlite3_column_int64(q, 5),
+                         .note = ko_text(q, 6),
+                         .created_by = ko_text(q, 7),
+                         .created_at = sqlite3_column_int64(q, 8),
+                         .rev = sqlite3_column_int64(q, 9)};
+        if ((stop = cb(ctx, &t)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing tasks");
+}
+
+static int sq_password_set(pd_storage *st, const char *user_id, const char *hash, int64_t at)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "INSERT INTO user_passwords (user_id, hash, set_at) VALUES "
+                                    "(?1, ?2, ?3) ON CONFLICT (user_id) DO UPDATE SET "
+                                    "hash = excluded.hash, set_at = excluded.set_at");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, user_id);
+    bind_text(q, 2, hash);
+    sqlite3_bind_int64(q, 3, at);
+    int rc = ko_exec(s, q, "setting a password");
+    if (rc == PD_ERR_EXISTS)
+        return pd_storage_fail(st, PD_ERR_NOTFOUND, "no user %s", user_id);
+    if (rc != PD_OK)
+        return rc;
+    if (!(q = ko_prepare(s, "DELETE FROM web_sessions WHERE user_id = ?1")))
+        return st->err.code;
+    bind_text(q, 1, user_id);
+    return ko_exec(s, q, "ending a user's sessions");
+}
+
+static int sq_password_get(pd_storage *st, const char *user_id, char *hash, size_t cap)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "SELECT hash FROM user_passwords WHERE user_id = ?1");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, user_id);
+    int rc = sqlite3_step(q), out = PD_OK;
+    if (rc == SQLITE_ROW) {
+        if ((size_t)sqlite3_column_bytes(q, 0) >= cap)
+            out = pd_storage_fail(st, PD_ERR_CORRUPT, "user %s: the stored hash is too long",
+                                  user_id);
+        else
+            copy_text(hash, cap, q, 0);
+    } else if (rc == SQLITE_DONE) {
+        out = pd_storage_fail(st, PD_ERR_NOTFOUND, "user %s has no password", user_id);
+    } else {
+        out = sq_fail(s, rc, "reading a password");
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+static int sq_session_add(pd_storage *st, const pd_srv_session *se)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "INSERT INTO web_sessions (token_hash, user_id, csrf, "
+                                    "created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!q)
+        return st->err.code;
+    bind_blob(q, 1, se->token_hash, PD_HASH_BYTES);
+    bind_text(q, 2, se->user_id);
+    bind_text(q, 3, se->csrf);
+    sqlite3_bind_int64(q, 4, se->created_at);
+    sqlite3_bind_int64(q, 5, se->expires_at);
+    return ko_exec(s, q, "adding a session");
+}
+
+static int sq_session_get(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES],
+                          pd_srv_session *out)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "SELECT user_id, csrf, created_at, expires_at FROM "
+                                    "web_sessions WHERE token_hash = ?1");
+    if (!q)
+        return st->err.code;
+    bind_blob(q, 1, token_hash, PD_HASH_BYTES);
+    int rc = sqlite3_step(q), res = PD_OK;
+    if (rc == SQLITE_ROW) {
+        memset(out, 0, sizeof *out);
+        memcpy(out->token_hash, token_hash, PD_HASH_BYTES);
+        copy_text(out->user_id, sizeof out->user_id, q, 0);
+        copy_text(out->csrf, sizeof out->csrf, q, 1);
+        out->created_at = sqlite3_column_int64(q, 2);
+        out->expires_at = sqlite3_column_int64(q, 3);
+    } else if (rc == SQLITE_DONE) {
+        res = pd_storage_fail(st, PD_ERR_NOTFOUND, "no such session");
+    } else {
+        res = sq_fail(s, rc, "reading a session");
+    }
+    sqlite3_finalize(q);
+    return res;
+}
+
+static int sq_session_delete(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES])
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "DELETE FROM web_sessions WHERE token_hash = ?1");
+    if (!q)
+        return st->err.code;
+    bind_blob(q, 1, token_hash, PD_HASH_BYTES);
+    return ko_exec(s, q, "ending a session");
+}
+
+static int sq_sessions_purge(pd_storage *st, int64_t now)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "DELETE FROM web_sessions WHERE expires_at < ?1");
+    if (!q)
+        return st->err.code;
+    sqlite3_bind_int64(q, 1, now);
+    return ko_exec(s, q, "ending expired sessions");
+}
+
+static int sq_login_failure_add(pd_storage *st, const char *subject, int64_t at)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "INSERT INTO login_failures (subject, at) VALUES (?1, ?2)");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, subject);
+    sqlite3_bind_int64(q, 2, at);
+    int rc = ko_exec(s, q, "counting a failed login");
+    if (rc != PD_OK)
+        return rc;
+    /* keep the table small: failures older than a day count for nothing */
+    if (!(q = ko_prepare(s, "DELETE FROM login_failures WHERE at < ?1")))
+        return st->err.code;
+    sqlite3_bind_int64(q, 1, at - 24LL * 3600 * 1000);
+    return ko_exec(s, q, "forgetting old failed logins");
+}
+
+static int sq_login_failures(pd_storage *st, const char *subject, int64_t since, int64_t *count)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "SELECT count(*) FROM login_failures WHERE subject = ?1 "
+                                    "AND at >= ?2");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, subject);
+    sqlite3_bind_int64(q, 2, since);
+    int rc = sqlite3_step(q);
+    *count = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? PD_OK : sq_fail(s, rc, "counting failed logins");
+}
+
+static int sq_login_failures_clear(pd_storage *st, const char *subject)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(s, "DELETE FROM login_failures WHERE subject = ?1");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, subject);
+    return ko_exec(s, q, "forgetting failed logins");
+}
+
+static int sq_desa_summary(pd_storage *st, const char *areas, pd_storage_summary_cb cb, void *ctx)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = ko_prepare(
+        s, AREAS_CTE
+        ", hh AS (SELECT h.desa AS desa, count(*) AS n, sum(EXISTS (SELECT 1 FROM "
+        "visit v WHERE v.household_id = h.id)) AS visited FROM household h WHERE " IN_AREAS(
+            "h.desa") " GROUP BY h.desa), cf AS (SELECT c.area AS desa, "
+                      "sum(c.resolved_at IS NULL) AS open, sum(c.resolved_at IS NOT NULL) AS done "
+                      "FROM conflicts c WHERE " IN_AREAS(
+                          "c.area") " GROUP BY c.area), "
+                                    "tk AS (SELECT t.area AS desa, count(*) AS n FROM tasks t "
+                                    "WHERE " IN_AREAS(
+                                        "t.area") " GROUP BY t.area), d AS (SELECT desa FROM hh "
+                                                  "UNION SELECT desa "
+                                                  "FROM cf UNION SELECT desa FROM tk) SELECT "
+                                                  "d.desa, COALESCE(sh.name, ''), "
+                                                  "COALESCE(hh.n, 0), COALESCE(hh.visited, 0), "
+                                                  "COALESCE(cf.open, 0), "
+                                                  "COALESCE(cf.done, 0), COALESCE(tk.n, 0) FROM d "
+                                                  "LEFT JOIN hh ON "
+                                                  "hh.desa = d.desa LEFT JOIN cf ON cf.desa = "
+                                                  "d.desa LEFT JOIN tk ON "
+                                                  "tk.desa = d.desa LEFT JOIN area_shape sh ON "
+                                                  "sh.code = d.desa "
+                                                  "ORDER BY d.desa");
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, areas ? areas : "");
+    int rc, stop = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        pd_srv_desa_summary d = {.desa = ko_text(q, 0),
+                                 .name = ko_text(q, 1),
+                                 .households = sqlite3_column_int64(q, 2),
+                                 .visited = sqlite3_column_int64(q, 3),
+                                 .conflicts_open = sqlite3_column_int64(q, 4),
+                                 .conflicts_resolved = sqlite3_column_int64(q, 5),
+                                 .tasks = sqlite3_column_int64(q, 6)};
+        d.pending = d.households - d.visited;
+        if ((stop = cb(ctx, &d)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (stop)
+        return stop;
+    return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "summarising an area");
+}
+
+/* ==== end of the korcam block ==================================================================
+ */
 
 static const pd_storage_ops sqlite_ops = {
     .name = "sqlite",
@@ -1626,6 +2371,7 @@ static const pd_storage_ops sqlite_ops = {
     .field_get = sq_field_get,
     .field_set = sq_field_set,
     .field_change = sq_field_change,
+    .changed_elsewhere = sq_changed_elsewhere,
     .record_area = sq_record_area,
     .nik_holders = sq_nik_holders,
     .visits_of = sq_visits_of,
@@ -1638,6 +2384,31 @@ static const pd_storage_ops sqlite_ops = {
     .conflicts_since = sq_conflicts_since,
     .audit_add = sq_audit_add,
     .stats = sq_stats,
+    /* korcam */
+    .conflicts_list = sq_conflicts_list,
+    .conflict_get = sq_conflict_get,
+    .conflict_relate = sq_conflict_relate,
+    .conflict_exists = sq_conflict_exists,
+    .conflict_resolve = sq_conflict_resolve,
+    .nik_members = sq_nik_members,
+    .kk_households = sq_kk_households,
+    .points_in_box = sq_points_in_box,
+    .household_points = sq_household_points,
+    .household_audit = sq_household_audit,
+    .record_get = sq_record_get,
+    .household_members = sq_household_members,
+    .task_add = sq_task_add,
+    .tasks_since = sq_tasks_since,
+    .password_set = sq_password_set,
+    .password_get = sq_password_get,
+    .session_add = sq_session_add,
+    .session_get = sq_session_get,
+    .session_delete = sq_session_delete,
+    .sessions_purge = sq_sessions_purge,
+    .login_failure_add = sq_login_failure_add,
+    .login_failures = sq_login_failures,
+    .login_failures_clear = sq_login_failures_clear,
+    .desa_summary = sq_desa_summary,
 };
 
 int pd_storage_sqlite_open(pd_storage **out, const char *path, pd_error *err)
@@ -1665,9 +2436,9 @@ int pd_storage_sqlite_open(pd_storage **out, const char *path, pd_error *err)
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
-    static const char *const pragmas[] = {
-        "PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON",
-        "PRAGMA temp_store = MEMORY", "PRAGMA trusted_schema = OFF"};
+    static const char *const pragmas[] = {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL",
+                                          "PRAGMA foreign_keys = ON", "PRAGMA temp_store = MEMORY",
+                                          "PRAGMA trusted_schema = OFF"};
     for (size_t i = 0; i < PD_ARRAY_LEN(pragmas); i++) {
         rc = sqlite3_exec(s->db, pragmas[i], NULL, NULL, NULL);
         if (rc != SQLITE_OK) {

@@ -28,7 +28,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define UPLOAD_TTL_MS (24LL * 3600 * 1000)
 #define PHOTO_MAX_BYTES (16LL << 20)
 #define OFFSET_TYPE "application/offset+octet-stream"
 
@@ -214,7 +213,7 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
     snprintf(u.device_id, sizeof u.device_id, "%s", q->device->id);
     u.length = length;
     u.created_at = now;
-    u.expires_at = now + UPLOAD_TTL_MS;
+    u.expires_at = now + srv->cfg.upload_ttl_ms;
     snprintf(u.state, sizeof u.state, "open");
     if (!strcmp(kind, "photo")) {
         if (!metadata_get(md, "hash", hash_hex, sizeof hash_hex) ||
@@ -288,8 +287,7 @@ int srv_tus_delete(pd_server *srv, const srv_req *q, const char *id, srv_resp *r
     if (!load_upload(srv, q, id, &u, r))
         return r->status;
     if (busy_has(srv, id))
-        return srv_resp_error(r, 423, "busy", "upload %s is being written by another request",
-                              id);
+        return srv_resp_error(r, 423, "busy", "upload %s is being written by another request", id);
     if (srv->st->ops->upload_update(srv->st, id, u.acked, u.expires_at, "terminated") != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
     char *path = upload_file(srv, id);
@@ -339,7 +337,8 @@ void srv_tus_expire(pd_server *srv, int64_t now)
     free(l.ids);
 }
 
-/* ---- PATCH ------------------------------------------------------------------------------------ */
+/* ---- PATCH ------------------------------------------------------------------------------------
+ */
 
 static bool parse_checksum(const char *h, srv_patch *p)
 {
@@ -568,8 +567,7 @@ static int finish_photo(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     if (rc != 0)
         return srv_resp_error(r, 500, "internal", "cannot store the photo");
     if (srv->st->ops->blob_add(srv->st, h, u->length, srv_now_ms(), u->device_id) != PD_OK ||
-        srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "processed") !=
-            PD_OK)
+        srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "processed") != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
     return 0;
 }
@@ -591,8 +589,7 @@ int srv_tus_process_bundle(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     }
     if (rc != PD_OK)
         return srv_resp_status(r, srv, rc);
-    if (srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "processed") !=
-        PD_OK)
+    if (srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "processed") != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
     return 0;
 }
@@ -626,7 +623,7 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
     }
     int64_t acked = p->start + (int64_t)p->written;
     bool complete = acked == p->length;
-    int64_t expires = srv_now_ms() + UPLOAD_TTL_MS;
+    int64_t expires = srv_now_ms() + srv->cfg.upload_ttl_ms;
     if (acked != u.acked || !strcmp(u.state, "open")) {
         if (srv->st->ops->upload_update(srv->st, p->id, acked, expires,
                                         complete ? "complete" : "open") != PD_OK) {

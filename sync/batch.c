@@ -34,9 +34,8 @@ static const char *const fields[] = {
     "rooms", "water_source", "lighting", "power_va", "cooking_fuel", "toilet", "asset_flags",
     "cattle", "goats", "pigs", "poultry", "land_m2", "desil", "percentile", "lat", "lon", "status",
     /* member */
-    "household_id", "member_no", "name", "nik", "sex", "birth_place", "birth_date",
-    "relationship", "marital", "disability", "chronic_illness", "schooling", "work",
-    "programmes", "outcome",
+    "household_id", "member_no", "name", "nik", "sex", "birth_place", "birth_date", "relationship",
+    "marital", "disability", "chronic_illness", "schooling", "work", "programmes", "outcome",
     /* visit */
     "visited_at", "enumerator_pk", "accuracy_m", "altitude_m", "fix_time", "provider", "mock",
     "notes", "warnings",
@@ -48,7 +47,7 @@ static const char *const fields[] = {
 #define FIELD_ESCAPE 127u
 #define TARGET_PHOTO 1u
 #define MAX_PHOTO_SIZE (64u << 20)
-#define MIN_OP_BYTES 7u    /* tag, seq, hlc, target, field, two value types */
+#define MIN_OP_BYTES 7u /* tag, seq, hlc, target, field, two value types */
 #define MIN_PHOTO_BYTES 33u
 
 enum { V_NULL, V_INT, V_REAL64, V_REALDEC, V_TEXT, V_BLOB, V_JSON };
@@ -122,8 +121,8 @@ static bool is_zero(const uint8_t *p, size_t n)
 
 static bool device_char(char c)
 {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 /* A fixed, NUL-padded text field: allowed characters, then only NULs. */
@@ -178,15 +177,14 @@ static int parse_prefix(pd_batch_header *h, const uint8_t *bytes, size_t len, pd
                             "batch payload would inflate %u bytes to %u, over the %u:1 ratio limit",
                             h->payload_len, h->inflated_len, PD_BATCH_MAX_RATIO);
     if (h->op_count > PD_BATCH_MAX_OPS)
-        return pd_error_set(err, PD_ERR_TOOBIG, "batch has %u ops, over the %u limit",
-                            h->op_count, PD_BATCH_MAX_OPS);
+        return pd_error_set(err, PD_ERR_TOOBIG, "batch has %u ops, over the %u limit", h->op_count,
+                            PD_BATCH_MAX_OPS);
     if (h->photo_count > PD_BATCH_MAX_PHOTOS)
         return pd_error_set(err, PD_ERR_TOOBIG, "batch names %u photos, over the %u limit",
                             h->photo_count, PD_BATCH_MAX_PHOTOS);
     if (len - PD_BATCH_PREFIX_BYTES != h->payload_len)
-        return pd_error_set(err, PD_ERR_CORRUPT,
-                            "batch is %zu bytes but its header says %u (%s)", len,
-                            PD_BATCH_PREFIX_BYTES + h->payload_len,
+        return pd_error_set(err, PD_ERR_CORRUPT, "batch is %zu bytes but its header says %u (%s)",
+                            len, PD_BATCH_PREFIX_BYTES + h->payload_len,
                             len - PD_BATCH_PREFIX_BYTES < h->payload_len ? "truncated"
                                                                          : "trailing bytes");
     return PD_OK;
@@ -196,8 +194,7 @@ static int parse_prefix(pd_batch_header *h, const uint8_t *bytes, size_t len, pd
 static int check_header(const pd_batch_header *h, pd_error *err)
 {
     if (h->flags & ~PD_BATCH_FLAG_AMENDS)
-        return pd_error_set(err, PD_ERR_CORRUPT, "batch header has unknown flags 0x%02x",
-                            h->flags);
+        return pd_error_set(err, PD_ERR_CORRUPT, "batch header has unknown flags 0x%02x", h->flags);
     if (!padded_ok(h->device_id, PD_BATCH_DEVICE_ID_MAX, device_char, 1))
         return pd_error_set(err, PD_ERR_CORRUPT, "batch header: malformed device id");
     if (!padded_ok(h->area, PD_BATCH_AREA_MAX, area_char, 0))
@@ -209,11 +206,10 @@ static int check_header(const pd_batch_header *h, pd_error *err)
         return pd_error_set(err, PD_ERR_CORRUPT,
                             "batch header: the first batch must have a zero previous hash");
     if (h->seq > 1 && is_zero(h->prev_hash, PD_HASH_BYTES))
-        return pd_error_set(err, PD_ERR_CORRUPT,
-                            "batch header: batch %llu has no previous hash",
+        return pd_error_set(err, PD_ERR_CORRUPT, "batch header: batch %llu has no previous hash",
                             (unsigned long long)h->seq);
-    uint64_t min = 2 + (uint64_t)h->photo_count * MIN_PHOTO_BYTES +
-                   (uint64_t)h->op_count * MIN_OP_BYTES;
+    uint64_t min =
+        2 + (uint64_t)h->photo_count * MIN_PHOTO_BYTES + (uint64_t)h->op_count * MIN_OP_BYTES;
     if (min > h->inflated_len)
         return pd_error_set(err, PD_ERR_CORRUPT,
                             "batch header: %u ops and %u photos cannot fit in %u bytes",
@@ -221,7 +217,8 @@ static int check_header(const pd_batch_header *h, pd_error *err)
     return PD_OK;
 }
 
-/* ---- Numbers as decimals ------------------------------------------------------------------------ */
+/* ---- Numbers as decimals ------------------------------------------------------------------------
+ */
 
 /* m * 10^-scale as the nearest double (locale-independent: no radix character involved). */
 static double dec_to_real(int64_t m, unsigned scale)
@@ -294,15 +291,16 @@ static uint64_t zigzag(int64_t v)
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
-/* ---- Flat JSON objects: parse, write back ------------------------------------------------------- */
+/* ---- Flat JSON objects: parse, write back -------------------------------------------------------
+ */
 
 typedef struct jmember {
     const uint8_t *key; /* raw bytes between the quotes */
     size_t key_len;
-    int type;           /* J_* */
-    int64_t i;          /* J_INT, J_DEC mantissa */
-    unsigned scale;     /* J_DEC */
-    const uint8_t *s;   /* J_STR: raw bytes between the quotes */
+    int type;         /* J_* */
+    int64_t i;        /* J_INT, J_DEC mantissa */
+    unsigned scale;   /* J_DEC */
+    const uint8_t *s; /* J_STR: raw bytes between the quotes */
     size_t s_len;
 } jmember;
 
@@ -515,11 +513,21 @@ static void json_write(pd_sbuf *b, const jmember *m, size_t n)
         pd_sbuf_put(b, m[k].key, m[k].key_len);
         pd_sbuf_str(b, "\":");
         switch (m[k].type) {
-        case J_NULL: pd_sbuf_str(b, "null"); break;
-        case J_TRUE: pd_sbuf_str(b, "true"); break;
-        case J_FALSE: pd_sbuf_str(b, "false"); break;
-        case J_INT: pd_sbuf_printf(b, "%lld", (long long)m[k].i); break;
-        case J_DEC: json_write_dec(b, m[k].i, m[k].scale); break;
+        case J_NULL:
+            pd_sbuf_str(b, "null");
+            break;
+        case J_TRUE:
+            pd_sbuf_str(b, "true");
+            break;
+        case J_FALSE:
+            pd_sbuf_str(b, "false");
+            break;
+        case J_INT:
+            pd_sbuf_printf(b, "%lld", (long long)m[k].i);
+            break;
+        case J_DEC:
+            json_write_dec(b, m[k].i, m[k].scale);
+            break;
         default:
             pd_sbuf_byte(b, '"');
             pd_sbuf_put(b, m[k].s, m[k].s_len);
@@ -529,7 +537,8 @@ static void json_write(pd_sbuf *b, const jmember *m, size_t n)
     pd_sbuf_byte(b, '}');
 }
 
-/* ---- Encoder ------------------------------------------------------------------------------------ */
+/* ---- Encoder ------------------------------------------------------------------------------------
+ */
 
 struct photo_key {
     uint8_t hash[PD_HASH_BYTES];
@@ -550,7 +559,7 @@ typedef struct enc {
     const pd_batch_photo *photos;
     size_t nphotos;
     struct photo_key *photo_order; /* photos sorted by hash, for target lookup */
-    jmember *jm;         /* scratch for JSON objects */
+    jmember *jm;                   /* scratch for JSON objects */
     pd_sbuf scratch;
     pd_error *err;
 } enc;
@@ -736,8 +745,7 @@ static int enc_value(enc *e, const pd_value *v, size_t op, const char *which)
                                 "op %zu: %s value of %zu bytes is over the %u limit", op, which,
                                 v->len, PD_BATCH_MAX_STRING);
         if (v->len && !v->p)
-            return pd_error_set(e->err, PD_ERR_INVALID, "op %zu: %s value has no bytes", op,
-                                which);
+            return pd_error_set(e->err, PD_ERR_INVALID, "op %zu: %s value has no bytes", op, which);
         if (v->type == PD_VAL_BLOB) {
             pd_sbuf_byte(&e->out, V_BLOB);
             pd_sbuf_varint(&e->out, v->len);
@@ -751,13 +759,12 @@ static int enc_value(enc *e, const pd_value *v, size_t op, const char *which)
                 rc = enc_strref(e, v->len ? v->p : (const uint8_t *)"", v->len, 1);
             }
             if (rc)
-                return pd_error_set(e->err, rc, "op %zu: %s value: %s", op, which,
-                                    pd_strerror(rc));
+                return pd_error_set(e->err, rc, "op %zu: %s value: %s", op, which, pd_strerror(rc));
             return PD_OK;
         }
     }
-    return pd_error_set(e->err, PD_ERR_INVALID, "op %zu: %s value has unknown type %d", op,
-                        which, (int)v->type);
+    return pd_error_set(e->err, PD_ERR_INVALID, "op %zu: %s value has unknown type %d", op, which,
+                        (int)v->type);
 }
 
 static bool cstr_ok(const char *s, size_t *len)
@@ -776,12 +783,13 @@ static int enc_op(enc *e, const pd_op *op, size_t i, const pd_op *prev, const ch
         return pd_error_set(e->err, PD_ERR_INVALID, "op %zu (seq %lld): unknown kind \"%s\"", i,
                             (long long)op->seq, op->kind ? op->kind : "(null)");
     if (en < 0)
-        return pd_error_set(e->err, PD_ERR_INVALID, "op %zu (seq %lld): unknown entity \"%s\"",
-                            i, (long long)op->seq, op->entity ? op->entity : "(null)");
+        return pd_error_set(e->err, PD_ERR_INVALID, "op %zu (seq %lld): unknown entity \"%s\"", i,
+                            (long long)op->seq, op->entity ? op->entity : "(null)");
     size_t tlen, flen = 0, dlen = 0;
     if (!cstr_ok(op->target, &tlen) || tlen == 0)
-        return pd_error_set(e->err, PD_ERR_INVALID, "op %zu (seq %lld): missing or oversized target",
-                            i, (long long)op->seq);
+        return pd_error_set(e->err, PD_ERR_INVALID,
+                            "op %zu (seq %lld): missing or oversized target", i,
+                            (long long)op->seq);
     const char *field = op->field ? op->field : "";
     if (!cstr_ok(field, &flen))
         return pd_error_set(e->err, PD_ERR_INVALID, "op %zu (seq %lld): oversized field name", i,
@@ -864,8 +872,8 @@ static int check_params(const pd_batch_params *p, size_t op_count, size_t photo_
         return pd_error_set(err, PD_ERR_TOOBIG, "batch: %zu ops, over the %u limit", op_count,
                             PD_BATCH_MAX_OPS);
     if (photo_count > PD_BATCH_MAX_PHOTOS)
-        return pd_error_set(err, PD_ERR_TOOBIG, "batch: %zu photos, over the %u limit",
-                            photo_count, PD_BATCH_MAX_PHOTOS);
+        return pd_error_set(err, PD_ERR_TOOBIG, "batch: %zu photos, over the %u limit", photo_count,
+                            PD_BATCH_MAX_PHOTOS);
     return PD_OK;
 }
 
@@ -990,7 +998,8 @@ out:
     return rc;
 }
 
-/* ---- Decoder ------------------------------------------------------------------------------------ */
+/* ---- Decoder ------------------------------------------------------------------------------------
+ */
 
 typedef struct arena_block {
     struct arena_block *next;
@@ -1556,9 +1565,9 @@ int pd_batch_verify(pd_batch **out, const uint8_t *bytes, size_t len,
         char want[2 * PD_PUBKEY_BYTES + 1], got[2 * PD_PUBKEY_BYTES + 1];
         pd_sync_hex(want, author_pk, 8);
         pd_sync_hex(got, b->h.author_pk, 8);
-        rc = pd_error_set(err, PD_ERR_SIGNATURE,
-                          "batch %llu names author key %s..., expected %s...",
-                          (unsigned long long)b->h.seq, got, want);
+        rc =
+            pd_error_set(err, PD_ERR_SIGNATURE, "batch %llu names author key %s..., expected %s...",
+                         (unsigned long long)b->h.seq, got, want);
         goto out;
     }
     if (crypto_sign_verify_detached(bytes + PD_BATCH_HEADER_BYTES, bytes, PD_BATCH_HEADER_BYTES,
@@ -1570,8 +1579,7 @@ int pd_batch_verify(pd_batch **out, const uint8_t *bytes, size_t len,
         goto out;
     }
     uint8_t ph[PD_HASH_BYTES];
-    crypto_generichash(ph, PD_HASH_BYTES, bytes + PD_BATCH_PREFIX_BYTES, b->h.payload_len, NULL,
-                       0);
+    crypto_generichash(ph, PD_HASH_BYTES, bytes + PD_BATCH_PREFIX_BYTES, b->h.payload_len, NULL, 0);
     if (sodium_memcmp(ph, b->h.payload_hash, PD_HASH_BYTES) != 0) {
         rc = pd_error_set(err, PD_ERR_CORRUPT,
                           "batch %llu: the payload's hash does not match the signed header",

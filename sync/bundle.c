@@ -38,7 +38,8 @@ int pd_bundle_add(pd_bundle *b, pd_bundle_type type, const uint8_t *bytes, size_
     if (!b || (type != PD_BUNDLE_BATCH && type != PD_BUNDLE_REVIEW) || (len && !bytes))
         return PD_ERR_INVALID;
     if (b->items >= PD_BUNDLE_MAX_ITEMS || len > UINT32_MAX ||
-        len > PD_BUNDLE_MAX_BYTES - b->buf.len || PD_BUNDLE_MAX_BYTES - b->buf.len - len < ITEM_HEAD)
+        len > PD_BUNDLE_MAX_BYTES - b->buf.len ||
+        PD_BUNDLE_MAX_BYTES - b->buf.len - len < ITEM_HEAD)
         return PD_ERR_TOOBIG;
     size_t mark = b->buf.len;
     pd_sbuf_byte(&b->buf, (uint8_t)type);
@@ -79,8 +80,8 @@ int pd_bundle_parse(pd_bundle_item **items, size_t *count, const uint8_t *buf, s
         return pd_error_set(err, PD_ERR_VERSION,
                             "batch file version %u; this pendata reads version 1", buf[4]);
     if (len > PD_BUNDLE_MAX_BYTES)
-        return pd_error_set(err, PD_ERR_TOOBIG, "batch file of %zu bytes is over the %u limit",
-                            len, PD_BUNDLE_MAX_BYTES);
+        return pd_error_set(err, PD_ERR_TOOBIG, "batch file of %zu bytes is over the %u limit", len,
+                            PD_BUNDLE_MAX_BYTES);
     /* first pass: count and check the framing, so the array is sized once */
     size_t n = 0;
     for (size_t pos = BUNDLE_HEAD; pos < len; n++) {
@@ -89,8 +90,8 @@ int pd_bundle_parse(pd_bundle_item **items, size_t *count, const uint8_t *buf, s
         uint8_t type = buf[pos];
         uint32_t ilen = pd_sync_get_u32(buf + pos + 1);
         if (type != PD_BUNDLE_BATCH && type != PD_BUNDLE_REVIEW)
-            return pd_error_set(err, PD_ERR_CORRUPT, "batch file: item %zu has unknown type %u",
-                                n, type);
+            return pd_error_set(err, PD_ERR_CORRUPT, "batch file: item %zu has unknown type %u", n,
+                                type);
         if (ilen > len - pos - ITEM_HEAD)
             return pd_error_set(err, PD_ERR_CORRUPT,
                                 "batch file: item %zu runs past the end of the file", n);

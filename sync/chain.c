@@ -26,14 +26,22 @@ void pd_chain_link_set(pd_chain_link *l, const pd_batch_header *h,
 const char *pd_chain_fault_name(pd_chain_fault f)
 {
     switch (f) {
-    case PD_CHAIN_OK: return "ok";
-    case PD_CHAIN_BAD_START: return "bad start";
-    case PD_CHAIN_GAP: return "gap";
-    case PD_CHAIN_DUPLICATE: return "duplicate";
-    case PD_CHAIN_REORDER: return "reordered";
-    case PD_CHAIN_FORK: return "fork";
-    case PD_CHAIN_BROKEN_LINK: return "broken link";
-    case PD_CHAIN_AUTHOR: return "mixed authors";
+    case PD_CHAIN_OK:
+        return "ok";
+    case PD_CHAIN_BAD_START:
+        return "bad start";
+    case PD_CHAIN_GAP:
+        return "gap";
+    case PD_CHAIN_DUPLICATE:
+        return "duplicate";
+    case PD_CHAIN_REORDER:
+        return "reordered";
+    case PD_CHAIN_FORK:
+        return "fork";
+    case PD_CHAIN_BROKEN_LINK:
+        return "broken link";
+    case PD_CHAIN_AUTHOR:
+        return "mixed authors";
     }
     return "unknown";
 }
@@ -91,12 +99,10 @@ int pd_chain_check(const pd_chain_link *links, size_t n, const pd_chain_link *an
                 return fault(report, PD_CHAIN_DUPLICATE, i, links[i].seq, err, PD_ERR_EXISTS,
                              "batch %llu appears twice", (unsigned long long)links[i].seq);
             return fault(report, PD_CHAIN_FORK, i, links[i].seq, err, PD_ERR_CONFLICT,
-                         "two different batches claim seq %llu",
-                         (unsigned long long)links[i].seq);
+                         "two different batches claim seq %llu", (unsigned long long)links[i].seq);
         }
         return fault(report, PD_CHAIN_REORDER, i, links[i].seq, err, PD_ERR_INVALID,
-                     "batch %llu comes after batch %llu",
-                     (unsigned long long)links[i].seq,
+                     "batch %llu comes after batch %llu", (unsigned long long)links[i].seq,
                      (unsigned long long)(i ? links[i - 1].seq : anchor->seq));
     }
 

@@ -587,23 +587,27 @@ void pd_http_backoff(pd_http *h, unsigned attempt, int64_t retry_after_s)
         ;
 }
 
-/* A verified 401 stale_time: take the server's clock. */
-static bool fix_skew(pd_http *h, const pd_http_resp *r)
+bool pd_http_auth_retry(pd_http *h, const pd_http_resp *r)
 {
     if (r->status != 401 || !is_json(r) || !r->body)
         return false;
     cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
-    bool fixed = false;
+    bool again = false;
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "server_time");
     if (cJSON_IsString(e) && !strcmp(e->valuestring, "stale_time") && cJSON_IsNumber(t) &&
         t->valuedouble > 0) {
         h->skew_ms = (int64_t)t->valuedouble - pd_sync_now_ms();
         h->skew_changed = true;
-        fixed = true;
+        again = true;
+    } else if (cJSON_IsString(e) && !strcmp(e->valuestring, "replayed_nonce")) {
+        /* libcurl resends a request whose reused connection died before any answer, with the
+         * same Pd-Auth; if the server had in fact taken the first copy, it refuses the second
+         * as a replay. A new nonce is all it needs. */
+        again = true;
     }
     cJSON_Delete(j);
-    return fixed;
+    return again;
 }
 
 int pd_http_call(pd_http *h, const pd_http_req *req, pd_http_resp *r)
@@ -614,7 +618,7 @@ int pd_http_call(pd_http *h, const pd_http_req *req, pd_http_resp *r)
         rc = pd_http_once(h, req, r);
         if (rc != PD_OK && rc != PD_ERR_NETWORK)
             return rc;
-        if (rc == PD_OK && req->sign && !skew_retried && fix_skew(h, r)) {
+        if (rc == PD_OK && req->sign && !skew_retried && pd_http_auth_retry(h, r)) {
             skew_retried = true;
             pd_http_resp_free(r);
             attempt--; /* not a failure of the link */

@@ -131,6 +131,10 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r);
  * Returns as pd_http_once after the last attempt; the caller maps the final status. */
 int pd_http_call(pd_http *h, const pd_http_req *req, pd_http_resp *r);
 
+/* A verified 401 that a new attempt fixes: stale_time (the clock is corrected from the
+ * answer's server_time) or replayed_nonce (a resent copy of a request the server took). */
+bool pd_http_auth_retry(pd_http *h, const pd_http_resp *r);
+
 /* Is this status worth another try? */
 bool pd_http_transient(long status);
 

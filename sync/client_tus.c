@@ -266,6 +266,8 @@ static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_nex
             *offset = (uint64_t)r.upload_offset;
             *next = PATCH_RETRY;
         }
+    } else if (r.status == 401 && pd_http_auth_retry(h, &r)) {
+        /* a clock corrected, or a copy of a PATCH the server took: ask where we are */
     } else if (r.status == 460) {
         *next = PATCH_RETRY; /* damaged on the way: the server kept nothing of it */
     } else if (r.status == 404 || r.status == 410) {
@@ -318,8 +320,11 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
             if ((rc = save_point(h, st, u->url, offset)) != PD_OK)
                 return rc;
         }
-        if (offset == u->length)
+        if (offset == u->length) {
+            if (h->stats && !u->complete_at_create)
+                h->stats->upload_length += u->length;
             return PD_OK;
+        }
         patch_next next;
         uint64_t before = offset;
         rc = patch_chunk(h, u, &offset, &next);

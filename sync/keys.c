@@ -91,8 +91,7 @@ int pd_keyring_get(pd_store *store, const uint8_t pk[PD_PUBKEY_BYTES], pd_keyrin
     return code;
 }
 
-int pd_keys_identity(pd_store *store, const char *role, uint8_t pk[PD_PUBKEY_BYTES],
-                     uint8_t *sk)
+int pd_keys_identity(pd_store *store, const char *role, uint8_t pk[PD_PUBKEY_BYTES], uint8_t *sk)
 {
     sqlite3 *db = pd_store_sqlite(store);
     sqlite3_stmt *st = NULL;
@@ -111,8 +110,7 @@ int pd_keys_identity(pd_store *store, const char *role, uint8_t pk[PD_PUBKEY_BYT
             memcpy(sk, sqlite3_column_blob(st, 1), PD_SECKEY_BYTES);
     } else if (rc == SQLITE_DONE) {
         code = pd_store_fail(store, PD_ERR_NOTFOUND,
-                             "this device has no %s identity (pendata init --role %s)", role,
-                             role);
+                             "this device has no %s identity (pendata init --role %s)", role, role);
     } else if (rc == SQLITE_ROW) {
         code = pd_store_fail(store, PD_ERR_CORRUPT, "the %s identity's keys are malformed", role);
     } else {

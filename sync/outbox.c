@@ -155,8 +155,9 @@ static int named_photos(pd_store *store, const collect *c, pd_batch_photo **out,
             continue;
         uint8_t hash[PD_HASH_BYTES];
         if (pd_sync_unhex(hash, PD_HASH_BYTES, op->target) != 0) {
-            code = pd_store_fail(store, PD_ERR_CORRUPT, "op %lld: photo target \"%s\" is not a hash",
-                                 (long long)op->seq, op->target);
+            code =
+                pd_store_fail(store, PD_ERR_CORRUPT, "op %lld: photo target \"%s\" is not a hash",
+                              (long long)op->seq, op->target);
             break;
         }
         bool dup = false;

@@ -107,6 +107,17 @@
  * its supervisor_pk; a record signed by any other key is refused with PD_ERR_DENIED. Only a batch
  * approved, or voided by a return, may be uploaded.
  *
+ * ===== A returned batch ==========================================================================
+ *
+ * It is voided, never rewritten or deleted: on the enumerator's device its row keeps its bytes,
+ * takes state 'voided' and the supervisor's signed reason, and stays in the chain. Its ops are
+ * never applied by anyone (pd_chain_apply skips a voided batch whole). The op log is append-only,
+ * so its ops are COPIED back as new pending ops (new seqs at the end of the log; kind, entity,
+ * target, field, values, base_rev and clock unchanged — the clock says when the change was made);
+ * the originals keep their batch_seq, sync_state 'requeued.<seq>' = "first-last" records which
+ * copies stand for them, and the next seal (which carries PD_BATCH_FLAG_AMENDS) sends the copies
+ * together with whatever the enumerator changed since.
+ *
  * ===== Batch files (bundles) =====================================================================
  *
  * For an SD card, Bluetooth, or one upload of several batches: magic "PDF1", version byte (1),
@@ -477,7 +488,8 @@ int pd_review_map_svg(pd_store *store, const pd_batch *b, char **svg, size_t *le
  *
  * The device side of server/PROTOCOL.md over libcurl: enrolment, then each sync
  *   1. upload: every approved or voided batch not yet acknowledged, with its review record, as ONE
- *      bundle ("PDBN", PROTOCOL.md §5.1) through tus (create, PATCH with sha1 checksums, commit);
+ *      bundle (pd_bundle above, which the server parses; PROTOCOL.md §5.1 still describes a
+ *      "PDBN" framing) through tus (create, PATCH with sha1 checksums, commit);
  *      the photos those batches name go first as tus photo uploads (none resent when the server
  *      already holds them). The upload's URL and acknowledged offset are saved in sync_state
  *      before any byte past that offset is sent, so a cut connection, a timeout, a server restart
@@ -535,6 +547,7 @@ typedef struct pd_sync_stats {
     uint64_t bytes_received; /* status lines, headers and bodies */
     uint64_t retries;
     uint64_t upload_body_bytes;   /* tus PATCH body bytes sent (cut requests included) */
+    uint64_t upload_length;       /* the lengths of the uploads this run completed */
     uint64_t upload_resumed;      /* uploads resumed at an offset the server held */
     uint64_t upload_resume_offset;/* bytes the server held when the last resume began */
     uint64_t photos_uploaded, photos_skipped;

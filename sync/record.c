@@ -52,8 +52,7 @@ static size_t signed_message(uint8_t *msg, const pd_review *r)
 #define MSG_MAX (sizeof APPROVE_TAG + PD_HASH_BYTES + PD_REVIEW_REASON_MAX)
 
 int pd_review_make(pd_review *out, pd_review_kind kind, const uint8_t batch_hash[PD_HASH_BYTES],
-                   const char *reason, const uint8_t supervisor_sk[PD_SECKEY_BYTES],
-                   pd_error *err)
+                   const char *reason, const uint8_t supervisor_sk[PD_SECKEY_BYTES], pd_error *err)
 {
     if (!out || !batch_hash || !supervisor_sk)
         return pd_error_set(err, PD_ERR_INVALID, "review: missing argument");
@@ -105,8 +104,7 @@ static int verify_sig(const pd_review *r, pd_error *err)
     uint8_t msg[MSG_MAX];
     size_t n = signed_message(msg, r);
     if (crypto_sign_verify_detached(r->sig, msg, n, r->supervisor_pk) != 0)
-        return pd_error_set(err, PD_ERR_SIGNATURE,
-                            "the review record's signature does not verify");
+        return pd_error_set(err, PD_ERR_SIGNATURE, "the review record's signature does not verify");
     return PD_OK;
 }
 
@@ -199,4 +197,3 @@ out:
         pd_batch_free(b);
     return rc;
 }
-

@@ -52,21 +52,28 @@ static void held_row(sqlite3_stmt *st, held *h)
     }
 }
 
-/* Find a held batch by one of: rowid, (author, seq), hash. PD_ERR_NOTFOUND quietly (no message)
- * when there is none. */
-static int held_find(pd_store *store, const char *where, int64_t id, const uint8_t *blob,
-                     uint64_t seq, held *h)
+/* How a held batch is looked up; each is one constant statement. */
+typedef enum held_by { BY_ID, BY_AUTHOR_SEQ, BY_HASH } held_by;
+
+static const char *const held_sql[] = {
+    [BY_ID] = "SELECT " HELD_COLUMNS " FROM batch WHERE rowid = ?1",
+    [BY_AUTHOR_SEQ] = "SELECT " HELD_COLUMNS " FROM batch WHERE author_pk = ?1 AND seq = ?2",
+    [BY_HASH] = "SELECT " HELD_COLUMNS " FROM batch WHERE hash = ?1",
+};
+
+/* Find a held batch by rowid (id), by author and seq (blob, seq) or by hash (blob).
+ * PD_ERR_NOTFOUND quietly (no message) when there is none. */
+static int held_find(pd_store *store, held_by by, int64_t id, const uint8_t *blob, uint64_t seq,
+                     held *h)
 {
-    char sql[160];
-    snprintf(sql, sizeof sql, "SELECT " HELD_COLUMNS " FROM batch WHERE %s", where);
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(pd_store_sqlite(store), sql, -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(pd_store_sqlite(store), held_sql[by], -1, &st, NULL);
     if (rc == SQLITE_OK) {
-        if (blob)
-            sqlite3_bind_blob(st, 1, blob, PD_HASH_BYTES, SQLITE_STATIC);
-        else
+        if (by == BY_ID)
             sqlite3_bind_int64(st, 1, id);
-        if (blob && seq)
+        else
+            sqlite3_bind_blob(st, 1, blob, PD_HASH_BYTES, SQLITE_STATIC);
+        if (by == BY_AUTHOR_SEQ)
             sqlite3_bind_int64(st, 2, (int64_t)seq);
         rc = sqlite3_step(st);
     }
@@ -80,11 +87,6 @@ static int held_find(pd_store *store, const char *where, int64_t id, const uint8
     sqlite3_finalize(st);
     return code;
 }
-
-/* The `where` clauses above: constant strings only (never built from input). */
-#define BY_ID "rowid = ?1"
-#define BY_AUTHOR_SEQ "author_pk = ?1 AND seq = ?2"
-#define BY_HASH "hash = ?1"
 
 static int store_batch_row(pd_store *store, const uint8_t *bytes, size_t len, const pd_batch *b)
 {
@@ -112,7 +114,7 @@ static int store_batch_row(pd_store *store, const uint8_t *bytes, size_t len, co
 }
 
 static int set_state(pd_store *store, int64_t id, const char *state, const uint8_t *record,
-                        size_t record_len, const char *reason)
+                     size_t record_len, const char *reason)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(pd_store_sqlite(store),
@@ -204,7 +206,7 @@ static int apply_record(pd_store *store, const held *hb, const pd_review *r, con
     }
 apply:;
     int rc = set_state(store, hb->id, target, rec, rec_len,
-                                 r->kind == PD_REVIEW_RETURN ? r->reason : NULL);
+                       r->kind == PD_REVIEW_RETURN ? r->reason : NULL);
     if (rc == PD_OK && voids && r->kind == PD_REVIEW_RETURN)
         rc = pd_outbox_requeue(store, hb->seq, requeued);
     return rc;
@@ -347,7 +349,8 @@ static int list_rows(pd_store *store, const char *sql, const uint8_t *author, pd
     return code;
 }
 
-#define LIST_COLUMNS "rowid, author_pk, seq, hash, state, created_at, op_count, length(bytes), reason"
+#define LIST_COLUMNS                                                                               \
+    "rowid, author_pk, seq, hash, state, created_at, op_count, length(bytes), reason"
 
 int pd_review_list(pd_store *store, bool all, pd_outbox_fn fn, void *ctx)
 {
@@ -460,8 +463,8 @@ static int decide(pd_store *store, int64_t id, pd_review_kind kind, const char *
         goto out;
     }
     if (strcmp(hb.state, "sealed") != 0) {
-        rc = pd_store_fail(store, PD_ERR_STATE, "batch %lld is already %s", (long long)id,
-                           hb.state);
+        rc =
+            pd_store_fail(store, PD_ERR_STATE, "batch %lld is already %s", (long long)id, hb.state);
         goto out;
     }
     if ((rc = load_verified(store, &hb, NULL, NULL, NULL)) != PD_OK)
@@ -595,8 +598,8 @@ int pd_outbox_import(pd_store *store, const uint8_t *bundle, size_t len, pd_impo
             break;
         }
         bool known;
-        rc = apply_record(store, &hb, &r, items[i].bytes, items[i].len, true, &known,
-                          &res.requeued);
+        rc =
+            apply_record(store, &hb, &r, items[i].bytes, items[i].len, true, &known, &res.requeued);
         if (rc == PD_OK)
             known ? res.known++ : r.kind == PD_REVIEW_APPROVE ? res.approved++ : res.returned++;
     }

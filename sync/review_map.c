@@ -143,8 +143,8 @@ static int collect_visits(const pd_batch *b, visit_pt **out, size_t *count)
         double at = 0;
         json_num(j, "visited_at", &at);
         p->at = (int64_t)at;
-        p->fix = json_num(j, "lat", &p->lat) && json_num(j, "lon", &p->lon) &&
-                 fabs(p->lat) <= 90 && fabs(p->lon) <= 180;
+        p->fix = json_num(j, "lat", &p->lat) && json_num(j, "lon", &p->lon) && fabs(p->lat) <= 90 &&
+                 fabs(p->lon) <= 180;
         cJSON_Delete(j);
     }
     *out = v;
@@ -152,7 +152,8 @@ static int collect_visits(const pd_batch *b, visit_pt **out, size_t *count)
     return PD_OK;
 }
 
-/* ---- Area outlines ------------------------------------------------------------------------------- */
+/* ---- Area outlines
+ * ------------------------------------------------------------------------------- */
 
 static void shapes_free(shape *s, size_t n)
 {
@@ -245,8 +246,7 @@ static bool inside(const shape *s, double lat, double lon)
     bool in = false;
     for (size_t i = 0, j = s->n - 1; i < s->n; j = i++) {
         if ((s->lat[i] > lat) != (s->lat[j] > lat) &&
-            lon < (s->lon[j] - s->lon[i]) * (lat - s->lat[i]) / (s->lat[j] - s->lat[i]) +
-                      s->lon[i])
+            lon < (s->lon[j] - s->lon[i]) * (lat - s->lat[i]) / (s->lat[j] - s->lat[i]) + s->lon[i])
             in = !in;
     }
     return in;
@@ -268,7 +268,8 @@ static void household_desa(pd_store *store, const char *id, char *desa, size_t c
     sqlite3_finalize(st);
 }
 
-/* ---- Warnings ------------------------------------------------------------------------------------ */
+/* ---- Warnings
+ * ------------------------------------------------------------------------------------ */
 
 static int cmp_time(const void *a, const void *b)
 {
@@ -375,8 +376,11 @@ static void outside_warnings(pd_store *store, const pd_batch_header *h, visit_pt
         }
         if (known && !in)
             wadd(l, PD_REVIEW_WARN_OUTSIDE, v[i].op, v[i].op, "outside_area",
-                 "visit to household %.40s at %.5f,%.5f is outside %s", v[i].household,
-                 v[i].lat, v[i].lon, desa[0] ? desa : h->area[0] ? h->area : "the area");
+                 "visit to household %.40s at %.5f,%.5f is outside %s", v[i].household, v[i].lat,
+                 v[i].lon,
+                 desa[0]      ? desa
+                 : h->area[0] ? h->area
+                              : "the area");
     }
     shapes_free(all, ns);
 }
@@ -429,8 +433,8 @@ int pd_review_warnings(pd_store *store, const pd_batch *b, pd_review_warning **o
         for (size_t k = 0; k < i; k++)
             if (v[i].household[0] && !strcmp(v[i].household, v[k].household)) {
                 wadd(&l, PD_REVIEW_WARN_TWICE, v[i].op, v[k].op, "visited_twice",
-                     "household %.40s is visited twice in this batch (%s, then %s)",
-                     v[i].household, v[k].outcome, v[i].outcome);
+                     "household %.40s is visited twice in this batch (%s, then %s)", v[i].household,
+                     v[k].outcome, v[i].outcome);
                 break;
             }
     outside_warnings(store, pd_batch_header_get(b), v, nv, &l);
@@ -671,8 +675,8 @@ int pd_review_map_svg(pd_store *store, const pd_batch *b, char **svg, size_t *le
         pd_sbuf_printf(&o,
                        "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\"/><text x=\"%.1f\" "
                        "y=\"%.1f\">%s (%zu)</text>\n",
-                       legend_x + 8, ly - 4, palette[i].colour, legend_x + 22, ly,
-                       palette[i].label, c);
+                       legend_x + 8, ly - 4, palette[i].colour, legend_x + 22, ly, palette[i].label,
+                       c);
     }
     pd_sbuf_printf(&o,
                    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"9\" fill=\"none\" stroke=\"#d50000\" "

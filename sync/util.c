@@ -128,11 +128,21 @@ void pd_sbuf_xml(pd_sbuf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '&': pd_sbuf_str(b, "&amp;"); break;
-        case '<': pd_sbuf_str(b, "&lt;"); break;
-        case '>': pd_sbuf_str(b, "&gt;"); break;
-        case '"': pd_sbuf_str(b, "&quot;"); break;
-        case '\'': pd_sbuf_str(b, "&apos;"); break;
+        case '&':
+            pd_sbuf_str(b, "&amp;");
+            break;
+        case '<':
+            pd_sbuf_str(b, "&lt;");
+            break;
+        case '>':
+            pd_sbuf_str(b, "&gt;");
+            break;
+        case '"':
+            pd_sbuf_str(b, "&quot;");
+            break;
+        case '\'':
+            pd_sbuf_str(b, "&apos;");
+            break;
         default:
             /* XML 1.0 forbids most control characters even escaped: drop them. */
             if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t')
@@ -158,8 +168,7 @@ uint16_t pd_sync_get_u16(const uint8_t *p)
 
 uint32_t pd_sync_get_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 uint64_t pd_sync_get_u64(const uint8_t *p)

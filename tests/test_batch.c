@@ -17,14 +17,14 @@
 #include <zlib.h>
 
 /* Stop this test function (not the program) when a precondition fails. */
-#define MUST(cond)                                                                            \
-    do {                                                                                      \
-        pd_test_checks++;                                                                     \
-        if (!(cond)) {                                                                        \
-            pd_test_failures++;                                                               \
-            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);           \
-            return;                                                                           \
-        }                                                                                     \
+#define MUST(cond)                                                                                 \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            pd_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);                \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 static uint8_t pk[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES];
@@ -56,10 +56,14 @@ static bool value_eq(const pd_value *a, const pd_value *b)
     if (a->type != b->type)
         return false;
     switch (a->type) {
-    case PD_VAL_NULL: return true;
-    case PD_VAL_INT: return a->i == b->i;
-    case PD_VAL_REAL: return memcmp(&a->r, &b->r, sizeof a->r) == 0;
-    default: return a->len == b->len && (a->len == 0 || !memcmp(a->p, b->p, a->len));
+    case PD_VAL_NULL:
+        return true;
+    case PD_VAL_INT:
+        return a->i == b->i;
+    case PD_VAL_REAL:
+        return memcmp(&a->r, &b->r, sizeof a->r) == 0;
+    default:
+        return a->len == b->len && (a->len == 0 || !memcmp(a->p, b->p, a->len));
     }
 }
 
@@ -128,11 +132,18 @@ static void make_ops(void)
     }
     nops = 0;
     int64_t hlc = (int64_t)1700000000000 << 16;
-#define OP(k, e, t, f, o, n, rev)                                                             \
-    ops[nops] = (pd_op){.seq = (int64_t)(nops * 3 + 7), .device_id = dev, .hlc = hlc,         \
-                        .kind = k, .entity = e, .target = t, .field = f,                      \
-                        .old_value = o, .new_value = n, .base_rev = rev};                     \
-    hlc += 1000 << 16;                                                                        \
+#define OP(k, e, t, f, o, n, rev)                                                                  \
+    ops[nops] = (pd_op){.seq = (int64_t)(nops * 3 + 7),                                            \
+                        .device_id = dev,                                                          \
+                        .hlc = hlc,                                                                \
+                        .kind = k,                                                                 \
+                        .entity = e,                                                               \
+                        .target = t,                                                               \
+                        .field = f,                                                                \
+                        .old_value = o,                                                            \
+                        .new_value = n,                                                            \
+                        .base_rev = rev};                                                          \
+    hlc += 1000 << 16;                                                                             \
     nops++;
     OP("visit", "visit", "Va1b2c3d4e5f60718-000001", "", vnull(), vtext(json_cases[1]), 0);
     OP("set", "household", "3273010001000123", "floor_area", vint(36), vint(42), 17);
@@ -143,14 +154,16 @@ static void make_ops(void)
     OP("set", "household", "3273010001000123", "asset_flags", vint(INT64_MIN), vint(INT64_MAX),
        INT64_MAX);
     OP("set", "household", "3273010001000123", "power_va", vreal(-0.0), vreal(1e300), 1);
-    OP("set", "household", "3273010001000123", "custom_field_not_in_table", vblob(blob, sizeof blob),
-       vblob("", 0), 2);
+    OP("set", "household", "3273010001000123", "custom_field_not_in_table",
+       vblob(blob, sizeof blob), vblob("", 0), 2);
     OP("set", "household", "3273010001000123", "notes", vtext(""), vreal(NAN), 3);
-    OP("create", "member", "327301000100012305", "",
-       vnull(), vtext("{\"name\":\"Siti Nurhaliza\",\"nik\":\"3273014508900001\",\"sex\":2}"), 0);
-    OP("create", "household", "Na1b2c3d4e5f60718-000001", "", vnull(), vtext("{\"desa\":\"32.73.01.1001\"}"), 0);
+    OP("create", "member", "327301000100012305", "", vnull(),
+       vtext("{\"name\":\"Siti Nurhaliza\",\"nik\":\"3273014508900001\",\"sex\":2}"), 0);
+    OP("create", "household", "Na1b2c3d4e5f60718-000001", "", vnull(),
+       vtext("{\"desa\":\"32.73.01.1001\"}"), 0);
     OP("end", "member", "327301000100012302", "status", vtext("active"), vtext("deceased"), 9);
-    OP("photo", "photo", photo_hex[0], "", vnull(), vtext("{\"kind\":\"front\",\"size\":150000}"), 0);
+    OP("photo", "photo", photo_hex[0], "", vnull(), vtext("{\"kind\":\"front\",\"size\":150000}"),
+       0);
     OP("photo", "photo", photo_hex[2], "", vnull(), vtext("{\"kind\":\"roof\"}"), 0);
     /* a target that looks like a photo hash but is not in the list */
     OP("photo", "photo", "00000000000000000000000000000000000000000000000000000000000000ff", "",
@@ -430,7 +443,10 @@ static long max_rss_kb(void)
 
 static pd_batch_header bomb_header(uint32_t inflated)
 {
-    pd_batch_header h = {.version = 1, .seq = 1, .created_at = 1700000000000, .op_count = 1,
+    pd_batch_header h = {.version = 1,
+                         .seq = 1,
+                         .created_at = 1700000000000,
+                         .op_count = 1,
                          .inflated_len = inflated};
     memcpy(h.device_id, "bomb", 4);
     return h;
@@ -508,9 +524,9 @@ static void test_signed_hostile_payloads(void)
     pd_sbuf_varint(&b, 0); /* photos */
     pd_sbuf_varint(&b, refs);
     for (size_t i = 0; i < refs; i++) {
-        pd_sbuf_byte(&b, 0);      /* set household */
-        pd_sbuf_varint(&b, 1);    /* seq delta */
-        pd_sbuf_svarint(&b, 0);   /* hlc */
+        pd_sbuf_byte(&b, 0);    /* set household */
+        pd_sbuf_varint(&b, 1);  /* seq delta */
+        pd_sbuf_svarint(&b, 0); /* hlc */
         if (i == 0) {
             pd_sbuf_varint(&b, 0);
             pd_sbuf_varint(&b, 1);
@@ -518,12 +534,12 @@ static void test_signed_hostile_payloads(void)
         } else {
             pd_sbuf_varint(&b, 2); /* target: entry 0 */
         }
-        pd_sbuf_varint(&b, 1);   /* field "id" */
-        pd_sbuf_byte(&b, 0);     /* old NULL */
-        pd_sbuf_byte(&b, 6);     /* new JSON */
+        pd_sbuf_varint(&b, 1); /* field "id" */
+        pd_sbuf_byte(&b, 0);   /* old NULL */
+        pd_sbuf_byte(&b, 6);   /* new JSON */
         pd_sbuf_varint(&b, 1);
-        pd_sbuf_varint(&b, 1);   /* key "id" */
-        pd_sbuf_byte(&b, 5);     /* string */
+        pd_sbuf_varint(&b, 1); /* key "id" */
+        pd_sbuf_byte(&b, 5);   /* string */
         if (i == 0) {
             pd_sbuf_varint(&b, 0);
             pd_sbuf_varint(&b, big);

@@ -14,14 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MUST(cond)                                                                            \
-    do {                                                                                      \
-        pd_test_checks++;                                                                     \
-        if (!(cond)) {                                                                        \
-            pd_test_failures++;                                                               \
-            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);           \
-            return;                                                                           \
-        }                                                                                     \
+#define MUST(cond)                                                                                 \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            pd_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);                \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 static uint8_t pk[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES];
@@ -79,9 +79,9 @@ static int make_batch(const uint8_t *key_sk, uint64_t seq, const uint8_t *prev, 
 static void setup(void)
 {
     for (uint64_t s = 1; s <= N; s++)
-        CHECK_EQ_INT(make_batch(sk, s, s > 1 ? links[s - 2].hash : NULL, (int64_t)s * 10,
-                                &links[s - 1]),
-                     PD_OK);
+        CHECK_EQ_INT(
+            make_batch(sk, s, s > 1 ? links[s - 2].hash : NULL, (int64_t)s * 10, &links[s - 1]),
+            PD_OK);
     CHECK_EQ_INT(make_batch(sk, 3, links[1].hash, 999, &replaced3), PD_OK);
     CHECK(memcmp(replaced3.hash, links[2].hash, PD_HASH_BYTES) != 0);
 }
@@ -103,9 +103,9 @@ static void expect(const char *what, const int *idx, size_t n, const pd_chain_li
     pd_error err = {0};
     int rc = check_list(idx, n, anchor, &rep, &err);
     if (rc != code || rep.fault != fault || (code && rep.index != at)) {
-        fprintf(stderr, "%s: got %s / %s at %zu (%s), want %s / %s at %zu\n", what,
-                pd_strerror(rc), pd_chain_fault_name(rep.fault), rep.index, err.msg,
-                pd_strerror(code), pd_chain_fault_name(fault), at);
+        fprintf(stderr, "%s: got %s / %s at %zu (%s), want %s / %s at %zu\n", what, pd_strerror(rc),
+                pd_chain_fault_name(rep.fault), rep.index, err.msg, pd_strerror(code),
+                pd_chain_fault_name(fault), at);
         CHECK(0);
     } else {
         CHECK(1);

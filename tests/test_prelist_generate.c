@@ -317,7 +317,7 @@ static void check_corpus(const corpus *c, const char *area)
             CHECK(age(spouse->birth) >= 17);
         for (int j = 0; j < h->nm; j++) {
             const mem *m = &h->m[j];
-            char want[24];
+            char want[48];
             snprintf(want, sizeof want, "%s%02d", h->id, j + 1);
             CHECK(strcmp(m->id, want) == 0 && m->no == j + 1);
             CHECK(m->sex == PD_SEX_MALE || m->sex == PD_SEX_FEMALE);

@@ -20,14 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MUST(cond)                                                                            \
-    do {                                                                                      \
-        pd_test_checks++;                                                                     \
-        if (!(cond)) {                                                                        \
-            pd_test_failures++;                                                               \
-            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);           \
-            return;                                                                           \
-        }                                                                                     \
+#define MUST(cond)                                                                                 \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            pd_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: MUST failed: %s\n", __FILE__, __LINE__, #cond);                \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 static const char *PIN = "246810";
@@ -102,8 +102,8 @@ static void add_shape(pd_store *s)
 
 static int visit(const char *hh, const char *outcome, int64_t at, double lat, double lon)
 {
-    pd_gps g = {.lat = lat, .lon = lon, .accuracy = 8, .altitude = NAN, .fix_time = at,
-                .provider = "gps"};
+    pd_gps g = {
+        .lat = lat, .lon = lon, .accuracy = 8, .altitude = NAN, .fix_time = at, .provider = "gps"};
     pd_visit_in v = {.household_id = hh, .outcome = outcome, .visited_at = at, .gps = &g};
     char id[PD_ID_MAX];
     int rc = pd_visit_record(en, &v, id, NULL);
@@ -125,8 +125,12 @@ static void do_fieldwork(void)
     pd_value v = {.type = PD_VAL_INT, .i = 42};
     CHECK_EQ_INT(pd_household_set(en, "3273011001000001", "floor_area", &v, NULL), PD_OK);
     /* one NIK given to two new members of two households */
-    pd_member_new m = {.name = "Siti Nurhaliza", .nik = "3273014508900001", .sex = 2,
-                       .birth_date = "1990-08-05", .relationship = 3, .reason = "joined"};
+    pd_member_new m = {.name = "Siti Nurhaliza",
+                       .nik = "3273014508900001",
+                       .sex = 2,
+                       .birth_date = "1990-08-05",
+                       .relationship = 3,
+                       .reason = "joined"};
     char id[PD_ID_MAX];
     CHECK_EQ_INT(pd_member_add(en, "3273011001000002", &m, id, NULL), PD_OK);
     m.name = "Siti N.";
@@ -257,7 +261,7 @@ static void test_warnings_and_map(void)
             rings++;
         CHECK_EQ_INT(visits, 4);
         CHECK(rings >= 4);
-        CHECK(strstr(svg, "<polygon") != NULL);  /* the area outline */
+        CHECK(strstr(svg, "<polygon") != NULL); /* the area outline */
         CHECK(strstr(svg, "class=\"legend\"") != NULL);
         CHECK(strstr(svg, "refused (1)") != NULL);
         char *path = pd_test_path(sup_home, "map.svg");
@@ -389,8 +393,13 @@ static void test_fork_is_refused(void)
         memcpy(sk, sqlite3_column_blob(st, 0), 64);
     sqlite3_finalize(st);
     MUST(ok);
-    pd_op op = {.seq = 1, .device_id = "f0f0f0f0f0f0f0f0", .hlc = 1, .kind = "set",
-                .entity = "household", .target = "3273011001000001", .field = "rooms",
+    pd_op op = {.seq = 1,
+                .device_id = "f0f0f0f0f0f0f0f0",
+                .hlc = 1,
+                .kind = "set",
+                .entity = "household",
+                .target = "3273011001000001",
+                .field = "rooms",
                 .new_value = {.type = PD_VAL_INT, .i = 9}};
     pd_batch_params p = {.device_id = pd_store_device_id(en), .seq = 1, .created_at = T0};
     uint8_t *bytes = NULL;
@@ -425,8 +434,7 @@ static void test_return_voids_and_requeues(void)
     CHECK_EQ_INT(r.returned, 1);
     CHECK_EQ_INT(r.requeued, sealed1.op_count);
     /* voided with its reason; the originals keep their batch; copies are pending */
-    CHECK_EQ_INT(query_int(en, "SELECT COUNT(*) FROM batch WHERE state = 'voided' AND seq = 1"),
-                 1);
+    CHECK_EQ_INT(query_int(en, "SELECT COUNT(*) FROM batch WHERE state = 'voided' AND seq = 1"), 1);
     CHECK_EQ_INT(query_int(en, "SELECT COUNT(*) FROM op WHERE batch_seq = 1"), sealed1.op_count);
     CHECK_EQ_INT(query_int(en, "SELECT COUNT(*) FROM op WHERE batch_seq IS NULL"),
                  sealed1.op_count);
@@ -484,8 +492,8 @@ static void test_return_voids_and_requeues(void)
             bool voided = false;
             CHECK_EQ_INT(n1, 2);
             if (n1 == 2)
-                CHECK_EQ_INT(pd_batch_verify_reviewed(NULL, &voided, i1[0].bytes, i1[0].len,
-                                                      en_pk, i1[1].bytes, i1[1].len, sup_pk, NULL),
+                CHECK_EQ_INT(pd_batch_verify_reviewed(NULL, &voided, i1[0].bytes, i1[0].len, en_pk,
+                                                      i1[1].bytes, i1[1].len, sup_pk, NULL),
                              PD_OK);
             CHECK(voided);
         } else {

@@ -38,8 +38,9 @@ static char *enroll_body(const char *code, const tdev *d)
     sodium_bin2hex(pk, sizeof pk, d->pk, 32);
     sodium_bin2hex(upk, sizeof upk, d->upk, 32);
     char *b = malloc(512);
-    snprintf(b, 512, "{\"code\":\"%s\",\"device_id\":\"%s\",\"device_pk\":\"%s\",\"user_pk\":\"%s\"}",
-             code, d->id, pk, upk);
+    snprintf(b, 512,
+             "{\"code\":\"%s\",\"device_id\":\"%s\",\"device_pk\":\"%s\",\"user_pk\":\"%s\"}", code,
+             d->id, pk, upk);
     return b;
 }
 
@@ -144,8 +145,10 @@ static void test_enrolment_expired_and_unknown_codes(void)
     const char *bad[] = {
         "not json",
         "{\"code\":\"AAAA-BBBB-CCCC\"}",
-        "{\"code\":\"AAAA-BBBB-CCCC\",\"device_id\":\"a b\",\"device_pk\":\"00\",\"user_pk\":\"00\"}",
-        "{\"code\":\"AAAA-BBBB-CCCC\",\"device_id\":\"ok\",\"device_pk\":\"zz\",\"user_pk\":\"00\"}",
+        "{\"code\":\"AAAA-BBBB-CCCC\",\"device_id\":\"a "
+        "b\",\"device_pk\":\"00\",\"user_pk\":\"00\"}",
+        "{\"code\":\"AAAA-BBBB-CCCC\",\"device_id\":\"ok\",\"device_pk\":\"zz\",\"user_pk\":"
+        "\"00\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ts_request(&S, NULL, "POST", "/v1/enroll", NULL, bad[i], strlen(bad[i]), &r);

@@ -26,14 +26,14 @@
 #define TS_DESA "32.73.01.1001"
 
 /* REQUIRE for test functions that return nothing: count a failure and leave the function. */
-#define REQUIRE_V(cond)                                                                       \
-    do {                                                                                      \
-        pd_test_checks++;                                                                     \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);        \
-            pd_test_failures++;                                                               \
-            return;                                                                           \
-        }                                                                                     \
+#define REQUIRE_V(cond)                                                                            \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
+            pd_test_failures++;                                                                    \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 typedef struct tdev {
@@ -70,6 +70,7 @@ typedef struct topt {
     bool bad_sig;            /* flip a bit of the signature */
     bool no_auth;            /* send no Pd-Auth at all */
     const char *sign_target; /* sign this target instead of the one sent */
+    bool expect;             /* let libcurl send "Expect: 100-continue" as it likes */
 } topt;
 
 static inline void tdev_init(tdev *d, const char *id)
@@ -185,9 +186,9 @@ static inline void ts_auth_header(const tdev *dev, const char *method, const cha
 
 /* One HTTP request to the fixture's server. dev NULL: unauthenticated. headers: NULL-terminated
  * extra header lines. nonce_out (33 bytes, may be NULL) gets the nonce used. */
-static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *method, const char *target,
-                          const char *const *headers, const void *body, size_t len,
-                          const topt *o, tresp *out, char *nonce_out)
+static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *method,
+                                 const char *target, const char *const *headers, const void *body,
+                                 size_t len, const topt *o, tresp *out, char *nonce_out)
 {
     topt none = {0};
     if (!o)
@@ -200,7 +201,7 @@ static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *met
     }
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)s->port, target);
-    struct curl_slist *hl = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *hl = curl_slist_append(NULL, o->expect ? "Expect: 100-continue" : "Expect:");
     for (const char *const *h = headers; h && *h; h++)
         hl = curl_slist_append(hl, *h);
     if (dev && !o->no_auth) {
@@ -214,8 +215,7 @@ static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *met
         }
         if (nonce_out)
             memcpy(nonce_out, nonce_hex, 33);
-        crypto_generichash(bh, sizeof bh, body ? body : (const void *)"", body ? len : 0, NULL,
-                           0);
+        crypto_generichash(bh, sizeof bh, body ? body : (const void *)"", body ? len : 0, NULL, 0);
         sodium_bin2hex(bh_hex, sizeof bh_hex, bh, sizeof bh);
         long t = (long)time(NULL) + o->time_offset;
         char msg[1024];
@@ -226,8 +226,8 @@ static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *met
             sig[5] ^= 0x10;
         sodium_bin2hex(sig_hex, sizeof sig_hex, sig, sizeof sig);
         char auth[512];
-        snprintf(auth, sizeof auth, "Pd-Auth: PD1 device=%s,time=%ld,nonce=%s,sig=%s", dev->id,
-                 t, nonce_hex, sig_hex);
+        snprintf(auth, sizeof auth, "Pd-Auth: PD1 device=%s,time=%ld,nonce=%s,sig=%s", dev->id, t,
+                 nonce_hex, sig_hex);
         hl = curl_slist_append(hl, auth);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -258,8 +258,9 @@ static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *met
     curl_easy_cleanup(c);
 }
 
-static inline void ts_request(const tsrv *s, const tdev *dev, const char *method, const char *target,
-                       const char *const *headers, const void *body, size_t len, tresp *out)
+static inline void ts_request(const tsrv *s, const tdev *dev, const char *method,
+                              const char *target, const char *const *headers, const void *body,
+                              size_t len, tresp *out)
 {
     ts_request_ex(s, dev, method, target, headers, body, len, NULL, out, NULL);
 }
@@ -285,11 +286,20 @@ static inline bool ts_start(tsrv *s, const char *tag, bool access_log)
     }
     const pd_server_user users[] = {
         {.id = "S1", .role = "supervisor", .name = "Budi Santoso", .area = "32.73.01"},
-        {.id = "E1", .role = "enumerator", .name = "Dewi Lestari", .area = TS_DESA,
+        {.id = "E1",
+         .role = "enumerator",
+         .name = "Dewi Lestari",
+         .area = TS_DESA,
          .supervisor_id = "S1"},
-        {.id = "E2", .role = "enumerator", .name = "Agus Salim", .area = TS_DESA,
+        {.id = "E2",
+         .role = "enumerator",
+         .name = "Agus Salim",
+         .area = TS_DESA,
          .supervisor_id = "S1"},
-        {.id = "E3", .role = "enumerator", .name = "Rina", .area = "32.73.02",
+        {.id = "E3",
+         .role = "enumerator",
+         .name = "Rina",
+         .area = "32.73.02",
          .supervisor_id = "S1"},
         {.id = "K1", .role = "korcam", .name = "Hendra", .area = "32.73.01"},
     };
@@ -302,8 +312,8 @@ static inline bool ts_start(tsrv *s, const char *tag, bool access_log)
         snprintf(s->log_path, sizeof s->log_path, "%s/access.log", s->dir);
         s->log = fopen(s->log_path, "w");
     }
-    pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 2, .access_log = s->log,
-                            .max_upload_bytes = 1 << 20};
+    pd_server_config cfg = {
+        .listen = "127.0.0.1:0", .threads = 2, .access_log = s->log, .max_upload_bytes = 1 << 20};
     if (pd_server_start(s->srv, &cfg) != PD_OK) {
         fprintf(stderr, "start: %s\n", pd_server_errmsg(s->srv));
         return false;
@@ -334,8 +344,8 @@ static inline long ts_enroll(tsrv *s, tdev *dev, const char *user)
     sodium_bin2hex(pk, sizeof pk, dev->pk, 32);
     sodium_bin2hex(upk, sizeof upk, dev->upk, 32);
     snprintf(body, sizeof body,
-             "{\"code\":\"%s\",\"device_id\":\"%s\",\"device_pk\":\"%s\",\"user_pk\":\"%s\"}",
-             code, dev->id, pk, upk);
+             "{\"code\":\"%s\",\"device_id\":\"%s\",\"device_pk\":\"%s\",\"user_pk\":\"%s\"}", code,
+             dev->id, pk, upk);
     tresp r;
     ts_request(s, NULL, "POST", "/v1/enroll", NULL, body, strlen(body), &r);
     long st = r.status;
@@ -347,7 +357,7 @@ static inline long ts_enroll(tsrv *s, tdev *dev, const char *user)
 
 /* Seal ops into the next batch of dev (its chain advances). *out malloc'd. */
 static inline int tb_seal(tdev *dev, const char *area, pd_op *ops, size_t n, uint8_t **out,
-                   size_t *len)
+                          size_t *len)
 {
     for (size_t i = 0; i < n; i++) {
         ops[i].device_id = dev->id;
@@ -356,7 +366,9 @@ static inline int tb_seal(tdev *dev, const char *area, pd_op *ops, size_t n, uin
         if (!ops[i].hlc)
             ops[i].hlc = ((int64_t)time(NULL) * 1000) << 16 | (int64_t)i;
     }
-    pd_batch_params p = {.device_id = dev->id, .area = area, .seq = dev->seq + 1,
+    pd_batch_params p = {.device_id = dev->id,
+                         .area = area,
+                         .seq = dev->seq + 1,
                          .prev_hash = dev->seq ? dev->last_hash : NULL,
                          .created_at = (int64_t)time(NULL) * 1000};
     pd_error err = {0};
@@ -373,7 +385,7 @@ static inline int tb_seal(tdev *dev, const char *area, pd_op *ops, size_t n, uin
 
 /* Add a batch and its review by sup (approve, or return with reason) to a bundle. */
 static inline int tb_add(pd_bundle *b, const uint8_t *batch, size_t len, const tdev *sup,
-                  const char *return_reason)
+                         const char *return_reason)
 {
     pd_batch_header h;
     uint8_t hash[32];
@@ -397,8 +409,8 @@ static inline int tb_add(pd_bundle *b, const uint8_t *batch, size_t len, const t
 
 /* Upload bytes with tus as dev (kind "bundle" or "photo"; photo_hash for photos). Returns the
  * final PATCH status; id (33 bytes) gets the upload id. */
-static inline long ts_upload(const tsrv *s, const tdev *dev, const char *kind, const char *photo_hash,
-                      const uint8_t *bytes, size_t len, char *id)
+static inline long ts_upload(const tsrv *s, const tdev *dev, const char *kind,
+                             const char *photo_hash, const uint8_t *bytes, size_t len, char *id)
 {
     char hl[64], md[256], k64[32], h64[128];
     sodium_bin2base64(k64, sizeof k64, (const uint8_t *)kind, strlen(kind),

@@ -28,8 +28,8 @@ static char MEMBER_ID[64], MEMBER_HH[64], OTHER_NIK[32];
 
 static pd_value T(const char *s)
 {
-    pd_value v = {.type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s,
-                  .len = s ? strlen(s) : 0};
+    pd_value v = {
+        .type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s, .len = s ? strlen(s) : 0};
     return v;
 }
 
@@ -42,8 +42,13 @@ static pd_value I(int64_t i)
 static pd_op set_op(const char *entity, const char *target, const char *field, pd_value old,
                     pd_value nv, int64_t base)
 {
-    pd_op op = {.kind = "set", .entity = entity, .target = target, .field = field,
-                .old_value = old, .new_value = nv, .base_rev = base};
+    pd_op op = {.kind = "set",
+                .entity = entity,
+                .target = target,
+                .field = field,
+                .old_value = old,
+                .new_value = nv,
+                .base_rev = base};
     return op;
 }
 
@@ -121,8 +126,8 @@ static cJSON *sync_one(tdev *dev, const tdev *uploader, const char *area, pd_op 
 /* Decode and check a receipt's hex; returns its status byte (0 if invalid). */
 static int receipt_check(const char *hex, uint8_t out[200])
 {
-    if (!hex || strlen(hex) != 400 ||
-        sodium_hex2bin(out, 200, hex, 400, NULL, NULL, NULL) != 0 || memcmp(out, "PDRC", 4) != 0)
+    if (!hex || strlen(hex) != 400 || sodium_hex2bin(out, 200, hex, 400, NULL, NULL, NULL) != 0 ||
+        memcmp(out, "PDRC", 4) != 0)
         return 0;
     if (crypto_sign_verify_detached(out + 136, out, 136, S.sign_pk) != 0)
         return 0;
@@ -173,7 +178,8 @@ static bool load_households(void)
     return MEMBER_ID[0] && OTHER_NIK[0];
 }
 
-/* ---- tests ------------------------------------------------------------------------------------ */
+/* ---- tests ------------------------------------------------------------------------------------
+ */
 
 static void test_batch_applied_once_and_again_gets_the_same_receipt(void)
 {
@@ -410,18 +416,22 @@ static char *visit_json(const char *hh, const char *outcome)
 static void test_double_visit_is_queued(void)
 {
     char *j1 = visit_json(HH[6].id, "found"), *j2 = visit_json(HH[6].id, "not_found");
-    pd_op v1[2] = {
-        {.kind = "visit", .entity = "visit", .target = "Vdev-e1-000900", .new_value = T(j1),
-         .base_rev = HH[6].rev},
-        set_op("household", HH[6].id, "status", T(NULL), T("found"), HH[6].rev)};
+    pd_op v1[2] = {{.kind = "visit",
+                    .entity = "visit",
+                    .target = "Vdev-e1-000900",
+                    .new_value = T(j1),
+                    .base_rev = HH[6].rev},
+                   set_op("household", HH[6].id, "status", T(NULL), T("found"), HH[6].rev)};
     cJSON *c = sync_one(&E1, &E1, TS_DESA, v1, 2, &S1, NULL);
     REQUIRE_V(c);
     CHECK_EQ_INT(ts_num(ts_result(c, 0), "applied"), 2);
     cJSON_Delete(c);
-    pd_op v2[2] = {
-        {.kind = "visit", .entity = "visit", .target = "Vdev-e2-000900", .new_value = T(j2),
-         .base_rev = HH[6].rev},
-        set_op("household", HH[6].id, "status", T(NULL), T("not_found"), HH[6].rev)};
+    pd_op v2[2] = {{.kind = "visit",
+                    .entity = "visit",
+                    .target = "Vdev-e2-000900",
+                    .new_value = T(j2),
+                    .base_rev = HH[6].rev},
+                   set_op("household", HH[6].id, "status", T(NULL), T("not_found"), HH[6].rev)};
     c = sync_one(&E2, &E2, TS_DESA, v2, 2, &S1, NULL);
     REQUIRE_V(c);
     const cJSON *r0 = ts_result(c, 0);
@@ -446,8 +456,8 @@ static void test_gap_is_held_until_it_closes(void)
     int64_t tenure = hh_int(HH[7].id, "tenure"); /* -1 when NULL */
     int64_t nt = tenure == 2 ? 3 : 2;
     pd_op a = set_op("household", HH[7].id, "rooms", I(rooms), I(rooms + 1), HH[7].rev);
-    pd_op b = set_op("household", HH[7].id, "tenure", tenure < 0 ? T(NULL) : I(tenure), I(nt),
-                     HH[7].rev);
+    pd_op b =
+        set_op("household", HH[7].id, "tenure", tenure < 0 ? T(NULL) : I(tenure), I(nt), HH[7].rev);
     uint8_t *ba, *bb;
     size_t la, lb;
     REQUIRE_V(tb_seal(&E1, TS_DESA, &a, 1, &ba, &la) == PD_OK);
@@ -553,7 +563,10 @@ static void test_new_household_and_member_arrive_in_deltas(void)
                      "\"work\":null,\"programmes\":0,\"status\":\"active\",\"outcome\":\"new\"}";
     pd_op ops[3] = {
         {.kind = "create", .entity = "household", .target = "Ndev-e1-1", .new_value = T(hj)},
-        {.kind = "create", .entity = "member", .target = "Ndev-e1-101", .field = "joined",
+        {.kind = "create",
+         .entity = "member",
+         .target = "Ndev-e1-101",
+         .field = "joined",
          .new_value = T(mj)},
         set_op("household", "Ndev-e1-1", "member_count", I(0), I(1), 0)};
     cJSON *c = sync_one(&E1, &E1, TS_DESA, ops, 3, &S1, NULL);
@@ -586,8 +599,7 @@ static void test_prelist_download_resumes_with_range(void)
     snprintf(etag, sizeof etag, "%s", et);
     pd_prelist_info info;
     pd_error err = {0};
-    CHECK(pd_prelist_verify_mem((const uint8_t *)r.body, r.len, S.sign_pk, &info, &err) ==
-          PD_OK);
+    CHECK(pd_prelist_verify_mem((const uint8_t *)r.body, r.len, S.sign_pk, &info, &err) == PD_OK);
     CHECK(info.households >= 40);
     size_t full_len = r.len;
     char *full = malloc(full_len);

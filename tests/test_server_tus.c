@@ -320,6 +320,65 @@ static void test_photo_whose_bytes_do_not_match_its_hash_is_refused(void)
     CHECK(!pd_test_file_exists(blob));
 }
 
+/* Restart the in-process server with cfg. */
+static bool restart(const pd_server_config *cfg)
+{
+    pd_server_close(S.srv);
+    S.srv = NULL;
+    pd_error err = {0};
+    if (pd_server_open(&S.srv, S.url, NULL, &err) != PD_OK || pd_server_start(S.srv, cfg) != PD_OK)
+        return false;
+    S.port = pd_server_port(S.srv);
+    return true;
+}
+
+static void test_uploads_expire(void)
+{
+    pd_server_config quick = {
+        .listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20, .upload_ttl_ms = 300};
+    REQUIRE_V(restart(&quick));
+    char id[33];
+    tresp r;
+    REQUIRE_V(create(&A, "bundle", NULL, 5000, id, &r) == 201);
+    const char *exp = tresp_header(&r, "Upload-Expires");
+    CHECK(exp && strstr(exp, " GMT"));
+    tresp_free(&r);
+    static uint8_t junk[1000];
+    CHECK_EQ_INT(patch(&A, id, 0, junk, 1000, NULL, NULL, NULL), 204);
+    usleep(500 * 1000);
+    CHECK_EQ_INT(head_offset(&A, id), -410);
+    CHECK_EQ_INT(patch(&A, id, 1000, junk, 1000, NULL, NULL, NULL), 410);
+    char file[4400];
+    snprintf(file, sizeof file, "%s/server.db.d/uploads/%s", S.dir, id);
+    CHECK(!pd_test_file_exists(file));
+    pd_server_config normal = {.listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20};
+    REQUIRE_V(restart(&normal));
+}
+
+static void test_patch_with_expect_100_continue(void)
+{
+    enum { N = 300000 };
+    static uint8_t data[N];
+    char hash[65], id[33], path[80];
+    photo_bytes(data, N, 9, hash);
+    REQUIRE_V(create(&A, "photo", hash, N, id, NULL) == 201);
+    snprintf(path, sizeof path, "/v1/uploads/%s", id);
+    const char *h[] = {"Tus-Resumable: 1.0.0", "Upload-Offset: 0",
+                       "Content-Type: application/offset+octet-stream", NULL};
+    topt o = {.expect = true};
+    tresp r;
+    ts_request_ex(&S, &A, "PATCH", path, h, data, N, &o, &r, NULL);
+    CHECK_EQ_INT(r.status, 204);
+    tresp_free(&r);
+    CHECK_EQ_INT(head_offset(&A, id), N);
+    /* refused at the headers (wrong offset) without reading the body */
+    const char *bad[] = {"Tus-Resumable: 1.0.0", "Upload-Offset: 5",
+                         "Content-Type: application/offset+octet-stream", NULL};
+    ts_request_ex(&S, &A, "PATCH", path, bad, data, N, &o, &r, NULL);
+    CHECK_EQ_INT(r.status, 409);
+    tresp_free(&r);
+}
+
 /* ---- SIGKILL in the middle of a PATCH ------------------------------------------------------ */
 
 /* Run the server of S's database in a child process; its port comes back through a pipe. */
@@ -333,8 +392,7 @@ static pid_t spawn_server(uint16_t *port)
         close(fds[0]);
         pd_server *srv = NULL;
         pd_error err = {0};
-        pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 2,
-                                .max_upload_bytes = 1 << 20};
+        pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20};
         if (pd_server_open(&srv, S.url, NULL, &err) != PD_OK || pd_server_start(srv, &cfg) != PD_OK)
             _exit(3);
         uint16_t p = pd_server_port(srv);
@@ -425,6 +483,8 @@ int main(void)
     RUN(test_creation_refuses_bad_and_oversize_uploads);
     RUN(test_termination_removes_the_upload);
     RUN(test_photo_whose_bytes_do_not_match_its_hash_is_refused);
+    RUN(test_uploads_expire);
+    RUN(test_patch_with_expect_100_continue);
     RUN(test_sigkill_mid_patch_resumes_at_the_acknowledged_byte);
     ts_stop(&S);
     curl_global_cleanup();

@@ -143,8 +143,7 @@ static int cmd_user(opts *o, int argc, char **argv)
                        "[--area CODES] [--supervisor ID]";
     if (argc < 2 || strcmp(argv[1], "add") != 0 || wants_help(argc, argv))
         return usage(text);
-    static const char *const flags[] = {"--id", "--role", "--name", "--area", "--supervisor",
-                                        NULL};
+    static const char *const flags[] = {"--id", "--role", "--name", "--area", "--supervisor", NULL};
     bool bad = false;
     pd_server_user u = {.id = opt(argc - 1, argv + 1, "--id", &bad),
                         .role = opt(argc - 1, argv + 1, "--role", &bad),
@@ -220,8 +219,8 @@ static int cmd_load(opts *o, int argc, char **argv)
 {
     const char *text = "load-prelist --area CODE [--seed N] [--households N] | --file PKG "
                        "[--issuer-key HEX]";
-    static const char *const flags[] = {"--area", "--seed", "--households", "--file",
-                                        "--issuer-key", NULL};
+    static const char *const flags[] = {"--area", "--seed",       "--households",
+                                        "--file", "--issuer-key", NULL};
     bool bad = false;
     const char *area = opt(argc, argv, "--area", &bad);
     const char *seed_s = opt(argc, argv, "--seed", &bad);
@@ -279,15 +278,14 @@ static int cmd_status(opts *o, int argc, char **argv)
                s.photos, s.batches, s.batches_held, s.forks, s.conflicts_open, s.uploads_open,
                s.revision);
     } else {
-        printf("fingerprint     %s\nusers           %" PRId64 "\ndevices         %" PRId64
-               " (%" PRId64 " revoked)\nhouseholds      %" PRId64 "\nmembers         %" PRId64
-               "\nvisits          %" PRId64 "\nphotos          %" PRId64
-               "\nbatches         %" PRId64 " (+%" PRId64 " held, %" PRId64
-               " forks)\nconflicts open  %" PRId64 "\nuploads open    %" PRId64
-               "\nrevision        %" PRId64 "\n",
-               fp, s.users, s.devices, s.devices_revoked, s.households, s.members, s.visits,
-               s.photos, s.batches, s.batches_held, s.forks, s.conflicts_open, s.uploads_open,
-               s.revision);
+        printf(
+            "fingerprint     %s\nusers           %" PRId64 "\ndevices         %" PRId64 " (%" PRId64
+            " revoked)\nhouseholds      %" PRId64 "\nmembers         %" PRId64
+            "\nvisits          %" PRId64 "\nphotos          %" PRId64 "\nbatches         %" PRId64
+            " (+%" PRId64 " held, %" PRId64 " forks)\nconflicts open  %" PRId64
+            "\nuploads open    %" PRId64 "\nrevision        %" PRId64 "\n",
+            fp, s.users, s.devices, s.devices_revoked, s.households, s.members, s.visits, s.photos,
+            s.batches, s.batches_held, s.forks, s.conflicts_open, s.uploads_open, s.revision);
     }
     pd_server_close(srv);
     return rc == PD_OK ? EX_OK : EX_FAIL;
@@ -349,7 +347,8 @@ out:
     return rc;
 }
 
-/* ---- main ------------------------------------------------------------------------------------- */
+/* ---- main -------------------------------------------------------------------------------------
+ */
 
 typedef struct command {
     const char *name;
@@ -369,11 +368,12 @@ static const command commands[] = {
 
 static void help(FILE *f)
 {
-    fprintf(f, "pendata-server %s — the central server of pendata\n\n"
-               "usage: pendata-server [--db URL] [--data DIR] [--json] COMMAND [ARGS]\n\n"
-               "  --db URL     sqlite:PATH (default $PENDATA_SERVER_DB, sqlite:pendata-server.db)\n"
-               "  --data DIR   uploads, photos and packages (default PATH.d)\n"
-               "  --json       machine-readable output\n\ncommands:\n",
+    fprintf(f,
+            "pendata-server %s — the central server of pendata\n\n"
+            "usage: pendata-server [--db URL] [--data DIR] [--json] COMMAND [ARGS]\n\n"
+            "  --db URL     sqlite:PATH (default $PENDATA_SERVER_DB, sqlite:pendata-server.db)\n"
+            "  --data DIR   uploads, photos and packages (default PATH.d)\n"
+            "  --json       machine-readable output\n\ncommands:\n",
             PD_VERSION_STRING);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);

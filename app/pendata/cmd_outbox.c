@@ -15,20 +15,21 @@ static const char *USAGE =
 
 static void print_help(void)
 {
-    printf("usage: pendata %s\n\n"
-           "  outbox [list]          this device's batches: seq, state (sealed, approved, voided,\n"
-           "                         uploaded, acknowledged), time, ops, size, return reason\n"
-           "  outbox export SEQ -o FILE\n"
-           "                         write batch SEQ (and its review, if any) as a batch file for\n"
-           "                         the supervisor (SD card, Bluetooth); FILE - is stdout\n"
-           "  outbox import FILE     take in the supervisor's decisions from a batch file: an\n"
-           "                         approval makes a batch uploadable; a return voids it and puts\n"
-           "                         its changes back in the queue for the next seal\n"
-           "  outbox supervisor PK   record the public key (64 hex) of this enumerator's\n"
-           "                         supervisor: only that key's decisions are accepted\n"
-           "  outbox key             print this enumerator's public key (for the supervisor)\n"
-           "  --json                 machine-readable output (list)\n",
-           USAGE);
+    printf(
+        "usage: pendata %s\n\n"
+        "  outbox [list]          this device's batches: seq, state (sealed, approved, voided,\n"
+        "                         uploaded, acknowledged), time, ops, size, return reason\n"
+        "  outbox export SEQ -o FILE\n"
+        "                         write batch SEQ (and its review, if any) as a batch file for\n"
+        "                         the supervisor (SD card, Bluetooth); FILE - is stdout\n"
+        "  outbox import FILE     take in the supervisor's decisions from a batch file: an\n"
+        "                         approval makes a batch uploadable; a return voids it and puts\n"
+        "                         its changes back in the queue for the next seal\n"
+        "  outbox supervisor PK   record the public key (64 hex) of this enumerator's\n"
+        "                         supervisor: only that key's decisions are accepted\n"
+        "  outbox key             print this enumerator's public key (for the supervisor)\n"
+        "  --json                 machine-readable output (list)\n",
+        USAGE);
 }
 
 typedef struct list_ctx {

@@ -20,28 +20,30 @@ static const char *USAGE =
 
 static void print_help(void)
 {
-    printf("usage: pendata %s\n\n"
-           "  review list [--all]    batches waiting for review (--all: every batch held), with\n"
-           "                         author, area, visits per outcome and warnings; N is the first\n"
-           "                         column\n"
-           "  review show N          every visit and change of batch N, before -> after, with the\n"
-           "                         visit warnings and the batch-level ones (too fast, too far,\n"
-           "                         outside the area, duplicated NIK, household visited twice)\n"
-           "  review map N --svg FILE\n"
-           "                         an SVG map of the visits over the area outline\n"
-           "  review approve N       countersign batch N\n"
-           "  review return N --reason TEXT\n"
-           "                         return batch N to the enumerator with a signed reason\n"
-           "  review import FILE     take in a batch file from an enumerator\n"
-           "  review export N -o FILE\n"
-           "                         batch N with the decision, for the enumerator (or onward)\n"
-           "  review enumerator add PK [--name NAME] [--area CODES] [--person ID]\n"
-           "                         an enumerator this supervisor reviews (64-hex public key)\n"
-           "  review key             print this supervisor's public key\n",
-           USAGE);
+    printf(
+        "usage: pendata %s\n\n"
+        "  review list [--all]    batches waiting for review (--all: every batch held), with\n"
+        "                         author, area, visits per outcome and warnings; N is the first\n"
+        "                         column\n"
+        "  review show N          every visit and change of batch N, before -> after, with the\n"
+        "                         visit warnings and the batch-level ones (too fast, too far,\n"
+        "                         outside the area, duplicated NIK, household visited twice)\n"
+        "  review map N --svg FILE\n"
+        "                         an SVG map of the visits over the area outline\n"
+        "  review approve N       countersign batch N\n"
+        "  review return N --reason TEXT\n"
+        "                         return batch N to the enumerator with a signed reason\n"
+        "  review import FILE     take in a batch file from an enumerator\n"
+        "  review export N -o FILE\n"
+        "                         batch N with the decision, for the enumerator (or onward)\n"
+        "  review enumerator add PK [--name NAME] [--area CODES] [--person ID]\n"
+        "                         an enumerator this supervisor reviews (64-hex public key)\n"
+        "  review key             print this supervisor's public key\n",
+        USAGE);
 }
 
-/* ---- helpers ---------------------------------------------------------------------------------- */
+/* ---- helpers ----------------------------------------------------------------------------------
+ */
 
 static int parse_id(cli *c, const char *s, int64_t *id)
 {
@@ -84,9 +86,9 @@ static void outcome_counts(const pd_batch *b, counts *out, cJSON *json)
         if (strcmp(ops[i].kind, "visit") != 0)
             continue;
         out->visits++;
-        char *s = ops[i].new_value.type == PD_VAL_TEXT ? strndup((const char *)ops[i].new_value.p,
-                                                                 ops[i].new_value.len)
-                                                       : NULL;
+        char *s = ops[i].new_value.type == PD_VAL_TEXT
+                      ? strndup((const char *)ops[i].new_value.p, ops[i].new_value.len)
+                      : NULL;
         cJSON *j = s ? cJSON_Parse(s) : NULL;
         const cJSON *o = j ? cJSON_GetObjectItemCaseSensitive(j, "outcome") : NULL;
         size_t k = 0;
@@ -111,7 +113,8 @@ static void outcome_counts(const pd_batch *b, counts *out, cJSON *json)
     }
 }
 
-/* ---- list ------------------------------------------------------------------------------------- */
+/* ---- list -------------------------------------------------------------------------------------
+ */
 
 typedef struct list_ctx {
     cli *c;
@@ -193,11 +196,13 @@ static int do_list(cli *c, pd_store *s, int argc, char **argv)
     if (c->json)
         return cli_print_json(c, l.array);
     if (l.n == 0 && !c->quiet)
-        fprintf(stderr, "%s: nothing to review%s\n", c->prog, all ? "" : " (--all lists every batch)");
+        fprintf(stderr, "%s: nothing to review%s\n", c->prog,
+                all ? "" : " (--all lists every batch)");
     return CLI_OK;
 }
 
-/* ---- show ------------------------------------------------------------------------------------- */
+/* ---- show -------------------------------------------------------------------------------------
+ */
 
 static cJSON *text_json(const pd_value *v)
 {
@@ -256,8 +261,7 @@ static void print_op(const pd_op *op)
         double lat = jnum(j, "lat", 1000), lon = jnum(j, "lon", 1000);
         char gps[96] = "no GPS fix";
         if (lat < 1000 && lon < 1000)
-            snprintf(gps, sizeof gps, "GPS %.6f,%.6f ±%.0f m", lat, lon,
-                     jnum(j, "accuracy_m", 0));
+            snprintf(gps, sizeof gps, "GPS %.6f,%.6f ±%.0f m", lat, lon, jnum(j, "accuracy_m", 0));
         printf("  visit     %s  household %s: %s at %s UTC, %s\n", op->target,
                jstr(j, "household_id"), jstr(j, "outcome"),
                cli_time_text((int64_t)jnum(j, "visited_at", 0), when, sizeof when), gps);
@@ -357,8 +361,8 @@ static int do_show(cli *c, pd_store *s, int argc, char **argv)
     outcome_counts(b, &oc, NULL);
     printf("Batch %llu (N %lld) by %s\n", (unsigned long long)h->seq, (long long)id,
            author_text(&a, who, sizeof who));
-    printf("  device %s, area %s, sealed %s UTC%s\n", h->device_id,
-           h->area[0] ? h->area : "(none)", cli_time_text(h->created_at, when, sizeof when),
+    printf("  device %s, area %s, sealed %s UTC%s\n", h->device_id, h->area[0] ? h->area : "(none)",
+           cli_time_text(h->created_at, when, sizeof when),
            (h->flags & PD_BATCH_FLAG_AMENDS) ? ", re-seals a returned batch" : "");
     printf("  %zu changes, %zu visits (%s), %zu photos, %zu warnings\n", n, oc.visits,
            oc.visits ? oc.text : "none", np, nw);
@@ -485,7 +489,7 @@ static int do_enumerator(cli *c, pd_store *s, int argc, char **argv)
     pd_keyring_entry e = {0};
     if (argc < 4 || strcmp(argv[2], "add") != 0 || cli_parse_pk(argv[3], e.pk) != 0)
         return cli_usage(c, u);
-    for (int i = 4; i < argc; i++) {
+    for (int i = 4; i < argc; i += 2) { /* every option takes a value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return cli_usage(c, u);
@@ -497,7 +501,6 @@ static int do_enumerator(cli *c, pd_store *s, int argc, char **argv)
             snprintf(e.person_id, sizeof e.person_id, "%s", v);
         else
             return cli_usage(c, u);
-        i++;
     }
     snprintf(e.role, sizeof e.role, "enumerator");
     e.has_supervisor = true;
@@ -544,15 +547,32 @@ int cmd_review(cli *c, int argc, char **argv)
         return CLI_FAIL;
     int status;
     switch (k) {
-    case 0: status = do_list(c, s, argc, argv); break;
-    case 1: status = do_show(c, s, argc, argv); break;
-    case 2: status = do_map(c, s, argc, argv); break;
-    case 3: status = do_decide(c, s, argc, argv, true); break;
-    case 4: status = do_decide(c, s, argc, argv, false); break;
-    case 5: status = do_import(c, s, argc, argv); break;
-    case 6: status = do_export(c, s, argc, argv); break;
-    case 7: status = do_enumerator(c, s, argc, argv); break;
-    default: status = argc == 2 ? do_key(c, s) : cli_usage(c, "review key");
+    case 0:
+        status = do_list(c, s, argc, argv);
+        break;
+    case 1:
+        status = do_show(c, s, argc, argv);
+        break;
+    case 2:
+        status = do_map(c, s, argc, argv);
+        break;
+    case 3:
+        status = do_decide(c, s, argc, argv, true);
+        break;
+    case 4:
+        status = do_decide(c, s, argc, argv, false);
+        break;
+    case 5:
+        status = do_import(c, s, argc, argv);
+        break;
+    case 6:
+        status = do_export(c, s, argc, argv);
+        break;
+    case 7:
+        status = do_enumerator(c, s, argc, argv);
+        break;
+    default:
+        status = argc == 2 ? do_key(c, s) : cli_usage(c, "review key");
     }
     pd_store_close(s);
     return status;

@@ -109,7 +109,8 @@ static void print_stats(const pd_sync_stats *s, bool ok, bool json)
 {
     if (json) {
         printf("{\"ok\":%s,\"requests\":%llu,\"bytes_sent\":%llu,\"bytes_received\":%llu,"
-               "\"retries\":%llu,\"upload_body_bytes\":%llu,\"uploads_resumed\":%llu,"
+               "\"retries\":%llu,\"upload_body_bytes\":%llu,\"upload_length\":%llu,"
+               "\"uploads_resumed\":%llu,"
                "\"resume_offset\":%llu,\"photos_uploaded\":%llu,\"photos_skipped\":%llu,"
                "\"batches_uploaded\":%llu,\"batches_acknowledged\":%llu,\"batches_held\":%llu,"
                "\"batches_rejected\":%llu,\"batches_forked\":%llu,\"records_pulled\":%llu,"
@@ -118,7 +119,8 @@ static void print_stats(const pd_sync_stats *s, bool ok, bool json)
                ok ? "true" : "false", (unsigned long long)s->requests,
                (unsigned long long)s->bytes_sent, (unsigned long long)s->bytes_received,
                (unsigned long long)s->retries, (unsigned long long)s->upload_body_bytes,
-               (unsigned long long)s->upload_resumed, (unsigned long long)s->upload_resume_offset,
+               (unsigned long long)s->upload_length, (unsigned long long)s->upload_resumed,
+               (unsigned long long)s->upload_resume_offset,
                (unsigned long long)s->photos_uploaded, (unsigned long long)s->photos_skipped,
                (unsigned long long)s->batches_uploaded,
                (unsigned long long)s->batches_acknowledged, (unsigned long long)s->batches_held,
@@ -216,6 +218,10 @@ int cmd_sync(cli *c, int argc, char **argv)
             if (parse_num(c, a, v, 1, 1000, &n) != 0)
                 return CLI_USAGE;
             opt.max_attempts = (unsigned)n;
+        } else if (!strcmp(a, "--backoff-cap")) { /* hidden: tests */
+            if (parse_num(c, a, v, 1, 600000, &n) != 0)
+                return CLI_USAGE;
+            opt.backoff_cap_ms = (unsigned)n;
         } else if (!strcmp(a, "--backoff")) {
             if (parse_num(c, a, v, 1, 30000, &n) != 0)
                 return CLI_USAGE;
