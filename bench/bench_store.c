@@ -86,13 +86,14 @@ static void step_done(sqlite3 *db, sqlite3_stmt *st)
     sqlite3_reset(st);
 }
 
-static void nik_of(char out[17], int hh, int m)
+static void nik_of(char out[17], unsigned hh, unsigned m)
 {
     /* kecamatan 327301, birth date (women +40 on the day), serial: unique per (hh, m) */
-    int day = 1 + (hh + m) % 28 + ((m % 2) ? 40 : 0);
-    int month = 1 + hh % 12;
-    int year = (60 + hh % 40) % 100;
-    snprintf(out, 17, "327301%02d%02d%02d%04d", day, month, year, (hh * MEMBERS_PER + m) % 10000);
+    unsigned day = 1 + (hh + m) % 28 + ((m % 2) ? 40 : 0);
+    unsigned month = 1 + hh % 12;
+    unsigned year = (60 + hh % 40) % 100;
+    snprintf(out, 17, "327301%02u%02u%02u%04u", day % 100, month % 100, year % 100,
+             (hh * MEMBERS_PER + m) % 10000);
     /* unique: serial, month and year fix hh modulo lcm(2500, 12, 40) = 15000 > HOUSEHOLDS */
 }
 

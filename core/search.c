@@ -33,8 +33,9 @@
     " LEFT JOIN visit v ON v.rowid = (SELECT rowid FROM visit WHERE household_id = h.id AND "   \
     "lat IS NOT NULL AND lon IS NOT NULL ORDER BY rowid DESC LIMIT 1)"
 
-/* Residual criteria: ?1 nik, ?2 kk, ?3 area, ?4 status, ?5 address match, ?6 person name match,
- * ?7 head name match. NULL: not asked (or already enforced by the driver). */
+/* Residual criteria: ?1 nik, ?2 kk, ?3 area, ?4 status, ?5 address match, ?6 member name match,
+ * ?7 head name match.
+ * NULL: not asked (or already enforced by the driver). */
 #define RESIDUAL                                                                              \
     "(?1 IS NULL OR h.id IN (SELECT household_id FROM member WHERE nik = ?1)) AND "            \
     "(?2 IS NULL OR h.kk = ?2 OR h.id IN (SELECT household_id FROM member WHERE kk = ?2)) AND " \
@@ -46,30 +47,48 @@
     " m.rowid = person_fts.rowid WHERE person_fts MATCH ?6) OR "                              \
     " h.hh_rowid IN (SELECT rowid FROM address_fts WHERE address_fts MATCH ?7))"
 
-/* ?8 limit (-1: none). Drivers use ?21.. so the residual can skip what they enforce. */
-#define FIND_SQL(driver)                                                                      \
-    "WITH cand(id) AS (" driver ") SELECT " HIT_COLS " FROM cand JOIN household h ON "         \
-    "h.id = cand.id" LOC_JOIN " WHERE " RESIDUAL " ORDER BY h.id LIMIT ?8"
+/* ?8 limit (-1: none). Drivers use ?21.. so the residual can skip what they enforce. The
+ * candidates stream from the driver (CROSS JOIN keeps it the outer loop, run as a co-routine),
+ * duplicates are dropped as they come (DISTINCT), and the households are picked (criteria,
+ * order, limit) before their location is looked up, so the per-row location subquery runs only
+ * for the rows returned. */
+#define FIND_SQL_ORDERED(driver, order)                                                       \
+    "WITH cand(id) AS (" driver "), pick(r, id) AS (SELECT DISTINCT h.hh_rowid, h.id FROM "     \
+    "cand CROSS JOIN household h ON h.id = cand.id WHERE " RESIDUAL order " LIMIT ?8) "        \
+    "SELECT " HIT_COLS " FROM pick JOIN household h ON h.hh_rowid = pick.r" LOC_JOIN           \
+    " ORDER BY h.id"
+#define FIND_SQL(driver) FIND_SQL_ORDERED(driver, " ORDER BY h.id")
 
 enum driver { DRV_NIK, DRV_KK, DRV_NAME, DRV_ADDRESS, DRV_AREA, DRV_BOX, DRV_SCAN, DRV__COUNT };
 
+/* A name is searched in person_fts (every member) and then in address_fts's head_name (a head
+ * name corrected by hand). Its candidates are not sorted before the limit, so the first `limit`
+ * matching households (in index order) are found without reading every match of a common name;
+ * they are returned sorted by id. */
 static const char *const find_sql[DRV__COUNT] = {
     [DRV_NIK] = FIND_SQL("SELECT household_id FROM member WHERE nik = ?21"),
     [DRV_KK] = FIND_SQL("SELECT id FROM household WHERE kk = ?22 UNION "
                         "SELECT household_id FROM member WHERE kk = ?22"),
-    [DRV_NAME] = FIND_SQL("SELECT m.household_id FROM person_fts JOIN member m ON "
-                          "m.rowid = person_fts.rowid WHERE person_fts MATCH ?26 UNION "
-                          "SELECT x.id FROM address_fts JOIN household x ON "
-                          "x.hh_rowid = address_fts.rowid WHERE address_fts MATCH ?27"),
+    [DRV_NAME] = FIND_SQL_ORDERED("SELECT m.household_id FROM person_fts JOIN member m ON "
+                                  "m.rowid = person_fts.rowid WHERE person_fts MATCH ?26 "
+                                  "UNION ALL SELECT x.id FROM address_fts JOIN household x ON "
+                                  "x.hh_rowid = address_fts.rowid WHERE address_fts MATCH ?27",
+                                  ""),
     [DRV_ADDRESS] = FIND_SQL("SELECT x.id FROM address_fts JOIN household x ON "
                              "x.hh_rowid = address_fts.rowid WHERE address_fts MATCH ?25"),
     [DRV_AREA] = FIND_SQL("SELECT id FROM household WHERE desa = ?23 UNION "
                           "SELECT id FROM household WHERE kec = ?23"),
-    [DRV_BOX] = FIND_SQL("SELECT x.id FROM household_geo g JOIN household x ON "
-                         "x.hh_rowid = g.hh_rowid WHERE g.max_lat >= ?31 AND g.min_lat <= ?32 "
-                         "AND g.max_lon >= ?33 AND g.min_lon <= ?34"),
     [DRV_SCAN] = FIND_SQL("SELECT id FROM household"),
 };
+
+/* Nearest, by the R*Tree: households whose box meets ?31..?34 (min lat, max lat, min lon, max
+ * lon) and the residual criteria, with the centre of their entry (float32, within a couple of
+ * metres of the exact location). */
+static const char near_box_sql[] =
+    "SELECT g.hh_rowid, (g.min_lat + g.max_lat) / 2, (g.min_lon + g.max_lon) / 2 "
+    "FROM household_geo g CROSS JOIN household h ON h.hh_rowid = g.hh_rowid "
+    "WHERE g.max_lat >= ?31 AND g.min_lat <= ?32 AND g.max_lon >= ?33 AND g.min_lon <= ?34 AND "
+    RESIDUAL " AND ?8 IS NOT NULL";
 
 static const char detail_sql[] =
     "SELECT " HIT_COLS " FROM household h" LOC_JOIN " WHERE h.hh_rowid = ?1";
@@ -190,8 +209,9 @@ static int prepare_query(const pd_find_query *q, query *out, pd_error *err)
     out->kk = q->kk;
     out->area = q->desa;
     out->status = q->status;
-    out->drv = q->nik ? DRV_NIK : q->kk ? DRV_KK : q->name ? DRV_NAME : q->address ? DRV_ADDRESS
-             : q->desa ? DRV_AREA : q->near ? DRV_BOX : DRV_SCAN;
+    /* Nearest goes through the R*Tree unless a selective criterion (NIK, KK, name) drives. */
+    out->drv = q->nik ? DRV_NIK : q->kk ? DRV_KK : q->name ? DRV_NAME : q->near ? DRV_BOX
+             : q->address ? DRV_ADDRESS : q->desa ? DRV_AREA : DRV_SCAN;
     return PD_OK;
 }
 
@@ -292,6 +312,29 @@ static void box_around(double lat, double lon, double r, double box[4], bool *wo
     }
 }
 
+/* How far an R*Tree entry's centre may be from the exact location: float32 rounds each bound
+ * outward by at most about one unit in the last place (under 2 m at longitude 180). */
+#define GEO_MARGIN_M 5.0
+
+static int push(pd_store *store, cand **c, size_t *n, size_t *cap, double d, int64_t rowid)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 256;
+        if (ncap > FIND_CANDIDATES_MAX)
+            return pd_store_fail(store, PD_ERR_TOOBIG, "find: more than %d candidates",
+                                 FIND_CANDIDATES_MAX);
+        cand *nc = realloc(*c, ncap * sizeof **c);
+        if (!nc)
+            return pd_store_fail(store, PD_ERR_NOMEM, "find: out of memory");
+        *c = nc;
+        *cap = ncap;
+    }
+    (*c)[*n].d = d;
+    (*c)[*n].rowid = rowid;
+    (*n)++;
+    return PD_OK;
+}
+
 static int find_near(pd_store *store, sqlite3 *db, const pd_find_query *q, const query *qq,
                      pd_hit_fn fn, void *ctx)
 {
@@ -299,57 +342,44 @@ static int find_near(pd_store *store, sqlite3 *db, const pd_find_query *q, const
     cand *c = NULL;
     size_t n = 0, cap = 0;
     int code = PD_OK, rc;
-    /* With another driver there is one round over its candidates; with the R*Tree, rounds of
-     * growing boxes until `limit` candidates lie within the radius (or the box is the world). */
+    /* With a selective driver (NIK, KK, name) there is one pass over its candidates, with exact
+     * locations. Otherwise the R*Tree, in rounds of growing boxes, until `limit` households are
+     * surely within the radius (or the box is the world); its distances are approximate (the
+     * entries' centres) until the last step. */
     bool boxed = qq->drv == DRV_BOX;
-    double r = boxed ? 250.0 : INFINITY;
-    rc = sqlite3_prepare_v2(db, find_sql[qq->drv], -1, &st, NULL);
+    int lat_col = boxed ? 1 : 9, lon_col = boxed ? 2 : 10;
+    double r = 250.0;
+    rc = sqlite3_prepare_v2(db, boxed ? near_box_sql : find_sql[qq->drv], -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto sqlfail;
     for (;;) {
         bool world = !boxed;
+        sqlite3_reset(st);
+        bind_query(st, qq, -1);
         if (boxed) {
             double box[4];
-            box_around(q->near_lat, q->near_lon, r, box, &world);
-            if (world)
-                r = INFINITY;
-            sqlite3_reset(st);
-            bind_query(st, qq, -1);
+            box_around(q->near_lat, q->near_lon, r + GEO_MARGIN_M, box, &world);
             for (int i = 0; i < 4; i++)
                 sqlite3_bind_double(st, 31 + i, box[i]);
-        } else {
-            bind_query(st, qq, -1);
         }
         n = 0;
+        int64_t sure = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (sqlite3_column_type(st, 9) == SQLITE_NULL || sqlite3_column_type(st, 10) == SQLITE_NULL)
+            if (sqlite3_column_type(st, lat_col) == SQLITE_NULL ||
+                sqlite3_column_type(st, lon_col) == SQLITE_NULL)
                 continue;
-            double d = pd_geo_distance_m(q->near_lat, q->near_lon, sqlite3_column_double(st, 9),
-                                         sqlite3_column_double(st, 10));
-            if (d > r)
-                continue;
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 256;
-                if (ncap > FIND_CANDIDATES_MAX) {
-                    code = pd_store_fail(store, PD_ERR_TOOBIG, "find: more than %d candidates",
-                                         FIND_CANDIDATES_MAX);
-                    goto out;
-                }
-                cand *nc = realloc(c, ncap * sizeof *c);
-                if (!nc) {
-                    code = pd_store_fail(store, PD_ERR_NOMEM, "find: out of memory");
-                    goto out;
-                }
-                c = nc;
-                cap = ncap;
-            }
-            c[n].d = d;
-            c[n].rowid = sqlite3_column_int64(st, 0);
-            n++;
+            double d = pd_geo_distance_m(q->near_lat, q->near_lon,
+                                         sqlite3_column_double(st, lat_col),
+                                         sqlite3_column_double(st, lon_col));
+            if (!world && d > r + GEO_MARGIN_M)
+                continue; /* in the box's corner: it may not be among the nearest yet */
+            if ((code = push(store, &c, &n, &cap, d, sqlite3_column_int64(st, 0))) != PD_OK)
+                goto out;
+            sure += d <= r - GEO_MARGIN_M;
         }
         if (rc != SQLITE_DONE)
             goto sqlfail;
-        if (world || (int64_t)n >= qq->limit)
+        if (world || sure >= qq->limit)
             break;
         r *= 4.0;
     }
@@ -358,6 +388,24 @@ static int find_near(pd_store *store, sqlite3 *db, const pd_find_query *q, const
     rc = sqlite3_prepare_v2(db, detail_sql, -1, &det, NULL);
     if (rc != SQLITE_OK)
         goto sqlfail;
+    if (boxed) {
+        /* The exact `limit` nearest are among the candidates whose approximate distance is within
+         * two margins of the limit-th one: make those exact and sort again. */
+        double cutoff = (int64_t)n > qq->limit ? c[qq->limit - 1].d + 2 * GEO_MARGIN_M : INFINITY;
+        size_t m = 0;
+        while (m < n && c[m].d <= cutoff)
+            m++;
+        for (size_t i = 0; i < m; i++) {
+            sqlite3_reset(det);
+            sqlite3_bind_int64(det, 1, c[i].rowid);
+            if ((rc = sqlite3_step(det)) != SQLITE_ROW)
+                goto sqlfail;
+            c[i].d = pd_geo_distance_m(q->near_lat, q->near_lon, sqlite3_column_double(det, 9),
+                                       sqlite3_column_double(det, 10));
+        }
+        n = m;
+        qsort(c, n, sizeof *c, cand_cmp);
+    }
     for (size_t i = 0; i < n && (int64_t)i < qq->limit; i++) {
         sqlite3_reset(det);
         sqlite3_bind_int64(det, 1, c[i].rowid);

@@ -22,6 +22,7 @@
 #include "prelist_internal.h"
 
 #include "codes.h"
+#include "validate.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -111,16 +112,11 @@ static const char *pick(rng *r, const pd_name_list *l)
     return l->v[below(r, (uint32_t)l->n)];
 }
 
-/* ---- dates (days since 1970-01-01, proleptic Gregorian) ------------------------------------- */
+/* ---- dates: days since 1970-01-01 (validate.c makes them; civil_from_days reads them) -- */
 
 static int32_t days_from_civil(int y, int m, int d)
 {
-    y -= m <= 2;
-    int era = (y >= 0 ? y : y - 399) / 400;
-    int yoe = y - era * 400;
-    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
+    return (int32_t)pd_days_from_civil(y, m, d);
 }
 
 static void civil_from_days(int32_t z, int *y, int *m, int *d)

@@ -83,9 +83,6 @@ const char *pd_rec_field_name(pd_rec_kind kind, size_t i);
  * (pointing into rec's strings). */
 void pd_rec_field_get(pd_rec_kind kind, const void *rec, size_t i, pd_value *out);
 
-/* Is s[0..len) valid UTF-8 (shortest forms, no surrogates, at most U+10FFFF)? */
-bool pd_prelist_utf8_ok(const uint8_t *s, size_t len);
-
 /* ---- record order (record.c) ------------------------------------------------------------------ */
 
 /* What every writer and reader enforces on the sequence of records: shapes first, then each

@@ -11,6 +11,7 @@
 #include "prelist_internal.h"
 
 #include "codes.h"
+#include "validate.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -147,59 +148,13 @@ static double *real_at(const void *rec, const field *f)
     return (double *)((const char *)rec + f->off);
 }
 
-/* ---- UTF-8 and small parsers --------------------------------------------------------------- */
+/* ---- small parsers --------------------------------------------------------------- */
 
-bool pd_prelist_utf8_ok(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        uint32_t cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1, cp = c & 0x1F, min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2, cp = c & 0x0F, min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
-static bool is_leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
+/* YYYY-MM-DD, a real date, 1900..2100 */
 static bool date_ok(const char *s)
 {
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-            return false;
-    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1900 || y > 2100 || m < 1 || m > 12 || d < 1)
-        return false;
-    return d <= mdays[m - 1] + (m == 2 && is_leap(y));
+    int y, m, d;
+    return pd_date_parse(s, &y, &m, &d) && y >= 1900 && y <= 2100;
 }
 
 /* A decimal number "[-]d+[.d+]" at *p; advances *p. Locale-independent. */
@@ -285,7 +240,7 @@ static bool text_ok(const char *s, size_t *len)
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return false;
-    return pd_prelist_utf8_ok((const uint8_t *)s, n);
+    return pd_utf8_valid((const uint8_t *)s, n);
 }
 
 static bool digits16(const char *s)
@@ -584,7 +539,7 @@ int pd_rec_decode(pd_rec *r, const char *line, size_t len, pd_error *err)
     memset(r, 0, sizeof *r);
     if (len == 0)
         return pd_error_set(err, PD_ERR_INVALID, "empty line");
-    if (!pd_prelist_utf8_ok((const uint8_t *)line, len))
+    if (!pd_utf8_valid((const uint8_t *)line, len))
         return pd_error_set(err, PD_ERR_INVALID, "not valid UTF-8");
     if (memchr(line, '\0', len) || has_nul_escape(line, len))
         return pd_error_set(err, PD_ERR_INVALID, "holds a NUL character");

@@ -29,6 +29,8 @@
  */
 #include "srv_internal.h"
 
+#include "korcam.h"
+
 #include "pd_sync.h"
 
 #include <cjson/cJSON.h>
@@ -189,11 +191,6 @@ static bool valid_text_value(const pd_value *v)
     return ok;
 }
 
-static bool is_placeholder_nik(const char *nik)
-{
-    return strlen(nik) == 16 && !strncmp(nik, "99999999999999", 14);
-}
-
 /* ---- applying one batch -------------------------------------------------------------------------
  */
 
@@ -307,43 +304,40 @@ static int check_area(apply_ctx *a, pd_entity e, const char *id, char desa[PD_SR
     return PD_OK;
 }
 
-/* Duplicate NIK: a member of another household holds it. */
-typedef struct nik_ctx {
-    const char *member_id, *household_id;
-    char other[160];
-    bool found;
-} nik_ctx;
+/* ---- korcam checks (server/korcam.c) ------------------------------------------------------------
+ * A NIK another member holds (in another household or twice in one) and what it may mean — a
+ * proposed household whose head heads another one, a member active here who is deceased or moved
+ * there — and, after each op, a proposed household that matches an existing one or a member ended
+ * while active elsewhere: korcam.c decides the kind and queues the conflict. */
 
-static int nik_cb(void *ctx, const char *member, const char *household, const char *unused)
+static srv_korcam_batch korcam_batch(apply_ctx *a, const pd_op *op)
 {
-    (void)unused;
-    nik_ctx *c = ctx;
-    if (!strcmp(member, c->member_id) || !strcmp(household, c->household_id))
-        return 0;
-    snprintf(c->other, sizeof c->other, "member %s of household %s", member, household);
-    c->found = true;
-    return 1;
+    srv_korcam_batch b = {.device_id = op->device_id && *op->device_id ? op->device_id
+                                                                       : a->h->device_id,
+                          .author_id = a->author->id,
+                          .author_pk = a->h->author_pk,
+                          .batch_seq = (int64_t)a->h->seq,
+                          .batch_hash = a->hash,
+                          .now = a->now,
+                          .conflicted = &a->conflicted};
+    return b;
 }
 
 static int check_nik(apply_ctx *a, const pd_op *op, const char *member_id, const char *household_id,
                      const char *desa, const pd_value *nik)
 {
-    char *s = text_dup(nik, 64);
-    if (!s || is_placeholder_nik(s)) {
-        free(s);
-        return PD_OK;
-    }
-    nik_ctx c = {.member_id = member_id, .household_id = household_id};
-    int rc = a->st->ops->nik_holders(a->st, s, nik_cb, &c);
-    free(s);
-    if (rc != PD_OK && rc != 1)
+    srv_korcam_batch b = korcam_batch(a, op);
+    if (srv_korcam_check_nik(a->srv, &b, op, member_id, household_id, desa, nik) != PD_OK)
         return storage_refuse(a);
-    if (!c.found)
-        return PD_OK;
-    pd_value other = {.type = PD_VAL_TEXT, .p = (const uint8_t *)c.other, .len = strlen(c.other)};
-    a->conflicted++;
-    return add_conflict(a, op, "duplicate_nik", "member", member_id, "nik", desa, NULL, &other,
-                        NULL, nik);
+    return PD_OK;
+}
+
+static int korcam_after_op(apply_ctx *a, const pd_op *op)
+{
+    srv_korcam_batch b = korcam_batch(a, op);
+    if (srv_korcam_after_op(a->srv, &b, op) != PD_OK)
+        return storage_refuse(a);
+    return PD_OK;
 }
 
 /* One field of an existing record, merged (op kinds "set" and "end"). */
@@ -969,6 +963,8 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
         const pd_op *ops = pd_batch_ops(v->b, &n);
         for (size_t i = 0; i < n; i++) {
             int rc = apply_op(&a, &ops[i]);
+            if (rc == PD_OK)
+                rc = korcam_after_op(&a, &ops[i]);
             if (rc != PD_OK) {
                 snprintf(out->r.status, sizeof out->r.status, "rejected");
                 snprintf(out->r.error, sizeof out->r.error, "%s", a.error ? a.error : "internal");

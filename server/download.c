@@ -12,6 +12,8 @@
  */
 #include "srv_internal.h"
 
+#include "korcam.h"
+
 #include "pd_prelist.h"
 
 #include <cjson/cJSON.h>
@@ -532,6 +534,8 @@ int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r)
     int rc = st->ops->records_since(st, u.area, since, limit, delta_row, &c);
     if (rc == PD_OK)
         rc = st->ops->conflicts_since(st, u.area, since, delta_row, &c);
+    if (rc == PD_OK && !c.nomem) /* resolutions and revisit tasks (server/korcam.c) */
+        rc = srv_korcam_delta(srv, &u, since, c.conflicts, tasks, &c.extra_cursor);
     if (rc == PD_OK && !c.nomem)
         rc = srv_keyring_json(srv, &u, since, keyring);
     if (rc != PD_OK || c.nomem) {

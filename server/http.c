@@ -18,6 +18,8 @@
  */
 #include "srv_internal.h"
 
+#include "korcam.h"
+
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -43,6 +45,8 @@ enum route {
     R_RECEIPTS,
     R_PRELIST,
     R_DELTA,
+    R_KORCAM,     /* /v1/korcam/...: a korcam's device (server/korcam.c) */
+    R_KORCAM_WEB, /* /korcam/...: the web page, its own login (server/korcam.c) */
 };
 
 typedef struct srv_conn {
@@ -237,10 +241,14 @@ static void route(srv_conn *c)
         c->route = R_PRELIST;
     else if (!strcmp(p, "/v1/delta"))
         c->route = R_DELTA;
+    else if (!strncmp(p, "/v1/korcam/", 11))
+        c->route = R_KORCAM;
+    else if (!strcmp(p, "/korcam") || !strncmp(p, "/korcam/", 8))
+        c->route = R_KORCAM_WEB;
     else
         c->route = R_NONE;
     c->tus = c->route == R_UPLOADS || c->route == R_UPLOAD;
-    c->open_route = c->route == R_HEALTH || c->route == R_ENROLL ||
+    c->open_route = c->route == R_HEALTH || c->route == R_ENROLL || c->route == R_KORCAM_WEB ||
                     (c->route == R_UPLOADS && !strcmp(c->method, "OPTIONS"));
 }
 
@@ -261,6 +269,9 @@ static bool method_ok(const srv_conn *c)
         return !strcmp(m, "OPTIONS") || !strcmp(m, "POST");
     case R_UPLOAD:
         return !strcmp(m, "HEAD") || !strcmp(m, "PATCH") || !strcmp(m, "DELETE");
+    case R_KORCAM:
+    case R_KORCAM_WEB:
+        return !strcmp(m, "GET") || !strcmp(m, "POST");
     default:
         return false;
     }
@@ -572,6 +583,10 @@ static void phase_complete(pd_server *srv, srv_conn *c)
         break;
     case R_DELTA:
         srv_handle_delta(srv, &q, r);
+        break;
+    case R_KORCAM:
+    case R_KORCAM_WEB:
+        srv_korcam_handle(srv, &q, r);
         break;
     default:
         srv_resp_error(r, 404, "not_found", "no such resource");

@@ -79,6 +79,12 @@ int pd_server_enroll_code(pd_server *srv, const char *user_id, int64_t ttl_ms,
 /* Revoke a device: its requests are refused from now on (403). */
 int pd_server_revoke(pd_server *srv, const char *device_id);
 
+/* Set the password a korcam (or admin) logs in to the korcam web page (/korcam/) with: 10..1024
+ * bytes, kept only as an Argon2id hash (crypto_pwhash_str); the user's open web sessions end.
+ * PD_ERR_INVALID (short password, another role), PD_ERR_NOTFOUND (no such user).
+ * (server/korcam.c) */
+int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *password, size_t len);
+
 typedef struct pd_server_load_stats {
     uint32_t shapes, households, members;
     uint32_t skipped; /* records the server already had (left as they are) */

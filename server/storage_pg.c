@@ -218,6 +218,8 @@ extern const int pd_schema_server_pg_count;
                "(entity, target, field) DO UPDATE SET rev = EXCLUDED.rev, "                    \
                "device_id = EXCLUDED.device_id, author_pk = EXCLUDED.author_pk, "              \
                "seq = EXCLUDED.seq, hlc = EXCLUDED.hlc, batch_hash = EXCLUDED.batch_hash")     \
+    X(FCH_OTHER, "SELECT 1 FROM field_rev WHERE entity = $1::text AND target = $2::text AND "  \
+                 "rev > $3::bigint AND (device_id IS NULL OR device_id <> $4::text) LIMIT 1")  \
     X(KEY_GET, "SELECT prov FROM record_key WHERE entity = $1::smallint AND id = $2::text")    \
     X(AREA_HH, "SELECT desa FROM household WHERE prov = " KEY_PROV("0", "$1::text")            \
                " AND id = $1::text")                                                           \
@@ -307,9 +309,12 @@ enum {
     SLOT__COUNT = SLOT_LOCKREV + PD_ENT__COUNT
 };
 
+#define INS_CACHE 16 /* record inserts prepared per connection, by their SQL */
+
 typedef struct pg_conn {
     PGconn *pg;
-    bool prepared[SLOT__COUNT];
+    bool prepared[SLOT__COUNT + INS_CACHE];
+    char *ins_sql[INS_CACHE]; /* the SQL of insert slot SLOT__COUNT + i */
     bool busy;  /* a call is using it now */
     bool in_tx; /* a transaction is open: it belongs to owner until commit/rollback */
     pthread_t owner;
@@ -917,6 +922,11 @@ static int conn_open(pg_storage *s, pg_conn *c)
         c->pg = NULL;
         return PD_ERR_VERSION;
     }
+    /* Plan each prepared statement once per connection: planning over 39 partitions costs more
+     * than running the statement, and run-time pruning picks the province from the parameters
+     * (or record_key) at execution anyway. */
+    PGresult *r = PQexec(c->pg, "SET plan_cache_mode = force_generic_plan");
+    PQclear(r);
     return PD_OK;
 }
 
@@ -1120,9 +1130,9 @@ static int run(pg_storage *s, pg_conn *c, int slot, const char *sql, params *P, 
                 return rc;
         }
         if (slot >= 0 && !c->prepared[slot]) {
-            if (!slot_sql(slot, built, sizeof built))
+            if (!sql && !slot_sql(slot, built, sizeof built))
                 return pg_fail(s, PD_ERR_INTERNAL, "%s: no statement %d", ctx, slot);
-            r = PQprepare(c->pg, name, built, 0, NULL);
+            r = PQprepare(c->pg, name, sql ? sql : built, 0, NULL);
             if (PQresultStatus(r) == PGRES_COMMAND_OK) {
                 c->prepared[slot] = true;
                 PQclear(r);
@@ -1351,9 +1361,12 @@ static pd_value r_value(const PGresult *r, int row, int col, arena *a)
 static void pg_close(pd_storage *st)
 {
     pg_storage *s = PG(st);
-    for (int i = 0; s->conns && i < s->nconn; i++)
+    for (int i = 0; s->conns && i < s->nconn; i++) {
         if (s->conns[i].pg)
             PQfinish(s->conns[i].pg);
+        for (int k = 0; k < INS_CACHE; k++)
+            free(s->conns[i].ins_sql[k]);
+    }
     free(s->conns);
     if (s->conninfo) {
         sodium_memzero(s->conninfo, strlen(s->conninfo)); /* it may hold a password */
@@ -2357,6 +2370,41 @@ static int pg_field_change(pd_storage *st, pd_entity e, const char *id, int col,
     return rc;
 }
 
+static int pg_changed_elsewhere(pd_storage *st, pd_entity e, const char *id, int64_t rev,
+                                const char *device_id, bool *changed)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, pd_entity_name(e));
+    p_text(&P, id);
+    p_int(&P, rev);
+    p_text(&P, device_id);
+    PGresult *r;
+    int rc = call(s, ST_FCH_OTHER, &P, "reading a record's changes", &r);
+    if (rc != PD_OK)
+        return rc;
+    *changed = PQntuples(r) > 0;
+    PQclear(r);
+    return PD_OK;
+}
+
+/* The prepared-statement slot of a record insert's SQL on this connection (cached like the
+ * SQLite backend's: the column sets callers use are few), or -1 to send it unnamed. */
+static int ins_slot(pg_conn *c, const char *sql)
+{
+    for (int i = 0; i < INS_CACHE; i++) {
+        if (!c->ins_sql[i]) {
+            if (!(c->ins_sql[i] = strdup(sql)))
+                return -1;
+            c->prepared[SLOT__COUNT + i] = false;
+            return SLOT__COUNT + i;
+        }
+        if (!strcmp(c->ins_sql[i], sql))
+            return SLOT__COUNT + i;
+    }
+    return -1;
+}
+
 /* Insert a record: its key into record_key first (ON CONFLICT DO NOTHING: a duplicate id in any
  * province adds nothing), then the row into its province's partition, in one statement. */
 static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fields, size_t n,
@@ -2453,7 +2501,7 @@ static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
     int rc = conn_get(s, &c);
     PGresult *r = NULL;
     if (rc == PD_OK) {
-        rc = run(s, c, -1, q.p, &P, "inserting a record", &r);
+        rc = run(s, c, ins_slot(c, q.p), q.p, &P, "inserting a record", &r);
         long added = 0;
         if (rc == PD_OK) {
             added = changes(r);
@@ -2879,6 +2927,742 @@ static int pg_stats(pd_storage *st, pd_srv_stats *out)
     return PD_OK;
 }
 
+/* ==== korcam =====================================================================================
+ * The korcam block (server/korcam.c; storage.h "korcam"), as in storage_sqlite.c: these run at a
+ * person's pace, so each statement is sent unnamed (parsed per call) — fixed SQL with parameters
+ * all the same. Lookups by a household id find its province through record_key; area filters
+ * take the codes as a text[] parameter ($1). Values a CHECK would refuse are refused here first
+ * (an error would end the caller's transaction). */
+
+#define KO_IN_AREAS(col)                                                                           \
+    "EXISTS (SELECT 1 FROM unnest($1::text[]) a(code) WHERE " col " = a.code OR starts_with(" col  \
+    ", a.code || '.'))"
+
+#define KO_CONFLICT_COLS                                                                           \
+    "c.id, c.kind, c.entity, c.target, c.field, c.area, c.related, COALESCE(hh.id, ''), "          \
+    "COALESCE(hh.head_name, ''), COALESCE(c.base_rev, 0), c.base_value, c.server_value, "          \
+    "c.device_value, COALESCE(c.server_device, ''), COALESCE(sk.user_id, ''), "                    \
+    "c.server_author, COALESCE(c.server_seq, 0), COALESCE(c.server_hlc, 0), c.server_batch, "      \
+    "c.device_device, COALESCE(dk.user_id, ''), c.device_author, c.device_seq, c.device_hlc, "     \
+    "c.batch_seq, c.batch_hash, c.created_at, c.rev, c.resolved_at IS NOT NULL, "                  \
+    "COALESCE(c.resolution, ''), c.resolved_value, COALESCE(c.resolved_by, ''), "                  \
+    "COALESCE(c.resolution_note, ''), COALESCE(c.resolved_at, 0) "
+/* the household a conflict is about: its target, or a member's or visit's household */
+#define KO_CONFLICT_FROM                                                                           \
+    "FROM conflicts c LEFT JOIN person_keys sk ON sk.pk = c.server_author "                        \
+    "LEFT JOIN person_keys dk ON dk.pk = c.device_author "                                         \
+    "LEFT JOIN LATERAL (SELECT CASE c.entity WHEN 'household' THEN c.target "                     \
+    "WHEN 'member' THEN (SELECT m.household_id FROM member m WHERE m.prov = (SELECT prov FROM "     \
+    "record_key WHERE entity = 1 AND id = c.target) AND m.id = c.target) "                         \
+    "WHEN 'visit' THEN (SELECT v.household_id FROM visit v WHERE v.prov = (SELECT prov FROM "      \
+    "record_key WHERE entity = 2 AND id = c.target) AND v.id = c.target) END AS hid) x ON true "   \
+    "LEFT JOIN record_key hk ON hk.entity = 0 AND hk.id = x.hid "                                  \
+    "LEFT JOIN household hh ON hh.prov = hk.prov AND hh.id = x.hid "
+#define KO_CONFLICT_WHERE                                                                          \
+    "WHERE " KO_IN_AREAS("c.area") " AND ($2::text IS NULL OR c.kind = $2::text) "                 \
+    "AND ($3::text IS NULL OR c.area = $3::text OR starts_with(c.area, $3::text || '.')) "         \
+    "AND ($4::text IS NULL OR c.device_author IN (SELECT pk FROM person_keys WHERE user_id = "     \
+    "$4::text) OR c.server_author IN (SELECT pk FROM person_keys WHERE user_id = $4::text)) "      \
+    "AND ($5::text IS NULL OR ($5::text = 'open') = (c.resolved_at IS NULL)) "                     \
+    "AND ($6::bigint = 0 OR c.created_at < $6::bigint) "
+
+static const char ko_sql_list[] = "SELECT " KO_CONFLICT_COLS KO_CONFLICT_FROM KO_CONFLICT_WHERE
+                                  "ORDER BY c.created_at DESC, c.id DESC LIMIT $7::bigint "
+                                  "OFFSET $8::bigint";
+static const char ko_sql_count[] = "SELECT count(*) FROM conflicts c " KO_CONFLICT_WHERE;
+static const char ko_sql_get[] = "SELECT " KO_CONFLICT_COLS KO_CONFLICT_FROM "WHERE c.id = $1";
+
+/* A korcam statement on a borrowed (or the transaction's) connection; P is freed. */
+static int ko_run(pg_storage *s, const char *sql, params *P, const char *ctx, PGresult **out)
+{
+    if (out)
+        *out = NULL;
+    pg_conn *c;
+    int rc = conn_get(s, &c);
+    if (rc == PD_OK) {
+        rc = run(s, c, -1, sql, P, ctx, out);
+        conn_put(s, c);
+    }
+    params_free(P);
+    return rc;
+}
+
+static const uint8_t *ko_blob(const PGresult *r, int row, int col, size_t n)
+{
+    if (PQgetisnull(r, row, col) || (size_t)PQgetlength(r, row, col) != n)
+        return NULL;
+    return (const uint8_t *)PQgetvalue(r, row, col);
+}
+
+static void ko_conflict_row(const PGresult *r, int row, pd_srv_conflict_row *c, arena *a)
+{
+    memset(c, 0, sizeof *c);
+    int i = 0;
+    c->id = r_int(r, row, i++);
+    c->kind = r_text(r, row, i++);
+    c->entity = r_text(r, row, i++);
+    c->target = r_text(r, row, i++);
+    c->field = r_text(r, row, i++);
+    c->area = r_text(r, row, i++);
+    c->related = r_text(r, row, i++);
+    c->household_id = r_text(r, row, i++);
+    c->head_name = r_text(r, row, i++);
+    c->base_rev = r_int(r, row, i++);
+    c->base_value = r_value(r, row, i++, a);
+    c->server_value = r_value(r, row, i++, a);
+    c->device_value = r_value(r, row, i++, a);
+    c->server_device = r_text(r, row, i++);
+    c->server_user = r_text(r, row, i++);
+    c->server_author = ko_blob(r, row, i++, PD_PUBKEY_BYTES);
+    c->server_seq = r_int(r, row, i++);
+    c->server_hlc = r_int(r, row, i++);
+    c->server_batch = ko_blob(r, row, i++, PD_HASH_BYTES);
+    c->device_device = r_text(r, row, i++);
+    c->device_user = r_text(r, row, i++);
+    c->device_author = ko_blob(r, row, i++, PD_PUBKEY_BYTES);
+    c->device_seq = r_int(r, row, i++);
+    c->device_hlc = r_int(r, row, i++);
+    c->batch_seq = r_int(r, row, i++);
+    c->batch_hash = ko_blob(r, row, i++, PD_HASH_BYTES);
+    c->created_at = r_int(r, row, i++);
+    c->rev = r_int(r, row, i++);
+    c->resolved = r_int(r, row, i++) != 0;
+    c->resolution = r_text(r, row, i++);
+    c->resolved_value = r_value(r, row, i++, a);
+    c->resolved_by = r_text(r, row, i++);
+    c->note = r_text(r, row, i++);
+    c->resolved_at = r_int(r, row, i++);
+}
+
+static int ko_conflicts(const PGresult *r, pd_storage_conflict_cb cb, void *ctx)
+{
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++) {
+        arena a = {0};
+        pd_srv_conflict_row c;
+        ko_conflict_row(r, i, &c, &a);
+        stop = cb(ctx, &c);
+        arena_free(&a);
+    }
+    return stop;
+}
+
+static int ko_filter_params(pg_storage *s, const pd_srv_conflict_filter *f, params *P)
+{
+    areas a;
+    int rc = areas_parse(s, f->areas ? f->areas : "", &a);
+    if (rc != PD_OK)
+        return rc;
+    p_owned(P, a.codes);
+    a.codes = NULL;
+    areas_free(&a);
+    p_text(P, f->kind);
+    p_text(P, f->desa);
+    p_text(P, f->enumerator);
+    p_text(P, f->state);
+    p_int(P, f->created_before > 0 ? f->created_before : 0);
+    return PD_OK;
+}
+
+static int pg_conflicts_list(pd_storage *st, const pd_srv_conflict_filter *f,
+                             pd_storage_conflict_cb cb, void *ctx, int64_t *total)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    PGresult *r;
+    int rc;
+    if (total) {
+        if ((rc = ko_filter_params(s, f, &P)) != PD_OK) {
+            params_free(&P);
+            return rc;
+        }
+        if ((rc = ko_run(s, ko_sql_count, &P, "counting conflicts", &r)) != PD_OK)
+            return rc;
+        *total = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
+        PQclear(r);
+    }
+    if ((rc = ko_filter_params(s, f, &P)) != PD_OK) {
+        params_free(&P);
+        return rc;
+    }
+    if (f->limit > 0)
+        p_int(&P, f->limit);
+    else
+        p_null(&P);
+    p_int(&P, f->offset > 0 ? f->offset : 0);
+    if ((rc = ko_run(s, ko_sql_list, &P, "listing conflicts", &r)) != PD_OK)
+        return rc;
+    int stop = ko_conflicts(r, cb, ctx);
+    PQclear(r);
+    return stop;
+}
+
+static int pg_conflict_get(pd_storage *st, int64_t id, pd_storage_conflict_cb cb, void *ctx)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_int(&P, id);
+    PGresult *r;
+    int rc = ko_run(s, ko_sql_get, &P, "reading a conflict", &r);
+    if (rc != PD_OK)
+        return rc;
+    rc = PQntuples(r) == 0 ? pg_fail(s, PD_ERR_NOTFOUND, "no conflict %lld", (long long)id)
+                           : ko_conflicts(r, cb, ctx);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_conflict_relate(pd_storage *st, int64_t id, const char *related)
+{
+    params P = {0};
+    p_int(&P, id);
+    p_text(&P, related ? related : "");
+    return ko_run(PG(st), "UPDATE conflicts SET related = $2::text WHERE id = $1::bigint", &P,
+                  "relating a conflict", NULL);
+}
+
+static int pg_conflict_exists(pd_storage *st, const char *kind, const char *target,
+                              const char *related, const pd_value *device_value, bool *exists)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, kind);
+    p_text(&P, target);
+    p_text(&P, related ? related : "");
+    p_bool(&P, device_value == NULL);
+    p_json(&P, device_value);
+    PGresult *r;
+    int rc = ko_run(s, "SELECT 1 FROM conflicts WHERE kind = $1::text AND target = $2::text AND "
+                       "related = $3::text AND ($4::boolean OR device_value IS NOT DISTINCT FROM "
+                       "$5::jsonb) LIMIT 1", &P, "looking for a conflict", &r);
+    if (rc != PD_OK)
+        return rc;
+    *exists = PQntuples(r) > 0;
+    PQclear(r);
+    return PD_OK;
+}
+
+static bool one_of(const char *v, const char *const *list)
+{
+    for (; v && *list; list++)
+        if (!strcmp(v, *list))
+            return true;
+    return false;
+}
+
+static int pg_conflict_resolve(pd_storage *st, const pd_srv_resolution *r)
+{
+    pg_storage *s = PG(st);
+    static const char *const kinds[] = {"server", "device", "value", "merge", "split", "revisit",
+                                        NULL};
+    if (!one_of(r->resolution, kinds))
+        return pg_fail(s, PD_ERR_INVALID, "conflict %lld: the resolution was refused: no "
+                       "resolution '%s'", (long long)r->id, r->resolution ? r->resolution : "");
+    params P = {0};
+    p_int(&P, r->id);
+    p_text(&P, r->resolution);
+    p_json(&P, r->value);
+    p_text(&P, r->by);
+    p_int(&P, r->at);
+    p_text(&P, r->note && *r->note ? r->note : NULL);
+    p_int(&P, r->rev);
+    PGresult *res;
+    int rc = ko_run(s, "UPDATE conflicts SET resolution = $2::text, resolved_value = $3::jsonb, "
+                       "resolved_by = $4::text, resolved_at = $5::bigint, resolution_note = "
+                       "$6::text, rev = $7::bigint WHERE id = $1::bigint AND resolved_at IS NULL",
+                    &P, "resolving a conflict", &res);
+    if (rc != PD_OK)
+        return rc;
+    long n = changes(res);
+    PQclear(res);
+    if (n == 1)
+        return PD_OK;
+    p_int(&P, r->id);
+    rc = ko_run(s, "SELECT resolved_by FROM conflicts WHERE id = $1::bigint", &P,
+                "reading a conflict", &res);
+    if (rc != PD_OK)
+        return rc;
+    if (PQntuples(res) == 1)
+        rc = pg_fail(s, PD_ERR_STATE, "conflict %lld was already resolved by %s",
+                     (long long)r->id, r_text(res, 0, 0));
+    else
+        rc = pg_fail(s, PD_ERR_NOTFOUND, "no conflict %lld", (long long)r->id);
+    PQclear(res);
+    return rc;
+}
+
+static int pg_nik_members(pd_storage *st, const char *nik, pd_storage_holder_cb cb, void *ctx)
+{
+    params P = {0};
+    p_text(&P, nik);
+    PGresult *r;
+    int rc = ko_run(PG(st), "SELECT m.id, m.household_id, m.status, COALESCE(h.source, ''), "
+                            "m.name, COALESCE(m.relationship, 0) FROM member m LEFT JOIN "
+                            "household h ON h.prov = m.prov AND h.id = m.household_id WHERE "
+                            "m.nik = $1::text ORDER BY m.id", &P, "looking up a NIK", &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++) {
+        pd_srv_holder h = {.member_id = r_text(r, i, 0),
+                           .household_id = r_text(r, i, 1),
+                           .status = r_text(r, i, 2),
+                           .household_source = r_text(r, i, 3),
+                           .name = r_text(r, i, 4),
+                           .relationship = r_int(r, i, 5)};
+        stop = cb(ctx, &h);
+    }
+    PQclear(r);
+    return stop;
+}
+
+static int pg_kk_households(pd_storage *st, const char *kk, pd_storage_pair_cb cb, void *ctx)
+{
+    params P = {0};
+    p_text(&P, kk);
+    PGresult *r;
+    int rc = ko_run(PG(st), "SELECT id, head_name FROM household WHERE kk = $1::text UNION "
+                            "SELECT h.id, h.head_name FROM member m JOIN household h ON "
+                            "h.prov = m.prov AND h.id = m.household_id WHERE m.kk = $1::text "
+                            "ORDER BY 1", &P, "looking up a KK", &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++)
+        stop = cb(ctx, r_text(r, i, 0), r_text(r, i, 1), NULL);
+    PQclear(r);
+    return stop;
+}
+
+#define KO_POINT_HH                                                                                \
+    "SELECT h.id, h.head_name, ''::text, h.lat, h.lon, -1.0::float8, 0::bigint, ''::text, "       \
+    "''::text, NULL::bytea FROM household h "
+#define KO_POINT_VISIT                                                                             \
+    "SELECT v.household_id, COALESCE(h.head_name, ''), v.id, v.lat, v.lon, "                       \
+    "COALESCE(v.accuracy_m, -1.0), v.visited_at, v.outcome, v.device_id, v.enumerator_pk "         \
+    "FROM visit v LEFT JOIN household h ON h.prov = v.prov AND h.id = v.household_id "
+
+static int ko_points(const PGresult *r, pd_storage_point_cb cb, void *ctx)
+{
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++) {
+        if (r_null(r, i, 3) || r_null(r, i, 4))
+            continue;
+        pd_srv_point p = {.household_id = r_text(r, i, 0),
+                          .head_name = r_text(r, i, 1),
+                          .visit_id = r_text(r, i, 2),
+                          .lat = r_real(r, i, 3),
+                          .lon = r_real(r, i, 4),
+                          .accuracy_m = r_real(r, i, 5),
+                          .at = r_int(r, i, 6),
+                          .outcome = r_text(r, i, 7),
+                          .device_id = r_text(r, i, 8),
+                          .enumerator_pk = ko_blob(r, i, 9, PD_PUBKEY_BYTES)};
+        stop = cb(ctx, &p);
+    }
+    return stop;
+}
+
+static int pg_points_in_box(pd_storage *st, double lat_min, double lat_max, double lon_min,
+                            double lon_max, pd_storage_point_cb cb, void *ctx)
+{
+    params P = {0};
+    p_real(&P, lat_min);
+    p_real(&P, lat_max);
+    p_real(&P, lon_min);
+    p_real(&P, lon_max);
+    PGresult *r;
+    int rc = ko_run(PG(st), KO_POINT_HH "WHERE h.lat BETWEEN $1::float8 AND $2::float8 AND h.lon "
+                            "BETWEEN $3::float8 AND $4::float8 UNION ALL " KO_POINT_VISIT
+                            "WHERE v.lat BETWEEN $1::float8 AND $2::float8 AND v.lon BETWEEN "
+                            "$3::float8 AND $4::float8 LIMIT 5000", &P, "listing locations", &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = ko_points(r, cb, ctx);
+    PQclear(r);
+    return stop;
+}
+
+static int pg_household_points(pd_storage *st, const char *household_id, pd_storage_point_cb cb,
+                               void *ctx)
+{
+    params P = {0};
+    p_text(&P, household_id);
+    PGresult *r;
+    int rc = ko_run(PG(st), KO_POINT_HH "WHERE h.prov = " KEY_PROV("0", "$1::text") " AND h.id = "
+                            "$1::text UNION ALL " KO_POINT_VISIT "WHERE v.prov = "
+                            KEY_PROV("0", "$1::text") " AND v.household_id = $1::text "
+                            "ORDER BY 7, 3", &P, "listing locations", &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = ko_points(r, cb, ctx);
+    PQclear(r);
+    return stop;
+}
+
+static int pg_household_audit(pd_storage *st, const char *household_id, int64_t limit,
+                              pd_storage_audit_cb cb, void *ctx)
+{
+    params P = {0};
+    p_text(&P, household_id);
+    if (limit > 0)
+        p_int(&P, limit);
+    else
+        p_null(&P);
+    PGresult *r;
+    int rc = ko_run(
+        PG(st),
+        "SELECT * FROM (SELECT id, at, action, actor, COALESCE(device_id, ''), batch_hash, "
+        "COALESCE(seq, 0), COALESCE(entity, ''), COALESCE(target, ''), COALESCE(field, ''), "
+        "old_value, new_value, COALESCE(rev, 0) FROM audit WHERE (entity = 'household' AND "
+        "target = $1::text) OR (entity = 'member' AND target IN (SELECT id FROM member WHERE "
+        "prov = " KEY_PROV("0", "$1::text") " AND household_id = $1::text)) OR (entity = 'visit' "
+        "AND target IN (SELECT id FROM visit WHERE prov = " KEY_PROV("0", "$1::text") " AND "
+        "household_id = $1::text)) ORDER BY id DESC LIMIT $2::bigint) x ORDER BY id",
+        &P, "reading a household's history", &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++) {
+        arena ar = {0};
+        pd_srv_audit_row a = {.id = r_int(r, i, 0),
+                              .at = r_int(r, i, 1),
+                              .action = r_text(r, i, 2),
+                              .actor = r_text(r, i, 3),
+                              .device_id = r_text(r, i, 4),
+                              .batch_hash = ko_blob(r, i, 5, PD_HASH_BYTES),
+                              .seq = r_int(r, i, 6),
+                              .entity = r_text(r, i, 7),
+                              .target = r_text(r, i, 8),
+                              .field = r_text(r, i, 9),
+                              .old_value = r_value(r, i, 10, &ar),
+                              .new_value = r_value(r, i, 11, &ar),
+                              .rev = r_int(r, i, 12)};
+        stop = cb(ctx, &a);
+        arena_free(&ar);
+    }
+    PQclear(r);
+    return stop;
+}
+
+static int pg_record_get(pd_storage *st, pd_entity e, const char *id, pd_storage_row_cb cb,
+                         void *ctx)
+{
+    pg_storage *s = PG(st);
+    if (e != PD_ENT_HOUSEHOLD && e != PD_ENT_MEMBER)
+        return pg_fail(s, PD_ERR_INTERNAL, "record_get: households and members only");
+    params P = {0};
+    p_text(&P, id);
+    PGresult *r;
+    int rc = ko_run(s, e == PD_ENT_HOUSEHOLD
+                           ? "SELECT " HH_COLS " FROM household h WHERE h.prov = "
+                             KEY_PROV("0", "$1::text") " AND h.id = $1::text"
+                           : "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = "
+                             KEY_PROV("1", "$1::text") " AND m.id = $1::text",
+                    &P, "reading a record", &r);
+    if (rc != PD_OK)
+        return rc;
+    rc = PQntuples(r) == 0 ? pg_fail(s, PD_ERR_NOTFOUND, "no %s %s", pd_entity_name(e), id)
+                           : emit(e, r, 0, cb, ctx);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_household_members(pd_storage *st, const char *household_id, pd_storage_row_cb cb,
+                                void *ctx)
+{
+    params P = {0};
+    p_text(&P, household_id);
+    PGresult *r;
+    int rc = ko_run(PG(st), "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = "
+                            KEY_PROV("0", "$1::text") " AND m.household_id = $1::text "
+                            "ORDER BY m.member_no, m.id", &P, "listing a household's members",
+                    &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++)
+        stop = emit(PD_ENT_MEMBER, r, i, cb, ctx);
+    PQclear(r);
+    return stop;
+}
+
+static int pg_task_add(pd_storage *st, const pd_srv_task *t, int64_t *id)
+{
+    pg_storage *s = PG(st);
+    static const char *const kinds[] = {"revisit", NULL};
+    if (!one_of(t->kind, kinds) || !t->household_id || !t->area || !t->created_by)
+        return pg_fail(s, PD_ERR_INVALID, "task refused: kind must be revisit, with a household, "
+                       "an area and its author");
+    params P = {0};
+    p_text(&P, t->kind);
+    p_text(&P, t->household_id);
+    p_text(&P, t->area);
+    p_text(&P, t->assignee ? t->assignee : "");
+    p_int(&P, t->conflict_id);
+    p_text(&P, t->note ? t->note : "");
+    p_text(&P, t->created_by);
+    p_int(&P, t->created_at);
+    p_int(&P, t->rev);
+    PGresult *r;
+    int rc = ko_run(s, "INSERT INTO tasks (kind, household_id, area, assignee, conflict_id, note, "
+                       "created_by, created_at, rev) VALUES ($1::text, $2::text, $3::text, "
+                       "$4::text, NULLIF($5::bigint, 0), $6::text, $7::text, $8::bigint, "
+                       "$9::bigint) RETURNING id", &P, "adding a task", &r);
+    if (rc != PD_OK)
+        return rc;
+    if (id && PQntuples(r) == 1)
+        *id = r_int(r, 0, 0);
+    PQclear(r);
+    return PD_OK;
+}
+
+/* Tasks go into deltas: like records, only up to the stable revision. */
+static int pg_tasks_since(pd_storage *st, const char *area_list, const char *assignee,
+                          int64_t since, pd_storage_task_cb cb, void *ctx)
+{
+    pg_storage *s = PG(st);
+    areas a;
+    int rc = areas_parse(s, area_list ? area_list : "", &a);
+    if (rc != PD_OK)
+        return rc;
+    PGresult *r = NULL;
+    pg_conn *c;
+    rc = conn_get(s, &c);
+    if (rc == PD_OK) {
+        int64_t upto = 0;
+        rc = stable_rev(s, c, &upto);
+        if (rc == PD_OK) {
+            params P = {0};
+            p_text(&P, a.codes);
+            p_int(&P, since);
+            p_text(&P, assignee);
+            p_int(&P, upto);
+            rc = run(s, c, -1,
+                     "SELECT id, kind, household_id, area, assignee, COALESCE(conflict_id, 0), "
+                     "note, created_by, created_at, rev FROM tasks t WHERE t.rev > $2::bigint "
+                     "AND t.rev <= $4::bigint AND " KO_IN_AREAS("t.area") " AND ($3::text IS "
+                     "NULL OR t.assignee = $3::text OR t.assignee = '') ORDER BY t.rev",
+                     &P, "listing tasks", &r);
+            params_free(&P);
+        }
+        conn_put(s, c);
+    }
+    areas_free(&a);
+    if (rc != PD_OK)
+        return rc;
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++) {
+        pd_srv_task t = {.id = r_int(r, i, 0),
+                         .kind = r_text(r, i, 1),
+                         .household_id = r_text(r, i, 2),
+                         .area = r_text(r, i, 3),
+                         .assignee = r_text(r, i, 4),
+                         .conflict_id = r_int(r, i, 5),
+                         .note = r_text(r, i, 6),
+                         .created_by = r_text(r, i, 7),
+                         .created_at = r_int(r, i, 8),
+                         .rev = r_int(r, i, 9)};
+        stop = cb(ctx, &t);
+    }
+    PQclear(r);
+    return stop;
+}
+
+static int pg_password_set(pd_storage *st, const char *user_id, const char *hash, int64_t at)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, user_id);
+    p_text(&P, hash);
+    p_int(&P, at);
+    PGresult *r;
+    int rc = ko_run(s, "INSERT INTO user_passwords (user_id, hash, set_at) SELECT $1::text, "
+                       "$2::text, $3::bigint WHERE EXISTS (SELECT 1 FROM users WHERE id = "
+                       "$1::text) ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash, "
+                       "set_at = EXCLUDED.set_at", &P, "setting a password", &r);
+    if (rc != PD_OK)
+        return rc;
+    long n = changes(r);
+    PQclear(r);
+    if (n == 0)
+        return pg_fail(s, PD_ERR_NOTFOUND, "no user %s", user_id);
+    p_text(&P, user_id);
+    return ko_run(s, "DELETE FROM web_sessions WHERE user_id = $1::text", &P,
+                  "ending a user's sessions", NULL);
+}
+
+static int pg_password_get(pd_storage *st, const char *user_id, char *hash, size_t cap)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, user_id);
+    PGresult *r;
+    int rc = ko_run(s, "SELECT hash FROM user_passwords WHERE user_id = $1::text", &P,
+                    "reading a password", &r);
+    if (rc != PD_OK)
+        return rc;
+    if (PQntuples(r) == 0)
+        rc = pg_fail(s, PD_ERR_NOTFOUND, "user %s has no password", user_id);
+    else if ((size_t)PQgetlength(r, 0, 0) >= cap)
+        rc = pg_fail(s, PD_ERR_CORRUPT, "user %s: the stored hash is too long", user_id);
+    else
+        r_copy_text(hash, cap, r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_session_add(pd_storage *st, const pd_srv_session *se)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_blob(&P, se->token_hash, PD_HASH_BYTES);
+    p_text(&P, se->user_id);
+    p_text(&P, se->csrf);
+    p_int(&P, se->created_at);
+    p_int(&P, se->expires_at);
+    PGresult *r;
+    int rc = ko_run(s, "INSERT INTO web_sessions (token_hash, user_id, csrf, created_at, "
+                       "expires_at) SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bigint "
+                       "WHERE EXISTS (SELECT 1 FROM users WHERE id = $2::text) ON CONFLICT DO "
+                       "NOTHING", &P, "adding a session", &r);
+    if (rc != PD_OK)
+        return rc;
+    long n = changes(r);
+    PQclear(r);
+    return n == 1 ? PD_OK
+                  : pg_fail(s, PD_ERR_EXISTS, "adding a session: the token exists already (or "
+                            "user %s does not)", se->user_id);
+}
+
+static int pg_session_get(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES],
+                          pd_srv_session *out)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_blob(&P, token_hash, PD_HASH_BYTES);
+    PGresult *r;
+    int rc = ko_run(s, "SELECT user_id, csrf, created_at, expires_at FROM web_sessions WHERE "
+                       "token_hash = $1::bytea", &P, "reading a session", &r);
+    if (rc != PD_OK)
+        return rc;
+    if (PQntuples(r) == 1) {
+        memset(out, 0, sizeof *out);
+        memcpy(out->token_hash, token_hash, PD_HASH_BYTES);
+        r_copy_text(out->user_id, sizeof out->user_id, r, 0, 0);
+        r_copy_text(out->csrf, sizeof out->csrf, r, 0, 1);
+        out->created_at = r_int(r, 0, 2);
+        out->expires_at = r_int(r, 0, 3);
+    } else {
+        rc = pg_fail(s, PD_ERR_NOTFOUND, "no such session");
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_session_delete(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES])
+{
+    params P = {0};
+    p_blob(&P, token_hash, PD_HASH_BYTES);
+    return ko_run(PG(st), "DELETE FROM web_sessions WHERE token_hash = $1::bytea", &P,
+                  "ending a session", NULL);
+}
+
+static int pg_sessions_purge(pd_storage *st, int64_t now)
+{
+    params P = {0};
+    p_int(&P, now);
+    return ko_run(PG(st), "DELETE FROM web_sessions WHERE expires_at < $1::bigint", &P,
+                  "ending expired sessions", NULL);
+}
+
+static int pg_login_failure_add(pd_storage *st, const char *subject, int64_t at)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, subject);
+    p_int(&P, at);
+    int rc = ko_run(s, "INSERT INTO login_failures (subject, at) VALUES ($1::text, $2::bigint)",
+                    &P, "counting a failed login", NULL);
+    if (rc != PD_OK)
+        return rc;
+    /* keep the table small: failures older than a day count for nothing */
+    p_int(&P, at - 24LL * 3600 * 1000);
+    return ko_run(s, "DELETE FROM login_failures WHERE at < $1::bigint", &P,
+                  "forgetting old failed logins", NULL);
+}
+
+static int pg_login_failures(pd_storage *st, const char *subject, int64_t since, int64_t *count)
+{
+    params P = {0};
+    p_text(&P, subject);
+    p_int(&P, since);
+    PGresult *r;
+    int rc = ko_run(PG(st), "SELECT count(*) FROM login_failures WHERE subject = $1::text AND "
+                            "at >= $2::bigint", &P, "counting failed logins", &r);
+    if (rc != PD_OK)
+        return rc;
+    *count = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
+    PQclear(r);
+    return PD_OK;
+}
+
+static int pg_login_failures_clear(pd_storage *st, const char *subject)
+{
+    params P = {0};
+    p_text(&P, subject);
+    return ko_run(PG(st), "DELETE FROM login_failures WHERE subject = $1::text", &P,
+                  "forgetting failed logins", NULL);
+}
+
+static int pg_desa_summary(pd_storage *st, const char *area_list, pd_storage_summary_cb cb,
+                           void *ctx)
+{
+    pg_storage *s = PG(st);
+    areas a;
+    int rc = areas_parse(s, area_list ? area_list : "", &a);
+    if (rc != PD_OK)
+        return rc;
+    params P = {0};
+    p_owned(&P, a.codes);
+    a.codes = NULL;
+    areas_free(&a);
+    PGresult *r;
+    rc = ko_run(
+        s,
+        "WITH hh AS (SELECT h.desa AS desa, count(*) AS n, count(*) FILTER (WHERE EXISTS (SELECT "
+        "1 FROM visit v WHERE v.prov = h.prov AND v.household_id = h.id)) AS visited FROM "
+        AREA_JOIN "household h ON h.prov = substr(a.code, 1, 2) AND " AREA_ON("h.desa")
+        " GROUP BY h.desa), cf AS (SELECT c.area AS desa, count(*) FILTER (WHERE c.resolved_at "
+        "IS NULL) AS open, count(*) FILTER (WHERE c.resolved_at IS NOT NULL) AS done FROM "
+        "conflicts c WHERE " KO_IN_AREAS("c.area") " GROUP BY c.area), tk AS (SELECT t.area AS "
+        "desa, count(*) AS n FROM tasks t WHERE " KO_IN_AREAS("t.area") " GROUP BY t.area), "
+        "d AS (SELECT desa FROM hh UNION SELECT desa FROM cf UNION SELECT desa FROM tk) SELECT "
+        "d.desa, COALESCE(sh.name, ''), COALESCE(hh.n, 0), COALESCE(hh.visited, 0), "
+        "COALESCE(cf.open, 0), COALESCE(cf.done, 0), COALESCE(tk.n, 0) FROM d LEFT JOIN hh ON "
+        "hh.desa = d.desa LEFT JOIN cf ON cf.desa = d.desa LEFT JOIN tk ON tk.desa = d.desa "
+        "LEFT JOIN area_shape sh ON sh.code = d.desa ORDER BY d.desa",
+        &P, "summarising an area", &r);
+    if (rc != PD_OK)
+        return rc;
+    int stop = 0;
+    for (int i = 0; i < PQntuples(r) && !stop; i++) {
+        pd_srv_desa_summary d = {.desa = r_text(r, i, 0),
+                                 .name = r_text(r, i, 1),
+                                 .households = r_int(r, i, 2),
+                                 .visited = r_int(r, i, 3),
+                                 .conflicts_open = r_int(r, i, 4),
+                                 .conflicts_resolved = r_int(r, i, 5),
+                                 .tasks = r_int(r, i, 6)};
+        d.pending = d.households - d.visited;
+        stop = cb(ctx, &d);
+    }
+    PQclear(r);
+    return stop;
+}
+
+/* ==== end of the korcam block ================================================================== */
+
 static const pd_storage_ops pg_ops = {
     .name = "postgres",
     .close = pg_close,
@@ -2923,6 +3707,7 @@ static const pd_storage_ops pg_ops = {
     .field_get = pg_field_get,
     .field_set = pg_field_set,
     .field_change = pg_field_change,
+    .changed_elsewhere = pg_changed_elsewhere,
     .record_area = pg_record_area,
     .nik_holders = pg_nik_holders,
     .visits_of = pg_visits_of,
@@ -2935,6 +3720,31 @@ static const pd_storage_ops pg_ops = {
     .conflicts_since = pg_conflicts_since,
     .audit_add = pg_audit_add,
     .stats = pg_stats,
+    /* korcam */
+    .conflicts_list = pg_conflicts_list,
+    .conflict_get = pg_conflict_get,
+    .conflict_relate = pg_conflict_relate,
+    .conflict_exists = pg_conflict_exists,
+    .conflict_resolve = pg_conflict_resolve,
+    .nik_members = pg_nik_members,
+    .kk_households = pg_kk_households,
+    .points_in_box = pg_points_in_box,
+    .household_points = pg_household_points,
+    .household_audit = pg_household_audit,
+    .record_get = pg_record_get,
+    .household_members = pg_household_members,
+    .task_add = pg_task_add,
+    .tasks_since = pg_tasks_since,
+    .password_set = pg_password_set,
+    .password_get = pg_password_get,
+    .session_add = pg_session_add,
+    .session_get = pg_session_get,
+    .session_delete = pg_session_delete,
+    .sessions_purge = pg_sessions_purge,
+    .login_failure_add = pg_login_failure_add,
+    .login_failures = pg_login_failures,
+    .login_failures_clear = pg_login_failures_clear,
+    .desa_summary = pg_desa_summary,
 };
 
 /* ---- migrations ------------------------------------------------------------------------------ */

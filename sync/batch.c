@@ -1131,6 +1131,10 @@ static int dec_strref(dec *d, unsigned base, const char **s, size_t *len)
             return dec_fail(d, PD_ERR_CORRUPT, "string longer than the limit");
         if (!rd_bytes(&d->r, (size_t)n, &p))
             return dec_fail(d, PD_ERR_CORRUPT, "string runs past the payload");
+        /* the table's own entries count against the decoding budget too */
+        if (d->b->arena_total > PD_BATCH_MAX_DECODED - sizeof(dec_str))
+            return dec_fail(d, PD_ERR_TOOBIG, "strings over the decoding limit");
+        d->b->arena_total += sizeof(dec_str);
         if (d->nstrs == d->strcap) {
             size_t cap = d->strcap ? d->strcap * 2 : 256;
             dec_str *ns = realloc(d->strs, cap * sizeof *ns);

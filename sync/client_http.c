@@ -202,6 +202,7 @@ typedef struct xfer {
     const pd_http_req *req;
     pd_http_resp *r;
     size_t cap;
+    size_t read_off;  /* body bytes handed to curl (no_resend) */
     long seen_status; /* status line of the answer being read */
     int failed;       /* PD_ERR_TOOBIG / PD_ERR_NOMEM while storing the body */
 } xfer;
@@ -353,6 +354,20 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return 0;
 }
 
+/* The body of a no_resend request, handed out once: with no way to rewind it, libcurl cannot
+ * resend it on its own (CURLE_SEND_FAIL_REWIND instead), so the caller asks HEAD first. */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    xfer *x = ud;
+    size_t left = x->req->body_len - x->read_off, n = size * nitems;
+    if (n > left)
+        n = left;
+    if (n)
+        memcpy(buf, x->req->body + x->read_off, n);
+    x->read_off += n;
+    return n;
+}
+
 /* The request target as it goes on the request line: path and "?query". */
 static int request_target(const char *url, char *out, size_t cap)
 {
@@ -489,7 +504,12 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r)
     } else if (!strcmp(m, "HEAD")) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else {
-        if (req->body || !strcmp(m, "POST") || !strcmp(m, "PATCH")) {
+        if (req->no_resend && req->body) {
+            curl_easy_setopt(c, CURLOPT_POST, 1L);
+            curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(c, CURLOPT_READDATA, &x);
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        } else if (req->body || !strcmp(m, "POST") || !strcmp(m, "PATCH")) {
             curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? (const char *)req->body : "");
             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         }

@@ -84,6 +84,9 @@ typedef struct pd_http_req {
     bool sign;                  /* add Pd-Auth (needs pd_http_set_device) */
     bool tus;                   /* add Tus-Resumable: 1.0.0 */
     bool gzip;                  /* accept gzip/deflate */
+    /* The body may not be sent twice by libcurl itself (it resends a request whose reused
+     * connection died before any answer): a tus PATCH must go through HEAD first instead. */
+    bool no_resend;
     /* Also accept a 200 JSON answer signed with this third line instead of the nonce (the
      * server signs GET /v1/delta over its body with "-": see client_pull.c). NULL: nonce only. */
     const char *alt_sig_context;
@@ -180,7 +183,7 @@ typedef struct pd_tus_upload {
     char url[PD_HTTP_URL_MAX]; /* in: "" to create, or the URL to resume; out: the upload URL */
     bool complete_at_create;   /* out: the server answered Pd-Complete at creation */
     bool resumed;              /* out: a HEAD found bytes the server already held */
-    uint64_t resumed_at;       /* out: the offset that HEAD reported */
+    uint64_t resumed_at;       /* out: the offset the last such HEAD reported */
     char commit[256];          /* out: Pd-Commit of the final PATCH, if any */
 } pd_tus_upload;
 

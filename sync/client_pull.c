@@ -549,9 +549,9 @@ static int decode_row(delta_ctx *c, const kind_stmts *k, const cJSON *row, rec_i
     int rc = pd_rec_decode(&out->rec, line, strlen(line), &e);
     cJSON_free(line);
     if (rc != PD_OK) {
-        const char *id = jstr_id(row);
-        return pd_error_set(&c->err, rc == PD_ERR_NOMEM ? rc : PD_ERR_PROTOCOL,
-                            "delta: %s %.40s: %s", k->entity, id, e.msg);
+        /* the validator's messages name the record */
+        return pd_error_set(&c->err, rc == PD_ERR_NOMEM ? rc : PD_ERR_PROTOCOL, "delta: %s",
+                            e.msg);
     }
     for (size_t x = 0; x < k->nextra; x++) {
         const extra_col *ec = &k->extra[x];

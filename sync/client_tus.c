@@ -233,7 +233,7 @@ static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_nex
     }
     pd_http_req req = {.method = "PATCH", .url = u->url, .body = chunk, .body_len = n,
                        .content_type = "application/offset+octet-stream", .headers = hdrs,
-                       .sign = u->sign, .tus = true, .phase = u->phase,
+                       .sign = u->sign, .tus = true, .no_resend = true, .phase = u->phase,
                        .progress_base = *offset, .progress_total = u->length};
     pd_http_resp r;
     int rc = pd_http_once(h, &req, &r);
@@ -284,7 +284,7 @@ out:
 int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_tus_store *st)
 {
     uint64_t offset = 0;
-    bool known = false, first_head = true;
+    bool known = false;
     int rc;
     u->complete_at_create = false;
     u->resumed = false;
@@ -293,7 +293,6 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
         if (rc != PD_OK)
             return rc;
         known = true;
-        first_head = false;
     }
     unsigned attempt = 0;
     for (;;) {
@@ -307,7 +306,7 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
             }
             if (rc != PD_OK)
                 return rc;
-            if (first_head && offset > 0) {
+            if (offset > 0) {
                 u->resumed = true;
                 u->resumed_at = offset;
                 if (h->stats) {
@@ -315,7 +314,6 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
                     h->stats->upload_resume_offset = offset;
                 }
             }
-            first_head = false;
             known = true;
             if ((rc = save_point(h, st, u->url, offset)) != PD_OK)
                 return rc;

@@ -548,8 +548,8 @@ typedef struct pd_sync_stats {
     uint64_t retries;
     uint64_t upload_body_bytes;   /* tus PATCH body bytes sent (cut requests included) */
     uint64_t upload_length;       /* the lengths of the uploads this run completed */
-    uint64_t upload_resumed;      /* uploads resumed at an offset the server held */
-    uint64_t upload_resume_offset;/* bytes the server held when the last resume began */
+    uint64_t upload_resumed;      /* resumes: a HEAD found bytes the server held (> 0) */
+    uint64_t upload_resume_offset;/* the offset the last such HEAD reported */
     uint64_t photos_uploaded, photos_skipped;
     uint64_t batches_uploaded;     /* sent in a bundle */
     uint64_t batches_acknowledged; /* a valid receipt (applied or voided) stored */

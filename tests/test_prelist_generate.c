@@ -218,7 +218,9 @@ static void same_seed_gives_the_same_bytes(void)
     CHECK(la != lc || memcmp(da, dc, la) != 0);
     CHECK(memcmp(ia.id, ic.id, 32) != 0);
     CHECK_EQ_INT(ia.issued_at, PD_PRELIST_DEFAULT_ISSUED_AT);
-    CHECK(!pd_test_file_exists(pd_test_path(dir, "a.pdpl.tmp")));
+    char *tmp = pd_test_path(dir, "a.pdpl.tmp");
+    CHECK(!pd_test_file_exists(tmp));
+    free(tmp);
     /* the records themselves, straight from the generator */
     corpus c1, c2;
     uint8_t d1[32], d2[32];

@@ -15,6 +15,7 @@
 #include "storage.h"
 #include "storage_pg.h"
 #include "internal.h"
+#include "schema.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -24,6 +25,9 @@
 
 #ifdef PD_HAVE_PQ
 #include <libpq-fe.h>
+
+extern const pd_migration pd_schema_server_pg[];
+extern const int pd_schema_server_pg_count;
 #endif
 
 /* ---- a fresh database per test --------------------------------------------------------------- */
@@ -858,6 +862,249 @@ static void test_transactions(void)
     db_drop(&d);
 }
 
+
+typedef struct kseen {
+    int n;
+    int64_t ids[8];
+    char household[8][64];
+    char related[8][64];
+    char resolution[8][16];
+    pd_value_type device_type[8];
+    int64_t device_int[8];
+    int64_t total;
+} kseen;
+
+static int conflict_cb(void *ctx, const pd_srv_conflict_row *c)
+{
+    kseen *k = ctx;
+    if (k->n < 8) {
+        k->ids[k->n] = c->id;
+        snprintf(k->household[k->n], sizeof k->household[k->n], "%s", c->household_id);
+        snprintf(k->related[k->n], sizeof k->related[k->n], "%s", c->related);
+        snprintf(k->resolution[k->n], sizeof k->resolution[k->n], "%s", c->resolution);
+        k->device_type[k->n] = c->device_value.type;
+        k->device_int[k->n] = c->device_value.i;
+    }
+    k->n++;
+    return 0;
+}
+
+static int task_cb(void *ctx, const pd_srv_task *t)
+{
+    idlist *l = ctx;
+    if (l->n < 8)
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%s", t->household_id, t->assignee);
+    l->n++;
+    return 0;
+}
+
+static int point_cb(void *ctx, const pd_srv_point *p)
+{
+    idlist *l = ctx;
+    if (l->n < 8)
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%s", p->household_id, p->visit_id);
+    l->n++;
+    return 0;
+}
+
+static int audit_cb(void *ctx, const pd_srv_audit_row *a)
+{
+    idlist *l = ctx;
+    if (l->n < 8)
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%s:%d", a->entity, a->action,
+                 (int)a->new_value.type);
+    l->n++;
+    return 0;
+}
+
+static int holder_cb(void *ctx, const pd_srv_holder *h)
+{
+    idlist *l = ctx;
+    if (l->n < 8)
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%s:%s", h->member_id,
+                 h->household_source, h->status);
+    l->n++;
+    return 0;
+}
+
+static int summary_cb(void *ctx, const pd_srv_desa_summary *d)
+{
+    idlist *l = ctx;
+    if (l->n < 8)
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%lld/%lld/%lld/%lld/%lld", d->desa,
+                 (long long)d->households, (long long)d->visited, (long long)d->conflicts_open,
+                 (long long)d->conflicts_resolved, (long long)d->tasks);
+    l->n++;
+    return 0;
+}
+
+/* The korcam block: the conflict queue, tasks, lookups, logins. */
+static void test_korcam_block(void)
+{
+    testdb d;
+    db_make(&d, NULL);
+    pd_storage *st = db_open(&d);
+    if (!st) {
+        CHECK(st != NULL);
+        db_drop(&d);
+        return;
+    }
+    if (!st->ops->conflicts_list) {
+        fprintf(stderr, "   (this backend has no korcam block)\n");
+        pd_storage_close(st);
+        db_drop(&d);
+        return;
+    }
+    pd_srv_user e1 = {.id = "E1", .role = "enumerator", .name = "Dewi"};
+    CHECK(st->ops->user_add(st, &e1) == PD_OK);
+    pd_srv_person_key k = {.user_id = "E1", .device_id = "d1", .rev = 1};
+    memset(k.pk, 0x61, sizeof k.pk);
+    CHECK(st->ops->person_key_add(st, &k) == PD_OK);
+    CHECK(add_household(st, "H1", "32.73.01.1001", NULL) == PD_OK);
+    CHECK(add_household(st, "H2", "32.73.01.1002", NULL) == PD_OK);
+    CHECK(add_member(st, "H1", 1, "3273014506900002") == PD_OK);
+    CHECK(add_visit(st, "V1", "H1", "found", "d1") == PD_OK);
+    int c_kk = pd_entity_column(PD_ENT_HOUSEHOLD, "kk");
+    pd_value kk = vtext("3273010101200001");
+    pd_srv_change ch = {.rev = next_rev(st)};
+    CHECK(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "H2", c_kk, &kk, &ch) == PD_OK);
+
+    uint8_t bh[PD_HASH_BYTES] = {3};
+    pd_value dv = vint(5);
+    pd_srv_conflict cf = {.kind = "field", .entity = "member", .target = "H101", .field = "sex",
+                          .area = "32.73.01.1001", .device_value = &dv, .device_id = "d1",
+                          .device_author = k.pk, .batch_hash = bh, .created_at = 100,
+                          .rev = next_rev(st)};
+    int64_t id1 = 0, id2 = 0;
+    CHECK(st->ops->conflict_add(st, &cf, &id1) == PD_OK);
+    pd_srv_conflict cf2 = cf;
+    cf2.kind = "double_visit";
+    cf2.entity = "visit";
+    cf2.target = "V1";
+    cf2.area = "32.73.01.1002";
+    cf2.created_at = 200;
+    cf2.rev = next_rev(st);
+    CHECK(st->ops->conflict_add(st, &cf2, &id2) == PD_OK);
+    CHECK(st->ops->conflict_relate(st, id2, "V9") == PD_OK);
+    bool ex = false;
+    CHECK(st->ops->conflict_exists(st, "double_visit", "V1", "V9", NULL, &ex) == PD_OK && ex);
+    pd_value five_real = vreal(5.0), six = vint(6);
+    CHECK(st->ops->conflict_exists(st, "field", "H101", "", &five_real, &ex) == PD_OK && ex);
+    CHECK(st->ops->conflict_exists(st, "field", "H101", "", &six, &ex) == PD_OK && !ex);
+
+    kseen ks = {0};
+    pd_srv_conflict_filter f = {.areas = "32.73.01"};
+    CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, &ks.total) == PD_OK);
+    CHECK(ks.n == 2 && ks.total == 2 && ks.ids[0] == id2 && ks.ids[1] == id1); /* newest first */
+    CHECK(!strcmp(ks.household[0], "H1") && !strcmp(ks.household[1], "H1"));
+    CHECK(!strcmp(ks.related[0], "V9") && ks.device_type[1] == PD_VAL_INT &&
+          ks.device_int[1] == 5);
+    memset(&ks, 0, sizeof ks);
+    f = (pd_srv_conflict_filter){.areas = "32.73.01", .desa = "32.73.01.1001",
+                                 .enumerator = "E1", .state = "open"};
+    CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, &ks.total) == PD_OK);
+    CHECK(ks.n == 1 && ks.ids[0] == id1);
+    memset(&ks, 0, sizeof ks);
+    f = (pd_srv_conflict_filter){.areas = "32.73.01", .limit = 1, .offset = 1};
+    CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, &ks.total) == PD_OK);
+    CHECK(ks.n == 1 && ks.ids[0] == id1 && ks.total == 2);
+    memset(&ks, 0, sizeof ks);
+    f = (pd_srv_conflict_filter){.areas = "33"};
+    CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, NULL) == PD_OK && ks.n == 0);
+
+    pd_srv_resolution res = {.id = id1, .resolution = "device", .value = &dv, .by = "K1",
+                             .at = 300, .note = "checked", .rev = next_rev(st)};
+    CHECK(st->ops->conflict_resolve(st, &res) == PD_OK);
+    CHECK_EQ_INT(st->ops->conflict_resolve(st, &res), PD_ERR_STATE);
+    res.id = 999;
+    CHECK_EQ_INT(st->ops->conflict_resolve(st, &res), PD_ERR_NOTFOUND);
+    res.id = id2;
+    res.resolution = "coin-toss";
+    CHECK(st->ops->conflict_resolve(st, &res) != PD_OK);
+    memset(&ks, 0, sizeof ks);
+    CHECK(st->ops->conflict_get(st, id1, conflict_cb, &ks) == PD_OK);
+    CHECK(ks.n == 1 && !strcmp(ks.resolution[0], "device"));
+    CHECK_EQ_INT(st->ops->conflict_get(st, 999, conflict_cb, &ks), PD_ERR_NOTFOUND);
+
+    pd_srv_task t = {.kind = "revisit", .household_id = "H1", .area = "32.73.01.1001",
+                     .assignee = "E1", .conflict_id = id2, .note = "go back",
+                     .created_by = "K1", .created_at = 400, .rev = next_rev(st)};
+    int64_t tid = 0;
+    CHECK(st->ops->task_add(st, &t, &tid) == PD_OK && tid > 0);
+    pd_srv_task t2 = t;
+    t2.household_id = "H2";
+    t2.area = "32.73.01.1002";
+    t2.assignee = "";
+    t2.rev = next_rev(st);
+    CHECK(st->ops->task_add(st, &t2, NULL) == PD_OK);
+    idlist tl = {0};
+    CHECK(st->ops->tasks_since(st, "32.73.01", "E2", 0, task_cb, &tl) == PD_OK);
+    CHECK(tl.n == 1 && !strcmp(tl.ids[0], "H2:"));
+    memset(&tl, 0, sizeof tl);
+    CHECK(st->ops->tasks_since(st, "32.73.01", NULL, t.rev - 1, task_cb, &tl) == PD_OK);
+    CHECK(tl.n == 2 && !strcmp(tl.ids[0], "H1:E1"));
+
+    idlist l = {0};
+    CHECK(st->ops->nik_members(st, "3273014506900002", holder_cb, &l) == PD_OK);
+    CHECK(l.n == 1 && !strcmp(l.ids[0], "H101:prelist:active"));
+    memset(&l, 0, sizeof l);
+    CHECK(st->ops->kk_households(st, "3273010101200001", pair_cb, &l) == PD_OK);
+    CHECK(l.n == 1 && !strcmp(l.ids[0], "H2|Siti|-"));
+    memset(&l, 0, sizeof l);
+    CHECK(st->ops->points_in_box(st, -7, -6, 106, 108, point_cb, &l) == PD_OK);
+    CHECK_EQ_INT(l.n, 2); /* two located households; the visit has no fix */
+    memset(&l, 0, sizeof l);
+    CHECK(st->ops->household_points(st, "H1", point_cb, &l) == PD_OK);
+    CHECK(l.n == 1 && !strcmp(l.ids[0], "H1:"));
+    pd_value nv = vtext("new");
+    pd_srv_audit au = {.at = 1, .action = "apply", .actor = "E1", .entity = "visit",
+                       .target = "V1", .new_value = &nv};
+    CHECK(st->ops->audit_add(st, &au) == PD_OK);
+    au.entity = "household";
+    au.target = "H2";
+    CHECK(st->ops->audit_add(st, &au) == PD_OK);
+    memset(&l, 0, sizeof l);
+    CHECK(st->ops->household_audit(st, "H1", 10, audit_cb, &l) == PD_OK);
+    CHECK(l.n == 1 && !strcmp(l.ids[0], "visit:apply:3"));
+    rows rw = {0};
+    CHECK(st->ops->record_get(st, PD_ENT_MEMBER, "H101", collect_row, &rw) == PD_OK && rw.n == 1);
+    CHECK_EQ_INT(st->ops->record_get(st, PD_ENT_HOUSEHOLD, "H9", collect_row, &rw),
+                 PD_ERR_NOTFOUND);
+    memset(&rw, 0, sizeof rw);
+    CHECK(st->ops->household_members(st, "H1", collect_row, &rw) == PD_OK && rw.n == 1 &&
+          !strcmp(rw.id[0], "H101"));
+
+    char hash[128];
+    CHECK_EQ_INT(st->ops->password_get(st, "E1", hash, sizeof hash), PD_ERR_NOTFOUND);
+    CHECK_EQ_INT(st->ops->password_set(st, "NOBODY", "$argon2id$x", 1), PD_ERR_NOTFOUND);
+    pd_srv_session se = {.user_id = "E1", .csrf = "c0ffee", .created_at = 1, .expires_at = 50};
+    memset(se.token_hash, 0x5e, sizeof se.token_hash);
+    CHECK(st->ops->session_add(st, &se) == PD_OK);
+    pd_srv_session sg;
+    CHECK(st->ops->session_get(st, se.token_hash, &sg) == PD_OK && !strcmp(sg.csrf, "c0ffee"));
+    CHECK(st->ops->password_set(st, "E1", "$argon2id$x", 2) == PD_OK); /* ends sessions */
+    CHECK_EQ_INT(st->ops->session_get(st, se.token_hash, &sg), PD_ERR_NOTFOUND);
+    CHECK(st->ops->password_get(st, "E1", hash, sizeof hash) == PD_OK &&
+          !strcmp(hash, "$argon2id$x"));
+    CHECK_EQ_INT(st->ops->password_get(st, "E1", hash, 4), PD_ERR_CORRUPT);
+    CHECK(st->ops->session_add(st, &se) == PD_OK);
+    CHECK(st->ops->sessions_purge(st, 60) == PD_OK);
+    CHECK_EQ_INT(st->ops->session_get(st, se.token_hash, &sg), PD_ERR_NOTFOUND);
+    int64_t n = -1;
+    CHECK(st->ops->login_failure_add(st, "E1", 1000000000) == PD_OK);
+    CHECK(st->ops->login_failure_add(st, "E1", 1000000500) == PD_OK);
+    CHECK(st->ops->login_failures(st, "E1", 1000000100, &n) == PD_OK && n == 1);
+    CHECK(st->ops->login_failures_clear(st, "E1") == PD_OK);
+    CHECK(st->ops->login_failures(st, "E1", 0, &n) == PD_OK && n == 0);
+
+    memset(&l, 0, sizeof l);
+    CHECK(st->ops->desa_summary(st, "32.73.01", summary_cb, &l) == PD_OK);
+    CHECK(l.n == 2 && !strcmp(l.ids[0], "32.73.01.1001:1/1/0/1/1") &&
+          !strcmp(l.ids[1], "32.73.01.1002:1/0/1/0/1"));
+    pd_storage_close(st);
+    db_drop(&d);
+}
+
 /* ---- PostgreSQL only ------------------------------------------------------------------------- */
 
 #ifdef PD_HAVE_PQ
@@ -869,8 +1116,11 @@ static void test_pg_version_guard(void)
     pd_storage *st = db_open(&d);
     CHECK(st != NULL);
     pd_storage_close(st);
-    char v[32];
-    CHECK(pg_value(d.name, "SELECT version FROM schema_version", v, sizeof v) && !strcmp(v, "1"));
+    char v[32], latest[32];
+    snprintf(latest, sizeof latest, "%d",
+             pd_schema_latest(pd_schema_server_pg, pd_schema_server_pg_count));
+    CHECK(pg_value(d.name, "SELECT version FROM schema_version", v, sizeof v) &&
+          !strcmp(v, latest));
     CHECK(pg_sql(d.name, "UPDATE schema_version SET version = 99"));
     pd_error err = {0};
     st = NULL;
@@ -910,9 +1160,11 @@ static void test_pg_concurrent_migration(void)
         pthread_join(t[i], NULL);
         CHECK_EQ_INT(o[i].rc, PD_OK);
     }
-    char v[32];
+    char v[32], want[32];
+    snprintf(want, sizeof want, "1:%d",
+             pd_schema_latest(pd_schema_server_pg, pd_schema_server_pg_count));
     CHECK(pg_value(d.name, "SELECT count(*) || ':' || max(version) FROM schema_version", v,
-                   sizeof v) && !strcmp(v, "1:1"));
+                   sizeof v) && !strcmp(v, want));
     db_drop(&d);
 }
 
@@ -1423,6 +1675,7 @@ int main(void)
     RUN(test_batches);
     RUN(test_records);
     RUN(test_transactions);
+    RUN(test_korcam_block);
 #ifdef PD_HAVE_PQ
     if (is_pg()) {
         RUN(test_pg_version_guard);

@@ -1,0 +1,562 @@
+/*
+ * bench_server_pg.c — the central server end to end over HTTP on its two storage backends, in
+ * one run: SQLite (one process: one writer) beside PostgreSQL with one server instance and with
+ * two instances over the same database (as two stateless processes behind a load balancer: own
+ * storage handles, own locks, one shared data directory).
+ *
+ * Each configuration gets a fresh database, a generated prelist for desa 32.73.01.1001, one
+ * supervisor and N enumerators, each with an enrolled device (HTTP POST /v1/enroll). Then:
+ *
+ *   ingest    every device uploads B approved batches (tus create + PATCH, commit) of H
+ *             households each: a visit, and rooms, toilet and status set (4 ops a household),
+ *             C devices at a time; figure: field ops applied per second, batches per second;
+ *   sync      every device runs one evening sync at once (C at a time): one more batch uploaded
+ *             and committed, then the delta of its area since the cursor it held before; figure:
+ *             the latency of one device's sync (p50, p95, max).
+ *
+ * All requests are signed and verified as in production (server/PROTOCOL.md); the client is the
+ * shared test client (tests/test_server_client.h). PostgreSQL comes from PD_BENCH_PG_URL (or
+ * PD_TEST_DB_URL), e.g. started by scripts/pg.sh; without it only SQLite runs.
+ *
+ *   bench_server_pg [--devices N] [--batches B] [--households H] [--clients C] [--quick]
+ *
+ * pd_server_init only creates sqlite: servers yet, so a PostgreSQL server's key file is minted
+ * by initialising a throwaway SQLite server and copying its key into the data directory
+ * (pd_server_open reads <data_dir>/server.key for other URLs).
+ */
+#include "test_server_client.h"
+
+#include "storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef PD_HAVE_PQ
+#include <libpq-fe.h>
+#endif
+
+#define DESA "32.73.01.1001"
+#define MAX_SERVERS 2
+
+/* testutil.h's counters, referenced by the shared client's macros */
+int pd_test_failures;
+int pd_test_checks;
+
+typedef struct hh {
+    char id[64];
+    int64_t rev;
+    bool has_rooms, has_toilet;
+    int64_t rooms, toilet;
+} hh;
+
+typedef struct bench {
+    const char *label;
+    char dir[512];
+    char url[1200];
+    char data_dir[600];
+    char pgdb[64];
+    int nservers;
+    tsrv srv[MAX_SERVERS];
+    tdev sup;
+    tdev *dev;
+    int ndev, batches, per_dev, clients;
+    hh *hh;
+    int nhh;
+    atomic_int next;
+    atomic_long ops_applied, batches_applied, failures;
+    double *lat_ms;
+    int64_t cursor0;
+} bench;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *pg_base_url(void)
+{
+    const char *u = getenv("PD_BENCH_PG_URL");
+    if (!u || !*u)
+        u = getenv("PD_TEST_DB_URL");
+    if (u && (!strncmp(u, "postgres://", 11) || !strncmp(u, "postgresql://", 13)))
+        return u;
+    return NULL;
+}
+
+#ifdef PD_HAVE_PQ
+/* The base URL with its database replaced by name. */
+static void pg_url_for(char *out, size_t cap, const char *name)
+{
+    const char *base = pg_base_url();
+    const char *auth = strstr(base, "://") + 3;
+    const char *path = strchr(auth, '/');
+    const char *q = strchr(auth, '?');
+    if (path && q && path > q)
+        path = NULL;
+    size_t head = path ? (size_t)(path - base) : q ? (size_t)(q - base) : strlen(base);
+    snprintf(out, cap, "%.*s/%s%s", (int)head, base, name, q ? q : "");
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static bool pg_admin(const char *sql)
+{
+    char url[1200];
+    pg_url_for(url, sizeof url, "postgres");
+    PGconn *c = PQconnectdb(url);
+    bool ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PQsetNoticeProcessor(c, quiet, NULL);
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "postgres: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok;
+}
+#endif
+
+static bool copy_file(const char *from, const char *to)
+{
+    uint8_t buf[4096];
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ssize_t n = in >= 0 ? read(in, buf, sizeof buf) : -1;
+    bool ok = in >= 0 && out >= 0 && n > 0 && write(out, buf, (size_t)n) == n;
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return ok;
+}
+
+static void rm_rf(const char *dir)
+{
+    if (getenv("PD_KEEP_TMP"))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", dir, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+/* ---- setup -------------------------------------------------------------------------------------- */
+
+static int hh_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
+{
+    bench *b = ctx;
+    if (e != PD_ENT_HOUSEHOLD || b->nhh >= b->ndev * b->per_dev)
+        return 0;
+    hh *h = &b->hh[b->nhh++];
+    memset(h, 0, sizeof *h);
+    for (size_t i = 0; i < n; i++) {
+        const pd_value *v = &f[i].value;
+        if (!strcmp(f[i].name, "id"))
+            snprintf(h->id, sizeof h->id, "%.*s", (int)v->len, (const char *)v->p);
+        else if (!strcmp(f[i].name, "rev"))
+            h->rev = v->i;
+        else if (!strcmp(f[i].name, "rooms") && v->type == PD_VAL_INT)
+            h->has_rooms = true, h->rooms = v->i;
+        else if (!strcmp(f[i].name, "toilet") && v->type == PD_VAL_INT)
+            h->has_toilet = true, h->toilet = v->i;
+    }
+    return 0;
+}
+
+/* The households the devices work on, as the server holds them now. */
+static int read_households(bench *b)
+{
+    pd_storage *st = NULL;
+    pd_error err = {0};
+    int rc = pd_storage_open(&st, b->url, &err);
+    if (rc != PD_OK) {
+        fprintf(stderr, "storage: %s\n", err.msg);
+        return rc;
+    }
+    b->nhh = 0;
+    rc = st->ops->area_records(st, DESA, hh_row, b);
+    if (rc != PD_OK)
+        fprintf(stderr, "households: %s\n", pd_storage_errmsg(st));
+    pd_storage_close(st);
+    return rc == PD_OK && b->nhh == b->ndev * b->per_dev ? PD_OK : PD_ERR_NOTFOUND;
+}
+
+static int setup(bench *b, bool pg, int nservers)
+{
+    char tmpl[] = "/tmp/pd-bench-server-XXXXXX";
+    if (!mkdtemp(tmpl))
+        return PD_ERR_IO;
+    snprintf(b->dir, sizeof b->dir, "%s", tmpl);
+    b->nservers = nservers;
+    pd_error err = {0};
+    char seed[700];
+    snprintf(seed, sizeof seed, "sqlite:%s/server.db", b->dir);
+    int rc = pd_server_init(seed, &err);
+    if (rc != PD_OK) {
+        fprintf(stderr, "init: %s\n", err.msg);
+        return rc;
+    }
+    snprintf(b->data_dir, sizeof b->data_dir, "%s/server.db.d", b->dir);
+    if (pg) {
+#ifdef PD_HAVE_PQ
+        snprintf(b->pgdb, sizeof b->pgdb, "pd_bench_%d_%d", (int)getpid(), nservers);
+        char sql[200];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", b->pgdb);
+        pg_admin(sql);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", b->pgdb);
+        if (!pg_admin(sql))
+            return PD_ERR_IO;
+        pg_url_for(b->url, sizeof b->url, b->pgdb);
+        char key[700], seedkey[700];
+        snprintf(seedkey, sizeof seedkey, "%s/server.db.key", b->dir);
+        snprintf(key, sizeof key, "%s/server.key", b->data_dir);
+        if (!copy_file(seedkey, key))
+            return PD_ERR_IO;
+#else
+        return PD_ERR_INVALID;
+#endif
+    } else {
+        snprintf(b->url, sizeof b->url, "%s", seed);
+    }
+    for (int i = 0; i < nservers; i++) {
+        tsrv *s = &b->srv[i];
+        memset(s, 0, sizeof *s);
+        snprintf(s->url, sizeof s->url, "%s", b->url);
+        rc = pd_server_open(&s->srv, b->url, b->data_dir, &err);
+        if (rc != PD_OK) {
+            fprintf(stderr, "open: %s\n", err.msg);
+            return rc;
+        }
+        pd_server_public_keys(s->srv, s->sign_pk, NULL);
+    }
+    pd_server *srv = b->srv[0].srv;
+    pd_server_load_stats ls;
+    if ((rc = pd_server_load_generated(srv, DESA, 11, (uint32_t)(b->ndev * b->per_dev), &ls)) !=
+        PD_OK) {
+        fprintf(stderr, "load: %s\n", pd_server_errmsg(srv));
+        return rc;
+    }
+    pd_server_user sup = {.id = "S1", .role = "supervisor", .name = "Budi", .area = "32.73.01"};
+    if ((rc = pd_server_user_add(srv, &sup)) != PD_OK)
+        return rc;
+    for (int i = 0; i < b->ndev; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "E%04d", i);
+        pd_server_user u = {.id = id, .role = "enumerator", .name = "Enumerator", .area = DESA,
+                            .supervisor_id = "S1"};
+        if ((rc = pd_server_user_add(srv, &u)) != PD_OK) {
+            fprintf(stderr, "user: %s\n", pd_server_errmsg(srv));
+            return rc;
+        }
+    }
+    for (int i = 0; i < nservers; i++) {
+        pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 8, .max_connections = 1024};
+        if ((rc = pd_server_start(b->srv[i].srv, &cfg)) != PD_OK) {
+            fprintf(stderr, "start: %s\n", pd_server_errmsg(b->srv[i].srv));
+            return rc;
+        }
+        b->srv[i].port = pd_server_port(b->srv[i].srv);
+    }
+    tdev_init(&b->sup, "dev-s1");
+    if (ts_enroll(&b->srv[0], &b->sup, "S1") != 200)
+        return PD_ERR_DENIED;
+    for (int i = 0; i < b->ndev; i++) {
+        char id[16], user[16];
+        snprintf(id, sizeof id, "dev-%04d", i);
+        snprintf(user, sizeof user, "E%04d", i);
+        tdev_init(&b->dev[i], id);
+        if (ts_enroll(&b->srv[i % nservers], &b->dev[i], user) != 200) {
+            fprintf(stderr, "enrol %s failed\n", id);
+            return PD_ERR_DENIED;
+        }
+    }
+    return read_households(b);
+}
+
+static void teardown(bench *b)
+{
+    for (int i = 0; i < b->nservers; i++) {
+        pd_server_close(b->srv[i].srv);
+        b->srv[i].srv = NULL;
+    }
+#ifdef PD_HAVE_PQ
+    if (b->pgdb[0]) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", b->pgdb);
+        pg_admin(sql);
+        b->pgdb[0] = '\0';
+    }
+#endif
+    rm_rf(b->dir);
+}
+
+/* ---- the field work ------------------------------------------------------------------------------ */
+
+static pd_value vtext(const char *s)
+{
+    return (pd_value){.type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s,
+                      .len = s ? strlen(s) : 0};
+}
+
+static pd_value vint_or_null(bool has, int64_t i)
+{
+    return has ? (pd_value){.type = PD_VAL_INT, .i = i} : (pd_value){.type = PD_VAL_NULL};
+}
+
+/* One approved batch of device d over households [first, first + n), uploaded and committed
+ * to server s. Returns the ops applied (or -1). */
+static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
+{
+    tdev *dev = &b->dev[d];
+    pd_op ops[4 * 16];
+    char *json[16];
+    char vid[16][48];
+    int k = 0;
+    int64_t t = (int64_t)time(NULL) * 1000;
+    for (int i = 0; i < n && i < 16; i++) {
+        hh *h = &b->hh[first + i];
+        json[i] = malloc(512);
+        snprintf(json[i], 512,
+                 "{\"household_id\":\"%s\",\"outcome\":\"found\",\"visited_at\":%lld,"
+                 "\"enumerator_pk\":null,\"lat\":-6.88,\"lon\":107.58,\"accuracy_m\":8.5,"
+                 "\"altitude_m\":null,\"fix_time\":%lld,\"provider\":\"gps\",\"mock\":0,"
+                 "\"notes\":\"\",\"warnings\":\"\"}",
+                 h->id, (long long)t, (long long)t);
+        snprintf(vid[i], sizeof vid[i], "V%s-%06llu%02d", dev->id,
+                 (unsigned long long)dev->seq + 1, i);
+        ops[k++] = (pd_op){.kind = "visit", .entity = "visit", .target = vid[i],
+                           .new_value = vtext(json[i]), .base_rev = h->rev};
+        ops[k++] = (pd_op){.kind = "set", .entity = "household", .target = h->id,
+                           .field = "rooms", .old_value = vint_or_null(h->has_rooms, h->rooms),
+                           .new_value = {.type = PD_VAL_INT, .i = (h->has_rooms ? h->rooms : 1) + 1},
+                           .base_rev = h->rev};
+        ops[k++] = (pd_op){.kind = "set", .entity = "household", .target = h->id,
+                           .field = "toilet", .old_value = vint_or_null(h->has_toilet, h->toilet),
+                           .new_value = {.type = PD_VAL_INT, .i = 1}, .base_rev = h->rev};
+        ops[k++] = (pd_op){.kind = "set", .entity = "household", .target = h->id,
+                           .field = "status", .old_value = {.type = PD_VAL_NULL},
+                           .new_value = vtext("found"), .base_rev = h->rev};
+    }
+    uint8_t *batch = NULL;
+    size_t len = 0;
+    long applied = -1;
+    pd_bundle *bu = NULL;
+    if (tb_seal(dev, DESA, ops, (size_t)k, &batch, &len) == PD_OK && pd_bundle_new(&bu) == PD_OK &&
+        tb_add(bu, batch, len, &b->sup, NULL) == PD_OK) {
+        long st = 0;
+        cJSON *c = ts_sync(s, dev, bu, &st);
+        const cJSON *r0 = c ? ts_result(c, 0) : NULL;
+        if (r0 && !strcmp(ts_str(r0, "status"), "applied"))
+            applied = (long)(ts_num(r0, "applied") + ts_num(r0, "merged") +
+                             ts_num(r0, "conflicted"));
+        else
+            fprintf(stderr, "%s: batch %llu: status %ld %s %s\n", dev->id,
+                    (unsigned long long)dev->seq, st, r0 ? ts_str(r0, "status") : "-",
+                    r0 ? ts_str(r0, "message") : "");
+        cJSON_Delete(c);
+    }
+    pd_bundle_free(bu);
+    free(batch);
+    for (int i = 0; i < n && i < 16; i++)
+        free(json[i]);
+    return applied;
+}
+
+static void *ingest_worker(void *arg)
+{
+    bench *b = arg;
+    int d;
+    while ((d = atomic_fetch_add(&b->next, 1)) < b->ndev) {
+        const tsrv *s = &b->srv[d % b->nservers];
+        for (int k = 0; k < b->batches; k++) {
+            long n = one_batch(b, d, d * b->per_dev, b->per_dev, s);
+            if (n < 0) {
+                atomic_fetch_add(&b->failures, 1);
+                break;
+            }
+            atomic_fetch_add(&b->ops_applied, n);
+            atomic_fetch_add(&b->batches_applied, 1);
+        }
+    }
+    return NULL;
+}
+
+/* One evening sync: a batch of one household up, then the delta since the old cursor. */
+static void *sync_worker(void *arg)
+{
+    bench *b = arg;
+    int d;
+    while ((d = atomic_fetch_add(&b->next, 1)) < b->ndev) {
+        const tsrv *s = &b->srv[d % b->nservers];
+        double t0 = now_s();
+        long n = one_batch(b, d, d * b->per_dev, 1, s);
+        char target[96];
+        snprintf(target, sizeof target, "/v1/delta?since=%lld&limit=1000",
+                 (long long)b->cursor0);
+        tresp r;
+        ts_request(s, &b->dev[d], "GET", target, NULL, NULL, 0, &r);
+        bool ok = n >= 0 && r.status == 200;
+        tresp_free(&r);
+        b->lat_ms[d] = (now_s() - t0) * 1000.0;
+        if (!ok)
+            atomic_fetch_add(&b->failures, 1);
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void run_workers(bench *b, void *(*fn)(void *))
+{
+    pthread_t *t = calloc((size_t)b->clients, sizeof *t);
+    atomic_store(&b->next, 0);
+    for (int i = 0; i < b->clients; i++)
+        pthread_create(&t[i], NULL, fn, b);
+    for (int i = 0; i < b->clients; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+}
+
+typedef struct figures {
+    double ops_s, batches_s, p50, p95, max, sync_wall;
+    long failures;
+} figures;
+
+static int run_config(bench *b, const char *label, bool pg, int nservers, figures *f)
+{
+    memset(f, 0, sizeof *f);
+    b->label = label;
+    atomic_store(&b->ops_applied, 0);
+    atomic_store(&b->batches_applied, 0);
+    atomic_store(&b->failures, 0);
+    fprintf(stderr, "== %s: setting up (%d households, %d devices)\n", label,
+            b->ndev * b->per_dev, b->ndev);
+    int rc = setup(b, pg, nservers);
+    if (rc != PD_OK) {
+        fprintf(stderr, "%s: setup failed (%s)\n", label, pd_strerror(rc));
+        teardown(b);
+        return rc;
+    }
+    double t0 = now_s();
+    run_workers(b, ingest_worker);
+    double dt = now_s() - t0;
+    f->ops_s = (double)atomic_load(&b->ops_applied) / dt;
+    f->batches_s = (double)atomic_load(&b->batches_applied) / dt;
+
+    /* the evening sync: each device's delta since the cursor before it */
+    pd_server_status st;
+    if (pd_server_get_status(b->srv[0].srv, &st) == PD_OK)
+        b->cursor0 = st.revision;
+    if (read_households(b) == PD_OK) {
+        t0 = now_s();
+        run_workers(b, sync_worker);
+        f->sync_wall = now_s() - t0;
+        qsort(b->lat_ms, (size_t)b->ndev, sizeof *b->lat_ms, cmp_double);
+        f->p50 = b->lat_ms[b->ndev / 2];
+        f->p95 = b->lat_ms[(b->ndev * 95) / 100 < b->ndev ? (b->ndev * 95) / 100 : b->ndev - 1];
+        f->max = b->lat_ms[b->ndev - 1];
+    }
+    f->failures = atomic_load(&b->failures);
+    teardown(b);
+    return PD_OK;
+}
+
+static void print_row(const char *label, const figures *f)
+{
+    printf("%-26s %10.0f %10.1f %9.1f %9.1f %9.1f %9.2f %6ld\n", label, f->ops_s, f->batches_s,
+           f->p50, f->p95, f->max, f->sync_wall, f->failures);
+}
+
+int main(int argc, char **argv)
+{
+    bench b;
+    memset(&b, 0, sizeof b);
+    b.ndev = 200;
+    b.batches = 3;
+    b.per_dev = 5;
+    b.clients = 16;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--devices") && i + 1 < argc)
+            b.ndev = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc)
+            b.batches = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--households") && i + 1 < argc)
+            b.per_dev = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--clients") && i + 1 < argc)
+            b.clients = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            b.ndev = 20, b.batches = 2, b.per_dev = 3, b.clients = 4;
+        else {
+            fprintf(stderr, "usage: bench_server_pg [--devices N] [--batches B] [--households H] "
+                            "[--clients C] [--quick]\n");
+            return 2;
+        }
+    }
+    if (b.ndev < 1 || b.ndev > 5000 || b.batches < 1 || b.per_dev < 1 || b.per_dev > 16 ||
+        b.clients < 1 || b.clients > 256) {
+        fprintf(stderr, "bench_server_pg: out of range\n");
+        return 2;
+    }
+    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    b.dev = calloc((size_t)b.ndev, sizeof *b.dev);
+    b.hh = calloc((size_t)(b.ndev * b.per_dev), sizeof *b.hh);
+    b.lat_ms = calloc((size_t)b.ndev, sizeof *b.lat_ms);
+    if (!b.dev || !b.hh || !b.lat_ms)
+        return 1;
+
+    figures fs = {0}, fp1 = {0}, fp2 = {0};
+    int bad = 0;
+    bad |= run_config(&b, "sqlite, 1 server", false, 1, &fs) != PD_OK || fs.failures;
+    bool pg = pg_base_url() != NULL;
+#ifndef PD_HAVE_PQ
+    pg = false;
+#endif
+    if (pg) {
+        bad |= run_config(&b, "postgresql, 1 server", true, 1, &fp1) != PD_OK || fp1.failures;
+        bad |= run_config(&b, "postgresql, 2 servers", true, 2, &fp2) != PD_OK || fp2.failures;
+    }
+    printf("\nserver end to end: %d devices x %d batches x %d households (4 ops each), "
+           "%d clients at a time\n", b.ndev, b.batches, b.per_dev, b.clients);
+    printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "", "ingest", "batches", "sync p50",
+           "sync p95", "sync max", "all syncs", "fail");
+    printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "configuration", "ops/s", "/s", "ms", "ms",
+           "ms", "s", "");
+    print_row("sqlite, 1 server", &fs);
+    if (pg) {
+        print_row("postgresql, 1 server", &fp1);
+        print_row("postgresql, 2 servers", &fp2);
+        printf("postgresql scaling 1 -> 2 servers: x%.2f ingest\n",
+               fp1.ops_s > 0 ? fp2.ops_s / fp1.ops_s : 0);
+    } else {
+        printf("(no PostgreSQL: set PD_BENCH_PG_URL, e.g. from scripts/pg.sh start DIR)\n");
+    }
+    free(b.dev);
+    free(b.hh);
+    free(b.lat_ms);
+    curl_global_cleanup();
+    return bad ? 1 : 0;
+}

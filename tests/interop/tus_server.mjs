@@ -1,0 +1,29 @@
+// tus_server.mjs — @tus/server with @tus/file-store (the reference tus implementation) in
+// --dir, behind a proxy that cuts the connection once after --cut bytes. Prints one JSON line
+// {"port": the proxy's port} and serves until SIGTERM; every cut is appended to --dir/cuts.log.
+//   node tus_server.mjs --dir DIR --cut K
+import http from 'node:http';
+import fs from 'node:fs';
+import { Server } from '@tus/server';
+import { FileStore } from '@tus/file-store';
+import { cutProxy } from './lib.mjs';
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : dflt;
+}
+
+const dir = arg('--dir');
+const tus = new Server({ path: '/files', datastore: new FileStore({ directory: dir }) });
+const httpServer = http.createServer((req, res) => tus.handle(req, res));
+await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
+const proxy = await cutProxy(httpServer.address().port, Number(arg('--cut', '0')));
+let seen = 0;
+setInterval(() => {
+  if (proxy.stats.cuts !== seen) {
+    seen = proxy.stats.cuts;
+    fs.appendFileSync(`${dir}/cuts.log`, `cut ${seen} up ${proxy.stats.up}\n`);
+  }
+}, 20);
+console.log(JSON.stringify({ port: proxy.port }));
+process.on('SIGTERM', () => process.exit(0));
