@@ -9,8 +9,10 @@
  * user words reach FTS5 only as quoted terms ("word"*) inside a bound MATCH parameter.
  *
  * Nearest: the R*Tree is queried with boxes of growing radius r (250 m, ×4 each round) that
- * contain every point within r; the candidates within r are exact (haversine) and, once there are
- * `limit` of them, they are the nearest — points outside the box are farther than r.
+ * contain every point within r; once `limit` households are surely within r, no household outside
+ * the box can be nearer. The R*Tree's float32 entries place a household within a few metres, so
+ * the few candidates that could be among the nearest are then ranked by their exact location
+ * (haversine), as every other distance here.
  */
 #include "validate.h"
 
@@ -88,7 +90,12 @@ static const char near_box_sql[] =
     "SELECT g.hh_rowid, (g.min_lat + g.max_lat) / 2, (g.min_lon + g.max_lon) / 2 "
     "FROM household_geo g CROSS JOIN household h ON h.hh_rowid = g.hh_rowid "
     "WHERE g.max_lat >= ?31 AND g.min_lat <= ?32 AND g.max_lon >= ?33 AND g.min_lon <= ?34 AND "
-    RESIDUAL " AND ?8 IS NOT NULL";
+    RESIDUAL;
+
+/* The same with no other criterion: the R*Tree alone. */
+static const char near_box_only_sql[] =
+    "SELECT hh_rowid, (min_lat + max_lat) / 2, (min_lon + max_lon) / 2 FROM household_geo "
+    "WHERE max_lat >= ?31 AND min_lat <= ?32 AND max_lon >= ?33 AND min_lon <= ?34";
 
 static const char detail_sql[] =
     "SELECT " HIT_COLS " FROM household h" LOC_JOIN " WHERE h.hh_rowid = ?1";
@@ -349,13 +356,16 @@ static int find_near(pd_store *store, sqlite3 *db, const pd_find_query *q, const
     bool boxed = qq->drv == DRV_BOX;
     int lat_col = boxed ? 1 : 9, lon_col = boxed ? 2 : 10;
     double r = 250.0;
-    rc = sqlite3_prepare_v2(db, boxed ? near_box_sql : find_sql[qq->drv], -1, &st, NULL);
+    bool only_near = boxed && !qq->status && !qq->area && !qq->has_address;
+    rc = sqlite3_prepare_v2(db, only_near ? near_box_only_sql : boxed ? near_box_sql : find_sql[qq->drv],
+                            -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto sqlfail;
     for (;;) {
         bool world = !boxed;
         sqlite3_reset(st);
-        bind_query(st, qq, -1);
+        if (!only_near)
+            bind_query(st, qq, -1);
         if (boxed) {
             double box[4];
             box_around(q->near_lat, q->near_lon, r + GEO_MARGIN_M, box, &world);

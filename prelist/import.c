@@ -22,7 +22,11 @@
  * the real tables AT_ONCE households at a time by one INSERT … SELECT each. Row by row, every
  * insert would fire the search-index trigger inside its own statement savepoint, and FTS5
  * flushes its pending terms at every savepoint: a segment per row and endless merging (about ten
- * times slower). Staging keeps memory bounded (AT_ONCE households with their members).
+ * times slower). Staging keeps memory bounded (AT_ONCE households with their members). The
+ * members of a new household need no look-up (the foreign key keeps members of unknown
+ * households out), and the connection's page cache is raised to IMPORT_CACHE_KIB for the import
+ * (restored after) so that pages of the growing indexes are not written out and read back again
+ * and again through the encrypting VFS.
  */
 #include "prelist_internal.h"
 #include "store_internal.h"
@@ -42,6 +46,7 @@ static const char hh_select[] =
     "desil, percentile, lat, lon FROM household WHERE id = ?1";
 /* staging: the same columns in temp tables, moved over in batches */
 #define AT_ONCE 1000
+#define IMPORT_CACHE_KIB 10240
 static const char stage_create_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS pd_import_household AS SELECT id, rev, prov, kab, kec, desa, "
     "sls, address, head_name, kk, member_count, tenure, floor_area, floor_material, "
@@ -154,7 +159,8 @@ typedef struct ctx {
     pd_prelist_import_stats *stats;
     char source[PD_PRELIST_AREA_ID_MAX + 16];
     int64_t now;
-    unsigned staged; /* households waiting in the staging table */
+    unsigned staged;    /* households waiting in the staging table */
+    bool new_household; /* the household being read was not in the store */
     bool have_box;
     double min_lat, min_lon, max_lat, max_lon;
 } ctx;
@@ -400,8 +406,10 @@ static int on_household(void *ud, const pd_prelist_household *h, pd_error *err)
         }
         c->staged++;
         c->stats->households_added++;
+        c->new_household = true;
         return PD_OK;
     }
+    c->new_household = false;
     if (rc != SQLITE_ROW) {
         sqlite3_reset(sel);
         return sql_error(c, rc, "reading a household", err);
@@ -424,23 +432,32 @@ static int on_household(void *ud, const pd_prelist_household *h, pd_error *err)
     return code;
 }
 
+static int stage_member(ctx *c, const pd_prelist_member *m, pd_error *err)
+{
+    sqlite3_stmt *ins = c->st[S_M_STAGE];
+    int rc = bind_all(ins, PD_REC_MEMBER, m, M_NFIELDS);
+    if (rc == SQLITE_OK)
+        rc = step_done(ins);
+    if (rc != SQLITE_OK) {
+        sqlite3_reset(ins);
+        sqlite3_clear_bindings(ins);
+        return sql_error(c, rc, "staging a member", err);
+    }
+    c->stats->members_added++;
+    return PD_OK;
+}
+
 static int on_member(void *ud, const pd_prelist_member *m, pd_error *err)
 {
     ctx *c = ud;
+    if (c->new_household) /* its household was not in the store: neither is it */
+        return stage_member(c, m, err);
     sqlite3_stmt *sel = c->st[S_M_SEL];
     sqlite3_bind_text(sel, 1, m->id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(sel), code = PD_OK;
     if (rc == SQLITE_DONE) {
         sqlite3_reset(sel);
-        sqlite3_stmt *ins = c->st[S_M_STAGE];
-        if ((rc = bind_all(ins, PD_REC_MEMBER, m, M_NFIELDS)) != SQLITE_OK ||
-            (rc = step_done(ins)) != SQLITE_OK) {
-            sqlite3_reset(ins);
-            sqlite3_clear_bindings(ins);
-            return sql_error(c, rc, "staging a member", err);
-        }
-        c->stats->members_added++;
-        return PD_OK;
+        return stage_member(c, m, err);
     }
     if (rc != SQLITE_ROW) {
         sqlite3_reset(sel);
@@ -457,6 +474,26 @@ static int on_member(void *ud, const pd_prelist_member *m, pd_error *err)
     sqlite3_reset(sel);
     sqlite3_clear_bindings(sel);
     return code;
+}
+
+/* The connection's cache_size setting (as PRAGMA cache_size reports it), and setting it. The
+ * pragma takes no parameters: only an integer is ever formatted into it. */
+static int64_t cache_size_get(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA cache_size", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void cache_size_set(sqlite3 *db, int64_t v)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size = %lld", (long long)v);
+    sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
 int pd_prelist_pinned_issuer(pd_store *store, uint8_t pk[PD_PUBKEY_BYTES])
@@ -604,6 +641,8 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
     pd_prelist_reader *r = NULL;
     ctx c = {.store = store, .db = pd_store_sqlite(store), .stats = stats, .now = now_ms()};
     bool in_tx = false, staging = false;
+    int64_t old_cache = 0;
+    bool cache_raised = false;
     code = pd_prelist_reader_open(&r, path, key, &err);
     if (code != PD_OK)
         goto out;
@@ -632,6 +671,11 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
                             "(issued at %lld) is not newer",
                             path, info->area, (long long)old_issued, (long long)info->issued_at);
         goto out;
+    }
+    old_cache = cache_size_get(c.db);
+    if (old_cache > -IMPORT_CACHE_KIB && old_cache < IMPORT_CACHE_KIB / 4) { /* KiB or pages */
+        cache_size_set(c.db, -IMPORT_CACHE_KIB);
+        cache_raised = true;
     }
     staging = true;
     int xrc = sqlite3_exec(c.db, stage_create_sql, NULL, NULL, NULL);
@@ -678,8 +722,11 @@ out_store:
         sqlite3_finalize(c.st[i]);
     if (in_tx)
         pd_store_rollback(store);
-    if (staging) /* temp tables live in memory, not in the store: dropped whatever happened */
+    if (staging) { /* temp tables live in memory, not in the store: dropped whatever happened */
         sqlite3_exec(c.db, stage_drop_sql, NULL, NULL, NULL);
+        if (cache_raised)
+            cache_size_set(c.db, old_cache);
+    }
     pd_prelist_reader_free(r);
     if (code != PD_OK) {
         bool already = stats->already;

@@ -7,7 +7,8 @@
  * The Kemendagri list (prelist/data, from "idn-area-data", ODbL) is embedded in the library at
  * build time: 38 provinces "32", 514 regencies "32.73", 7,285 kecamatan "32.73.01", 83,762
  * desa/kelurahan "32.73.01.1001". Lookups need no file at run time. The first call builds an index
- * (about 3 MB of heap, kept for the life of the process; thread-safe).
+ * (about 3 MB of heap, kept for the life of the process; thread-safe). core/validate.c checks
+ * area codes with pd_area_exists.
  *
  * ---- Package format, version 1 ("PDPL") ---------------------------------------------------------
  * A package carries the prelist of one area (a kecamatan, a desa, or a split part of one) from the
@@ -342,9 +343,11 @@ typedef struct pd_prelist_split {
 
 /* Split a package among n enumerators (1..PD_PRELIST_MAX_PARTS): whole SLS units, greedy largest
  * first, each to the enumerator with the fewest households so far. Writes out_dir/<area>-eNN.pdpl
- * (area id "<area>:eNN"), each signed by issuer_sk and holding the shapes of its desa. The input
- * is verified against the public half of issuer_sk. PD_ERR_INVALID when there are fewer units
- * than enumerators. *out (free with pd_prelist_split_free) describes the result. */
+ * (area id "<area>:eNN", ':' in the area becoming '-' in the file name), each signed by issuer_sk,
+ * issued at issued_at (0: the input's), holding the shapes of its desa. The input is verified
+ * against the public half of issuer_sk. PD_ERR_INVALID when there are fewer units than
+ * enumerators; on any failure no part is left behind. *out (free with pd_prelist_split_free)
+ * describes the result. */
 int pd_prelist_split_file(const char *path, unsigned n, const char *out_dir,
                           const uint8_t issuer_sk[PD_SECKEY_BYTES], int64_t issued_at,
                           pd_prelist_split **out, pd_error *err);

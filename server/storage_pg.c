@@ -309,12 +309,13 @@ enum {
     SLOT__COUNT = SLOT_LOCKREV + PD_ENT__COUNT
 };
 
-#define INS_CACHE 16 /* record inserts prepared per connection, by their SQL */
+/* Statements built or chosen at run time, prepared per connection and found by their SQL. */
+#define SQL_CACHE 48
 
 typedef struct pg_conn {
     PGconn *pg;
-    bool prepared[SLOT__COUNT + INS_CACHE];
-    char *ins_sql[INS_CACHE]; /* the SQL of insert slot SLOT__COUNT + i */
+    bool prepared[SLOT__COUNT + SQL_CACHE];
+    char *sql_text[SQL_CACHE]; /* the SQL of slot SLOT__COUNT + i */
     bool busy;  /* a call is using it now */
     bool in_tx; /* a transaction is open: it belongs to owner until commit/rollback */
     pthread_t owner;
@@ -1364,8 +1365,8 @@ static void pg_close(pd_storage *st)
     for (int i = 0; s->conns && i < s->nconn; i++) {
         if (s->conns[i].pg)
             PQfinish(s->conns[i].pg);
-        for (int k = 0; k < INS_CACHE; k++)
-            free(s->conns[i].ins_sql[k]);
+        for (int k = 0; k < SQL_CACHE; k++)
+            free(s->conns[i].sql_text[k]);
     }
     free(s->conns);
     if (s->conninfo) {
@@ -2388,18 +2389,19 @@ static int pg_changed_elsewhere(pd_storage *st, pd_entity e, const char *id, int
     return PD_OK;
 }
 
-/* The prepared-statement slot of a record insert's SQL on this connection (cached like the
- * SQLite backend's: the column sets callers use are few), or -1 to send it unnamed. */
-static int ins_slot(pg_conn *c, const char *sql)
+/* The prepared-statement slot of a statement's SQL on this connection — record inserts (the
+ * column sets callers use are few; the SQLite backend caches them too) and the korcam block's
+ * statements (some run at batch pace, in the merge-time checks) — or -1 to send it unnamed. */
+static int sql_slot(pg_conn *c, const char *sql)
 {
-    for (int i = 0; i < INS_CACHE; i++) {
-        if (!c->ins_sql[i]) {
-            if (!(c->ins_sql[i] = strdup(sql)))
+    for (int i = 0; i < SQL_CACHE; i++) {
+        if (!c->sql_text[i]) {
+            if (!(c->sql_text[i] = strdup(sql)))
                 return -1;
             c->prepared[SLOT__COUNT + i] = false;
             return SLOT__COUNT + i;
         }
-        if (!strcmp(c->ins_sql[i], sql))
+        if (!strcmp(c->sql_text[i], sql))
             return SLOT__COUNT + i;
     }
     return -1;
@@ -2501,7 +2503,7 @@ static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
     int rc = conn_get(s, &c);
     PGresult *r = NULL;
     if (rc == PD_OK) {
-        rc = run(s, c, ins_slot(c, q.p), q.p, &P, "inserting a record", &r);
+        rc = run(s, c, sql_slot(c, q.p), q.p, &P, "inserting a record", &r);
         long added = 0;
         if (rc == PD_OK) {
             added = changes(r);
@@ -2980,7 +2982,7 @@ static int ko_run(pg_storage *s, const char *sql, params *P, const char *ctx, PG
     pg_conn *c;
     int rc = conn_get(s, &c);
     if (rc == PD_OK) {
-        rc = run(s, c, -1, sql, P, ctx, out);
+        rc = run(s, c, sql_slot(c, sql), sql, P, ctx, out);
         conn_put(s, c);
     }
     params_free(P);
@@ -3438,12 +3440,12 @@ static int pg_tasks_since(pd_storage *st, const char *area_list, const char *ass
             p_int(&P, since);
             p_text(&P, assignee);
             p_int(&P, upto);
-            rc = run(s, c, -1,
-                     "SELECT id, kind, household_id, area, assignee, COALESCE(conflict_id, 0), "
-                     "note, created_by, created_at, rev FROM tasks t WHERE t.rev > $2::bigint "
-                     "AND t.rev <= $4::bigint AND " KO_IN_AREAS("t.area") " AND ($3::text IS "
-                     "NULL OR t.assignee = $3::text OR t.assignee = '') ORDER BY t.rev",
-                     &P, "listing tasks", &r);
+            static const char sql[] =
+                "SELECT id, kind, household_id, area, assignee, COALESCE(conflict_id, 0), "
+                "note, created_by, created_at, rev FROM tasks t WHERE t.rev > $2::bigint "
+                "AND t.rev <= $4::bigint AND " KO_IN_AREAS("t.area") " AND ($3::text IS "
+                "NULL OR t.assignee = $3::text OR t.assignee = '') ORDER BY t.rev";
+            rc = run(s, c, sql_slot(c, sql), sql, &P, "listing tasks", &r);
             params_free(&P);
         }
         conn_put(s, c);

@@ -543,6 +543,9 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r)
     curl_off_t up = 0;
     curl_easy_getinfo(c, CURLINFO_SIZE_UPLOAD_T, &up);
     r->body_sent = (uint64_t)(up > 0 ? up : 0);
+    /* a transfer that failed may report less than it put on the wire: count what curl took */
+    if (req->no_resend && req->body && x.read_off > r->body_sent)
+        r->body_sent = x.read_off;
     count(h, c, r);
     if (x.failed) {
         rc = pd_error_set(&h->err, x.failed, "%s %s: the answer is %s", m, req->url,

@@ -21,6 +21,7 @@
  * column names never come from the network; values are always bound.
  */
 #include "client_internal.h"
+#include "pd_korcam.h"
 #include "prelist_internal.h"
 
 #include <errno.h>
@@ -886,6 +887,11 @@ int pd_client_apply_delta(pd_store *store, const cJSON *page, pd_sync_stats *sta
         goto out;
     }
     stats->conflicts_pulled += (uint64_t)cJSON_GetArraySize(conflicts);
+    /* what the korcam decided, and revisit tasks (sync/korcam.c) */
+    if ((code = pd_korcam_delta_store(store, conflicts,
+                                      cJSON_GetObjectItemCaseSensitive(page, "tasks"),
+                                      &c.err)) != PD_OK)
+        goto out;
     if ((code = pd_sync_state_set_int(store, "cursor", cursor)) != PD_OK) {
         c.err = (pd_error){0};
         goto out;

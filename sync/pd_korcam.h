@@ -89,8 +89,8 @@ int pd_korcam_tasks(pd_store *store, pd_korcam_task_fn fn, void *ctx);
 
 struct cJSON;
 /* Keep a delta page's `conflicts` and `tasks` (newest revision wins), inside the page's
- * transaction. PD_ERR_PROTOCOL (message in err) for an entry the protocol does not allow: the page
- * is then refused whole. */
+ * transaction. Entries without the shape PROTOCOL.md §9.4 gives are left out; PD_ERR_PROTOCOL
+ * (message in err) when `conflicts` or `tasks` is not an array, a storage failure otherwise. */
 int pd_korcam_delta_store(pd_store *store, const struct cJSON *conflicts,
                           const struct cJSON *tasks, pd_error *err);
 

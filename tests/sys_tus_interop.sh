@@ -78,7 +78,8 @@ echo "sys_tus_interop: ok: resumed after a HEAD, $ACKED bytes acknowledged once 
 # ---- 2. pendata's client -> @tus/server --------------------------------------------------------
 mkdir -p "$T/tusd"
 head -c 300000 /dev/urandom >"$T/file.bin"
-CUT=$(( 3000 + (RANDOM * 32768 + RANDOM) % 250000 ))
+# past the first 64 KiB request, so that the server holds bytes when the cut comes
+CUT=$(( 70000 + (RANDOM * 32768 + RANDOM) % 200000 ))
 echo "sys_tus_interop: pendata -> @tus/server, 300000 bytes, cut after $CUT"
 (cd "$IOP" && exec node tus_server.mjs --dir "$T/tusd" --cut $CUT) >"$T/tusd.port" 2>"$T/tusd.err" &
 PIDS+=($!)

@@ -99,8 +99,8 @@ static const char *const pd_fixture_domain_sql[] = {
     "SELECT * FROM member ORDER BY id",
     "SELECT * FROM visit ORDER BY id",
     "SELECT * FROM photo ORDER BY hash",
-    "SELECT h.id, g.min_lat, g.max_lat, g.min_lon, g.max_lon FROM household_geo g "
-    "JOIN household h ON h.hh_rowid = g.hh_rowid ORDER BY h.id",
+    ("SELECT h.id, g.min_lat, g.max_lat, g.min_lon, g.max_lon FROM household_geo g "
+     "JOIN household h ON h.hh_rowid = g.hh_rowid ORDER BY h.id"),
     "SELECT rowid, name FROM person_fts ORDER BY rowid",
     "SELECT rowid, address, head_name FROM address_fts ORDER BY rowid",
 };

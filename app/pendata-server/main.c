@@ -5,6 +5,7 @@
  *   pendata-server [--db URL] [--data DIR] [--json] COMMAND [ARGS]
  *     init                         create the database, keys (URL.key, 0600) and data directory
  *     user add --id ID --role R --name NAME [--area CODES] [--supervisor ID]
+ *     user passwd --id ID [--password-file FILE]   the korcam's web password (stdin if no file)
  *     enroll-code --user ID [--ttl-hours H]   a one-time code + the server fingerprint
  *     revoke --device ID
  *     load-prelist --area CODE [--seed N] [--households N] | --file PKG [--issuer-key HEX]
@@ -74,7 +75,8 @@ static const char *opt(int argc, char **argv, const char *name, bool *bad)
 /* Every argument must be a known "--flag value" pair (or a known switch). */
 static bool only(int argc, char **argv, int first, const char *const *flags)
 {
-    for (int i = first; i < argc; i++) {
+    /* Arguments come in pairs: a known flag, then its value. */
+    for (int i = first; i < argc; i += 2) {
         bool ok = false;
         for (const char *const *f = flags; *f; f++)
             if (!strcmp(argv[i], *f)) {
@@ -85,7 +87,6 @@ static bool only(int argc, char **argv, int first, const char *const *flags)
             fprintf(stderr, "pendata-server: unknown argument '%s'\n", argv[i]);
             return false;
         }
-        i++; /* its value */
     }
     return true;
 }
@@ -137,10 +138,15 @@ static int cmd_init(opts *o, int argc, char **argv)
     return EX_OK;
 }
 
+int cmd_user_passwd(const char *db, const char *data, int argc, char **argv); /* cmd_passwd.c */
+
 static int cmd_user(opts *o, int argc, char **argv)
 {
     const char *text = "user add --id ID --role enumerator|supervisor|korcam|admin --name NAME "
-                       "[--area CODES] [--supervisor ID]";
+                       "[--area CODES] [--supervisor ID] | user passwd --id ID "
+                       "[--password-file FILE]";
+    if (argc >= 2 && !strcmp(argv[1], "passwd"))
+        return cmd_user_passwd(o->db, o->data, argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "add") != 0 || wants_help(argc, argv))
         return usage(text);
     static const char *const flags[] = {"--id", "--role", "--name", "--area", "--supervisor", NULL};
@@ -358,7 +364,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"init", "create the database and the server's keys", cmd_init},
-    {"user", "user add: add an enumerator, supervisor, korcam or admin", cmd_user},
+    {"user", "user add | passwd: add a user; set a korcam's web password", cmd_user},
     {"enroll-code", "issue a one-time enrolment code for a user", cmd_enroll_code},
     {"revoke", "revoke a device", cmd_revoke},
     {"load-prelist", "load a generated or packaged prelist", cmd_load},

@@ -179,11 +179,18 @@ int cli_print_json(cli *c, cJSON *doc)
     return CLI_OK;
 }
 
+cJSON *cli_int_json(int64_t i)
+{
+    char buf[24];
+    snprintf(buf, sizeof buf, "%lld", (long long)i);
+    return cJSON_CreateRaw(buf);
+}
+
 cJSON *cli_value_json(const pd_value *v)
 {
     switch (v->type) {
     case PD_VAL_NULL: return cJSON_CreateNull();
-    case PD_VAL_INT: return cJSON_CreateNumber((double)v->i);
+    case PD_VAL_INT: return cli_int_json(v->i);
     case PD_VAL_REAL: return cJSON_CreateNumber(v->r);
     case PD_VAL_TEXT:
     case PD_VAL_BLOB: {

@@ -35,7 +35,11 @@ cJSON *cli_warnings_json(const pd_warnings *w);
 /* Print a JSON document on stdout (and free it). Returns CLI_OK, or CLI_FAIL if it is NULL. */
 int cli_print_json(cli *c, cJSON *doc);
 
-/* A value as JSON (BLOB as hex). */
+/* A 64-bit integer as an exact JSON number (a double holds only 53 bits: a clock value would
+ * lose its low bits). */
+cJSON *cli_int_json(int64_t i);
+
+/* A value as JSON (BLOB as hex, integers exact). */
 cJSON *cli_value_json(const pd_value *v);
 
 /* A value as text into buf ("NULL", 42, 'text', 32 bytes). */

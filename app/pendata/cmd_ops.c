@@ -30,16 +30,16 @@ static int print_op(void *ctx, const pd_op *op)
         cJSON *j = cJSON_CreateObject();
         if (!j)
             return PD_ERR_NOMEM;
-        cJSON_AddNumberToObject(j, "seq", (double)op->seq);
+        cJSON_AddItemToObject(j, "seq", cli_int_json(op->seq));
         cJSON_AddStringToObject(j, "device_id", op->device_id);
-        cJSON_AddNumberToObject(j, "hlc", (double)op->hlc);
+        cJSON_AddItemToObject(j, "hlc", cli_int_json(op->hlc));
         cJSON_AddStringToObject(j, "kind", op->kind);
         cJSON_AddStringToObject(j, "entity", op->entity);
         cJSON_AddStringToObject(j, "target", op->target);
         cJSON_AddStringToObject(j, "field", op->field);
         cJSON_AddItemToObject(j, "old", cli_value_json(&op->old_value));
         cJSON_AddItemToObject(j, "new", cli_value_json(&op->new_value));
-        cJSON_AddNumberToObject(j, "base_rev", (double)op->base_rev);
+        cJSON_AddItemToObject(j, "base_rev", cli_int_json(op->base_rev));
         cJSON_AddItemToArray(o->array, j);
         return 0;
     }

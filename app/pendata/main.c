@@ -26,6 +26,7 @@ int cmd_outbox(cli *c, int argc, char **argv);
 int cmd_review(cli *c, int argc, char **argv);
 int cmd_enroll(cli *c, int argc, char **argv);
 int cmd_sync(cli *c, int argc, char **argv);
+int cmd_conflicts(cli *c, int argc, char **argv);
 
 static const cli_command commands[] = {
     {"version", "print the version", cmd_version},
@@ -43,6 +44,7 @@ static const cli_command commands[] = {
     {"review", "supervisor: list, read, map, approve or return batches", cmd_review},
     {"enroll", "enrol this device with the server (one-time code, pinned key)", cmd_enroll},
     {"sync", "upload batches and photos, get receipts, pull the prelist and changes", cmd_sync},
+    {"conflicts", "korcam: the conflict queue; others: decisions and revisits received", cmd_conflicts},
 };
 
 static void print_help(FILE *f)

@@ -21,12 +21,15 @@ export function cutProxy(targetPort, cutAfter) {
   const server = net.createServer((client) => {
     stats.connections++;
     const upstream = net.connect(targetPort, '127.0.0.1');
+    let dead = false; // after the cut nothing more passes, either way
     const kill = () => {
       client.resetAndDestroy();
       upstream.resetAndDestroy();
     };
     client.on('data', (d) => {
+      if (dead) return;
       if (left > 0 && d.length >= left) {
+        dead = true;
         upstream.write(d.subarray(0, left));
         stats.up += left;
         left = 0;
@@ -39,6 +42,7 @@ export function cutProxy(targetPort, cutAfter) {
       upstream.write(d);
     });
     upstream.on('data', (d) => {
+      if (dead) return;
       stats.down += d.length;
       client.write(d);
     });

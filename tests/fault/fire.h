@@ -1,0 +1,401 @@
+/*
+ * fire.h — what the fire tests (tests/test_fire_*.c: crash points, cut networks, hostile input)
+ * share: a replayable random source, knobs from the environment, child processes killed at a
+ * random moment, the fault proxy (tests/fault/faultproxy.c) as a child, PRAGMA integrity_check,
+ * and a content hash of every table of a database (to prove that refused input stored nothing).
+ * Header-only (static functions), like the other test headers: each test is its own program.
+ *
+ * Knobs: PD_FIRE_SEED replays a run (the seed is printed); PD_SANITIZED=1 (set by scripts/test.sh
+ * for the ASan build) scales the counts down; each test documents its own PD_FIRE_* counts.
+ */
+#ifndef PD_FIRE_H
+#define PD_FIRE_H
+
+#include "testutil.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FIRE_UNUSED __attribute__((unused))
+
+/* ---- randomness and knobs ------------------------------------------------------------------ */
+
+static uint64_t fire_rng_state;
+
+static FIRE_UNUSED uint64_t fire_rand(void)
+{
+    uint64_t z = (fire_rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n) (0 when n is 0). */
+static FIRE_UNUSED uint64_t fire_below(uint64_t n)
+{
+    return n ? fire_rand() % n : 0;
+}
+
+static FIRE_UNUSED double fire_unit(void)
+{
+    return (double)(fire_rand() >> 11) / 9007199254740992.0;
+}
+
+/* Seed from PD_FIRE_SEED or the clock; printed so a failure can be replayed. */
+static FIRE_UNUSED uint64_t fire_seed_init(const char *test)
+{
+    const char *s = getenv("PD_FIRE_SEED");
+    uint64_t seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+    fire_rng_state = seed;
+    fprintf(stderr, "%s: seed %llu (PD_FIRE_SEED=%llu replays it)\n", test,
+            (unsigned long long)seed, (unsigned long long)seed);
+    return seed;
+}
+
+static FIRE_UNUSED long fire_env_long(const char *name, long def)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *end ? def : n;
+}
+
+static FIRE_UNUSED bool fire_sanitized(void)
+{
+    const char *v = getenv("PD_SANITIZED");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static FIRE_UNUSED const char *fire_build(void)
+{
+    const char *b = getenv("PD_BUILD");
+    return b && *b ? b : ".";
+}
+
+static FIRE_UNUSED int64_t fire_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static FIRE_UNUSED void fire_sleep_us(int64_t us)
+{
+    if (us <= 0)
+        return;
+    struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- child processes -------------------------------------------------------------------------- */
+
+/* Start argv[0] with stdout and stderr appended to out (NULL: /dev/null). */
+static FIRE_UNUSED pid_t fire_spawn(char *const argv[], const char *out)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+    }
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+typedef struct fire_run {
+    bool killed;      /* our SIGKILL ended it */
+    bool exited;      /* it ended by itself */
+    int code;         /* its exit code when exited */
+    int64_t elapsed_us;
+} fire_run;
+
+/* Run argv; if kill_after_us >= 0, SIGKILL it that long after the start unless it finished
+ * first. */
+static FIRE_UNUSED void fire_run_kill(char *const argv[], const char *out, int64_t kill_after_us,
+                                      fire_run *res)
+{
+    memset(res, 0, sizeof *res);
+    int64_t t0 = fire_now_us();
+    pid_t pid = fire_spawn(argv, out);
+    int status = 0;
+    if (pid < 0) {
+        res->exited = true;
+        res->code = 127;
+        return;
+    }
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            break;
+        int64_t el = fire_now_us() - t0;
+        if (kill_after_us >= 0 && el >= kill_after_us) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        int64_t step = 200;
+        if (kill_after_us >= 0 && kill_after_us - el < step)
+            step = kill_after_us - el;
+        fire_sleep_us(step > 0 ? step : 1);
+    }
+    res->elapsed_us = fire_now_us() - t0;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        res->killed = true;
+    else if (WIFEXITED(status)) {
+        res->exited = true;
+        res->code = WEXITSTATUS(status);
+    } else {
+        res->exited = true;
+        res->code = 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    }
+}
+
+/* Print the tail of a child's output file (for a failure). */
+static FIRE_UNUSED void fire_print_tail(const char *path, size_t max)
+{
+    size_t n = 0;
+    uint8_t *text = pd_test_read_file(path, &n);
+    if (!text)
+        return;
+    size_t from = n > max ? n - max : 0;
+    fprintf(stderr, "---- %s (last %zu bytes)\n%.*s\n----\n", path, n - from, (int)(n - from),
+            (const char *)text + from);
+    free(text);
+}
+
+/* ---- databases ------------------------------------------------------------------------------ */
+
+/* PRAGMA integrity_check == "ok"; the first complaint goes to msg. */
+static FIRE_UNUSED bool fire_integrity(sqlite3 *db, char *msg, size_t cap)
+{
+    sqlite3_stmt *st = NULL;
+    bool ok = false;
+    if (msg && cap)
+        msg[0] = '\0';
+    if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        ok = r && !strcmp(r, "ok");
+        if (msg && cap)
+            snprintf(msg, cap, "%s", r ? r : "(null)");
+    } else if (msg && cap) {
+        snprintf(msg, cap, "%s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return ok;
+}
+
+/* One integer from a query with up to one text parameter; -1 on failure. */
+static FIRE_UNUSED long long fire_int(sqlite3 *db, const char *sql, const char *param)
+{
+    sqlite3_stmt *st = NULL;
+    long long n = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        if (param)
+            sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static FIRE_UNUSED bool fire_skip(const char *name, const char *const *skip)
+{
+    for (const char *const *s = skip; s && *s; s++)
+        if (!strcmp(*s, name))
+            return true;
+    return false;
+}
+
+/* BLAKE2b-256 over every row of every table (by name; rows in the order of all their columns),
+ * except the tables named in skip (NULL-terminated, may be NULL). Two databases, or one before
+ * and after, hash equal exactly when their stored content is equal. Returns 0 or -1. */
+static FIRE_UNUSED int fire_db_hash(sqlite3 *db, const char *const *skip, uint8_t out[32])
+{
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, 32);
+    sqlite3_stmt *tables = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT "
+                                "LIKE 'sqlite_%' ORDER BY name",
+                                -1, &tables, NULL);
+    if (rc != SQLITE_OK)
+        return -1;
+    int result = 0;
+    while (sqlite3_step(tables) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(tables, 0);
+        if (!name || fire_skip(name, skip))
+            continue;
+        crypto_generichash_update(&h, (const uint8_t *)name, strlen(name) + 1);
+        /* ORDER BY every column: the table names come from the schema, not from input */
+        char sql[512];
+        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", name);
+        sqlite3_stmt *probe = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &probe, NULL) != SQLITE_OK) {
+            result = -1;
+            break;
+        }
+        int ncol = sqlite3_column_count(probe);
+        sqlite3_finalize(probe);
+        size_t off = (size_t)snprintf(sql, sizeof sql, "SELECT * FROM \"%s\" ORDER BY ", name);
+        for (int i = 1; i <= ncol && off < sizeof sql - 8; i++)
+            off += (size_t)snprintf(sql + off, sizeof sql - off, "%s%d", i > 1 ? "," : "", i);
+        sqlite3_stmt *rows = NULL;
+        if (sqlite3_prepare_v2(db, sql, -1, &rows, NULL) != SQLITE_OK) {
+            result = -1;
+            break;
+        }
+        while (sqlite3_step(rows) == SQLITE_ROW) {
+            for (int i = 0; i < ncol; i++) {
+                uint8_t type = (uint8_t)sqlite3_column_type(rows, i);
+                crypto_generichash_update(&h, &type, 1);
+                const void *p = type == SQLITE_BLOB ? sqlite3_column_blob(rows, i)
+                                                    : (const void *)sqlite3_column_text(rows, i);
+                int n = sqlite3_column_bytes(rows, i);
+                uint32_t len = (uint32_t)n;
+                crypto_generichash_update(&h, (const uint8_t *)&len, sizeof len);
+                if (p && n > 0)
+                    crypto_generichash_update(&h, p, (size_t)n);
+            }
+        }
+        sqlite3_finalize(rows);
+    }
+    sqlite3_finalize(tables);
+    crypto_generichash_final(&h, out, 32);
+    return result;
+}
+
+/* Open a server's SQLite database file directly (read-write: a WAL left by a killed server is
+ * recovered on open, as the server itself would). */
+static FIRE_UNUSED sqlite3 *fire_open_db(const char *path)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        fprintf(stderr, "open %s: %s\n", path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+/* ---- the fault proxy ------------------------------------------------------------------------ */
+
+typedef struct fire_proxy {
+    pid_t pid;
+    int port;
+    char stats[1024];
+} fire_proxy;
+
+typedef struct fire_proxy_stats {
+    long long connections, refused, cut, stalled, up, down;
+} fire_proxy_stats;
+
+/* Start pd-faultproxy with the extra arguments args (NULL-terminated, e.g. "--rate", "6250"),
+ * its counters in stats_path. Returns 0 with p->port set. */
+static FIRE_UNUSED int fire_proxy_start(fire_proxy *p, const char *stats_path,
+                                        const char *const *args)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->stats, sizeof p->stats, "%s", stats_path);
+    char bin[1024];
+    snprintf(bin, sizeof bin, "%s/tests/fault/pd-faultproxy", fire_build());
+    const char *argv[40];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--stats";
+    argv[n++] = p->stats;
+    for (const char *const *a = args; a && *a && n < 38; a++)
+        argv[n++] = *a;
+    argv[n] = NULL;
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[32] = "";
+    size_t got = 0;
+    while (got + 1 < sizeof line) {
+        ssize_t r = read(fds[0], line + got, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0 || line[got] == '\n')
+            break;
+        got++;
+    }
+    line[got] = '\0';
+    close(fds[0]);
+    p->pid = pid;
+    p->port = atoi(line);
+    if (p->port <= 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        p->pid = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* Stop it (its counters are written on the way out). */
+static FIRE_UNUSED void fire_proxy_stop(fire_proxy *p)
+{
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, SIGTERM);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+}
+
+static FIRE_UNUSED int fire_proxy_read(const char *path, fire_proxy_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    size_t n = 0;
+    uint8_t *text = pd_test_read_file(path, &n);
+    if (!text)
+        return -1;
+    cJSON *o = cJSON_ParseWithLength((const char *)text, n);
+    free(text);
+    if (!o)
+        return -1;
+    const struct {
+        const char *k;
+        long long *v;
+    } f[] = {{"connections", &st->connections}, {"refused", &st->refused},
+             {"cut", &st->cut},                 {"stalled", &st->stalled},
+             {"bytes_up", &st->up},             {"bytes_down", &st->down}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, f[i].k);
+        *f[i].v = cJSON_IsNumber(it) ? (long long)it->valuedouble : 0;
+    }
+    cJSON_Delete(o);
+    return 0;
+}
+
+#endif
