@@ -159,7 +159,8 @@ static void rm_rf(const char *dir)
         waitpid(pid, NULL, 0);
 }
 
-/* ---- setup -------------------------------------------------------------------------------------- */
+/* ---- setup --------------------------------------------------------------------------------------
+ */
 
 static int hh_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
 {
@@ -261,7 +262,10 @@ static int setup(bench *b, bool pg, int nservers)
     for (int i = 0; i < b->ndev; i++) {
         char id[16];
         snprintf(id, sizeof id, "E%04d", i);
-        pd_server_user u = {.id = id, .role = "enumerator", .name = "Enumerator", .area = DESA,
+        pd_server_user u = {.id = id,
+                            .role = "enumerator",
+                            .name = "Enumerator",
+                            .area = DESA,
                             .supervisor_id = "S1"};
         if ((rc = pd_server_user_add(srv, &u)) != PD_OK) {
             fprintf(stderr, "user: %s\n", pd_server_errmsg(srv));
@@ -309,12 +313,13 @@ static void teardown(bench *b)
     rm_rf(b->dir);
 }
 
-/* ---- the field work ------------------------------------------------------------------------------ */
+/* ---- the field work
+ * ------------------------------------------------------------------------------ */
 
 static pd_value vtext(const char *s)
 {
-    return (pd_value){.type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s,
-                      .len = s ? strlen(s) : 0};
+    return (pd_value){
+        .type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s, .len = s ? strlen(s) : 0};
 }
 
 static pd_value vint_or_null(bool has, int64_t i)
@@ -341,20 +346,35 @@ static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
                  "\"altitude_m\":null,\"fix_time\":%lld,\"provider\":\"gps\",\"mock\":0,"
                  "\"notes\":\"\",\"warnings\":\"\"}",
                  h->id, (long long)t, (long long)t);
-        snprintf(vid[i], sizeof vid[i], "V%s-%06llu%02d", dev->id,
-                 (unsigned long long)dev->seq + 1, i);
-        ops[k++] = (pd_op){.kind = "visit", .entity = "visit", .target = vid[i],
-                           .new_value = vtext(json[i]), .base_rev = h->rev};
-        ops[k++] = (pd_op){.kind = "set", .entity = "household", .target = h->id,
-                           .field = "rooms", .old_value = vint_or_null(h->has_rooms, h->rooms),
-                           .new_value = {.type = PD_VAL_INT, .i = (h->has_rooms ? h->rooms : 1) + 1},
+        snprintf(vid[i], sizeof vid[i], "V%s-%06llu%02d", dev->id, (unsigned long long)dev->seq + 1,
+                 i);
+        ops[k++] = (pd_op){.kind = "visit",
+                           .entity = "visit",
+                           .target = vid[i],
+                           .new_value = vtext(json[i]),
                            .base_rev = h->rev};
-        ops[k++] = (pd_op){.kind = "set", .entity = "household", .target = h->id,
-                           .field = "toilet", .old_value = vint_or_null(h->has_toilet, h->toilet),
-                           .new_value = {.type = PD_VAL_INT, .i = 1}, .base_rev = h->rev};
-        ops[k++] = (pd_op){.kind = "set", .entity = "household", .target = h->id,
-                           .field = "status", .old_value = {.type = PD_VAL_NULL},
-                           .new_value = vtext("found"), .base_rev = h->rev};
+        ops[k++] =
+            (pd_op){.kind = "set",
+                    .entity = "household",
+                    .target = h->id,
+                    .field = "rooms",
+                    .old_value = vint_or_null(h->has_rooms, h->rooms),
+                    .new_value = {.type = PD_VAL_INT, .i = (h->has_rooms ? h->rooms : 1) + 1},
+                    .base_rev = h->rev};
+        ops[k++] = (pd_op){.kind = "set",
+                           .entity = "household",
+                           .target = h->id,
+                           .field = "toilet",
+                           .old_value = vint_or_null(h->has_toilet, h->toilet),
+                           .new_value = {.type = PD_VAL_INT, .i = 1},
+                           .base_rev = h->rev};
+        ops[k++] = (pd_op){.kind = "set",
+                           .entity = "household",
+                           .target = h->id,
+                           .field = "status",
+                           .old_value = {.type = PD_VAL_NULL},
+                           .new_value = vtext("found"),
+                           .base_rev = h->rev};
     }
     uint8_t *batch = NULL;
     size_t len = 0;
@@ -366,8 +386,8 @@ static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
         cJSON *c = ts_sync(s, dev, bu, &st);
         const cJSON *r0 = c ? ts_result(c, 0) : NULL;
         if (r0 && !strcmp(ts_str(r0, "status"), "applied"))
-            applied = (long)(ts_num(r0, "applied") + ts_num(r0, "merged") +
-                             ts_num(r0, "conflicted"));
+            applied =
+                (long)(ts_num(r0, "applied") + ts_num(r0, "merged") + ts_num(r0, "conflicted"));
         else
             fprintf(stderr, "%s: batch %llu: status %ld %s %s\n", dev->id,
                     (unsigned long long)dev->seq, st, r0 ? ts_str(r0, "status") : "-",
@@ -410,8 +430,7 @@ static void *sync_worker(void *arg)
         double t0 = now_s();
         long n = one_batch(b, d, d * b->per_dev, 1, s);
         char target[96];
-        snprintf(target, sizeof target, "/v1/delta?since=%lld&limit=1000",
-                 (long long)b->cursor0);
+        snprintf(target, sizeof target, "/v1/delta?since=%lld&limit=1000", (long long)b->cursor0);
         tresp r;
         ts_request(s, &b->dev[d], "GET", target, NULL, NULL, 0, &r);
         bool ok = n >= 0 && r.status == 200;
@@ -452,8 +471,8 @@ static int run_config(bench *b, const char *label, bool pg, int nservers, figure
     atomic_store(&b->ops_applied, 0);
     atomic_store(&b->batches_applied, 0);
     atomic_store(&b->failures, 0);
-    fprintf(stderr, "== %s: setting up (%d households, %d devices)\n", label,
-            b->ndev * b->per_dev, b->ndev);
+    fprintf(stderr, "== %s: setting up (%d households, %d devices)\n", label, b->ndev * b->per_dev,
+            b->ndev);
     int rc = setup(b, pg, nservers);
     if (rc != PD_OK) {
         fprintf(stderr, "%s: setup failed (%s)\n", label, pd_strerror(rc));
@@ -488,6 +507,168 @@ static void print_row(const char *label, const figures *f)
 {
     printf("%-26s %10.0f %10.1f %9.1f %9.1f %9.1f %9.2f %6ld\n", label, f->ops_s, f->batches_s,
            f->p50, f->p95, f->max, f->sync_wall, f->failures);
+}
+
+/* ---- the storage alone: the merge's calls for one field op, no HTTP ----------------------------
+ */
+
+typedef struct sworker {
+    pd_storage *st;
+    int id, txns, ops_per_txn;
+    long ops, busy;
+} sworker;
+
+/* What apply does for one "set" op: lock and read the record, its field's last change, the
+ * value; take a revision; write the field and its change; one audit row. */
+static int storage_op(pd_storage *st, const char *hid, int col, int64_t val)
+{
+    int64_t rev;
+    pd_srv_change last, ch = {.device_id = "dev-bench", .seq = 1, .hlc = 1};
+    pd_srv_value cur = {0};
+    int rc = st->ops->record_rev(st, PD_ENT_HOUSEHOLD, hid, &rev);
+    if (rc == PD_OK) {
+        rc = st->ops->field_change(st, PD_ENT_HOUSEHOLD, hid, col, &last);
+        rc = rc == PD_ERR_NOTFOUND ? PD_OK : rc;
+    }
+    if (rc == PD_OK)
+        rc = st->ops->field_get(st, PD_ENT_HOUSEHOLD, hid, col, &cur);
+    if (rc == PD_OK)
+        rc = st->ops->revision_next(st, &ch.rev);
+    pd_value v = {.type = PD_VAL_INT, .i = val};
+    if (rc == PD_OK)
+        rc = st->ops->field_set(st, PD_ENT_HOUSEHOLD, hid, col, &v, &ch);
+    pd_srv_audit a = {.at = 1,
+                      .action = "apply",
+                      .actor = "E",
+                      .device_id = "dev-bench",
+                      .entity = "household",
+                      .target = hid,
+                      .field = "rooms",
+                      .old_value = &cur.v,
+                      .new_value = &v,
+                      .rev = ch.rev};
+    if (rc == PD_OK)
+        rc = st->ops->audit_add(st, &a);
+    pd_srv_value_clear(&cur);
+    return rc;
+}
+
+static void *storage_worker(void *arg)
+{
+    sworker *w = arg;
+    pd_storage *st = w->st;
+    int col = pd_entity_column(PD_ENT_HOUSEHOLD, "rooms");
+    for (int t = 0; t < w->txns; t++) {
+        for (int attempt = 0; attempt < 5; attempt++) {
+            int rc = st->ops->begin(st);
+            for (int k = 0; rc == PD_OK && k < w->ops_per_txn; k++) {
+                char hid[32];
+                snprintf(hid, sizeof hid, "SB%02d-%03d", w->id, k);
+                rc = storage_op(st, hid, col, t * 100 + k);
+            }
+            if (rc == PD_OK)
+                rc = st->ops->commit(st);
+            else
+                st->ops->rollback(st);
+            if (rc == PD_OK) {
+                w->ops += w->ops_per_txn;
+                break;
+            }
+            if (rc != PD_ERR_BUSY) {
+                fprintf(stderr, "storage bench: %s\n", pd_storage_errmsg(st));
+                return NULL;
+            }
+            w->busy++;
+        }
+    }
+    return NULL;
+}
+
+/* ops/s of `threads` threads, each its own households, on url (SQLite: a handle per thread;
+ * PostgreSQL: one handle with a pool of `threads` connections). */
+static double storage_phase(const char *url, bool pg, int threads, int txns, int per_txn)
+{
+    pd_storage *handles[8] = {0};
+    pd_error err = {0};
+    int nh = pg ? 1 : threads;
+    char u[1300];
+    snprintf(u, sizeof u, "%s%s%s%d", url, pg ? (strchr(url, '?') ? "&" : "?") : "",
+             pg ? "pool=" : "", pg ? threads : 0);
+    if (!pg)
+        snprintf(u, sizeof u, "%s", url);
+    for (int i = 0; i < nh; i++)
+        if (pd_storage_open(&handles[i], u, &err) != PD_OK) {
+            fprintf(stderr, "storage bench: %s\n", err.msg);
+            for (int j = 0; j < i; j++)
+                pd_storage_close(handles[j]);
+            return 0;
+        }
+    /* the households, once */
+    pd_storage *st = handles[0];
+    for (int w = 0; w < threads; w++)
+        for (int k = 0; k < per_txn; k++) {
+            char hid[32];
+            snprintf(hid, sizeof hid, "SB%02d-%03d", w, k);
+            pd_srv_field f[] = {{"id", vtext(hid)},
+                                {"prov", vtext("32")},
+                                {"kab", vtext("32.73")},
+                                {"kec", vtext("32.73.01")},
+                                {"desa", vtext(DESA)}};
+            int64_t rev = 0;
+            st->ops->revision_next(st, &rev);
+            st->ops->record_insert(st, PD_ENT_HOUSEHOLD, f, 5, rev); /* (EXISTS on a rerun) */
+        }
+    pthread_t t[8];
+    sworker w[8];
+    double t0 = now_s();
+    for (int i = 0; i < threads; i++) {
+        w[i] = (sworker){.st = handles[pg ? 0 : i], .id = i, .txns = txns, .ops_per_txn = per_txn};
+        pthread_create(&t[i], NULL, storage_worker, &w[i]);
+    }
+    long ops = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        ops += w[i].ops;
+    }
+    double dt = now_s() - t0;
+    for (int i = 0; i < nh; i++)
+        pd_storage_close(handles[i]);
+    return (double)ops / dt;
+}
+
+static void storage_figures(bool pg, int txns)
+{
+    char dir[] = "/tmp/pd-bench-storage-XXXXXX";
+    if (!mkdtemp(dir))
+        return;
+    char url[1300] = "";
+    char name[64] = "";
+    if (!pg) {
+        snprintf(url, sizeof url, "sqlite:%s/s.db", dir);
+    } else {
+#ifdef PD_HAVE_PQ
+        snprintf(name, sizeof name, "pd_bench_storage_%d", (int)getpid());
+        char sql[200];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+        pg_admin(sql);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        if (!pg_admin(sql))
+            return;
+        pg_url_for(url, sizeof url, name);
+#endif
+    }
+    double one = storage_phase(url, pg, 1, txns, 20);
+    double four = storage_phase(url, pg, 4, txns, 20);
+    printf("%-26s %10.0f %10.0f %8.2fx\n", pg ? "postgresql" : "sqlite", one, four,
+           one > 0 ? four / one : 0);
+#ifdef PD_HAVE_PQ
+    if (name[0]) {
+        char sql[200];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+        pg_admin(sql);
+    }
+#endif
+    rm_rf(dir);
 }
 
 int main(int argc, char **argv)
@@ -539,10 +720,21 @@ int main(int argc, char **argv)
         bad |= run_config(&b, "postgresql, 1 server", true, 1, &fp1) != PD_OK || fp1.failures;
         bad |= run_config(&b, "postgresql, 2 servers", true, 2, &fp2) != PD_OK || fp2.failures;
     }
+    int txns = b.ndev <= 20 ? 10 : 50;
+    printf("\nstorage alone: the merge's calls for one field op (lock and read the record, last "
+           "change, value, revision, write, audit), 20 ops a transaction, %d transactions a "
+           "thread\n",
+           txns);
+    printf("%-26s %10s %10s %9s\n", "backend", "1 thread", "4 threads", "scaling");
+    printf("%-26s %10s %10s %9s\n", "", "ops/s", "ops/s", "");
+    storage_figures(false, txns);
+    if (pg)
+        storage_figures(true, txns);
     printf("\nserver end to end: %d devices x %d batches x %d households (4 ops each), "
-           "%d clients at a time\n", b.ndev, b.batches, b.per_dev, b.clients);
-    printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "", "ingest", "batches", "sync p50",
-           "sync p95", "sync max", "all syncs", "fail");
+           "%d clients at a time\n",
+           b.ndev, b.batches, b.per_dev, b.clients);
+    printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "", "ingest", "batches", "sync p50", "sync p95",
+           "sync max", "all syncs", "fail");
     printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "configuration", "ops/s", "/s", "ms", "ms",
            "ms", "s", "");
     print_row("sqlite, 1 server", &fs);

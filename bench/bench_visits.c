@@ -15,8 +15,8 @@
 #include "store_internal.h"
 
 #include <ftw.h>
-#include <sodium.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,13 +111,16 @@ int main(int argc, char **argv)
            now_s() - t);
 
     /* ---- visits ---- */
-    char (*ids)[PD_ID_MAX] = calloc(VISITS, sizeof *ids);
+    char(*ids)[PD_ID_MAX] = calloc(VISITS, sizeof *ids);
     double *lat = calloc(VISITS, sizeof *lat), *lon = calloc(VISITS, sizeof *lon);
-    char (*first)[PD_ID_MAX] = calloc(VISITS, sizeof *first);
+    char(*first)[PD_ID_MAX] = calloc(VISITS, sizeof *first);
     size_t n = 0;
-    sqlite3_prepare_v2(db, "SELECT h.id, h.lat, h.lon, (SELECT MIN(m.id) FROM member m WHERE "
-                           "m.household_id = h.id) FROM household h ORDER BY h.hh_rowid * 7919 % 100003 "
-                           "LIMIT ?1", -1, &st, NULL);
+    sqlite3_prepare_v2(
+        db,
+        "SELECT h.id, h.lat, h.lon, (SELECT MIN(m.id) FROM member m WHERE "
+        "m.household_id = h.id) FROM household h ORDER BY h.hh_rowid * 7919 % 100003 "
+        "LIMIT ?1",
+        -1, &st, NULL);
     sqlite3_bind_int(st, 1, VISITS);
     while (sqlite3_step(st) == SQLITE_ROW && n < VISITS) {
         snprintf(ids[n], PD_ID_MAX, "%s", sqlite3_column_text(st, 0));
@@ -131,15 +134,23 @@ int main(int argc, char **argv)
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t t0 = (int64_t)wall.tv_sec * 1000 - (int64_t)VISITS * 120000;
-    static const char *const outcomes[] = {"found", "found", "found", "not_found", "refused",
-                                           "moved_out", "found_new_head"};
+    static const char *const outcomes[] = {"found",   "found",     "found",         "not_found",
+                                           "refused", "moved_out", "found_new_head"};
     for (size_t i = 0; i < n; i++) {
         int64_t at = t0 + (int64_t)i * 120000;
-        pd_gps g = {.lat = lat[i] + 0.00005, .lon = lon[i] - 0.00004, .accuracy = 6,
-                    .altitude = NAN, .fix_time = at - 3000, .provider = "fused"};
+        pd_gps g = {.lat = lat[i] + 0.00005,
+                    .lon = lon[i] - 0.00004,
+                    .accuracy = 6,
+                    .altitude = NAN,
+                    .fix_time = at - 3000,
+                    .provider = "fused"};
         pd_member_outcome mo = {.member_id = first[i], .outcome = "confirmed"};
-        pd_visit_in v = {.household_id = ids[i], .outcome = outcomes[i % 7], .visited_at = at,
-                         .gps = &g, .members = &mo, .member_count = 1};
+        pd_visit_in v = {.household_id = ids[i],
+                         .outcome = outcomes[i % 7],
+                         .visited_at = at,
+                         .gps = &g,
+                         .members = &mo,
+                         .member_count = 1};
         char vid[PD_ID_MAX];
         double s = now_s();
         if (pd_visit_record(store, &v, vid, NULL) != PD_OK) {
@@ -151,10 +162,10 @@ int main(int argc, char **argv)
     report("visit transaction (pd_visit_record)", tv, n);
 
     /* ---- name search ---- */
-    char (*words)[64] = calloc(QUERIES, sizeof *words);
+    char(*words)[64] = calloc(QUERIES, sizeof *words);
     size_t nw = 0;
-    sqlite3_prepare_v2(db, "SELECT name FROM member ORDER BY rowid * 104729 % 1000003 LIMIT ?1",
-                       -1, &st, NULL);
+    sqlite3_prepare_v2(db, "SELECT name FROM member ORDER BY rowid * 104729 % 1000003 LIMIT ?1", -1,
+                       &st, NULL);
     sqlite3_bind_int(st, 1, QUERIES);
     while (sqlite3_step(st) == SQLITE_ROW && nw < QUERIES) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
@@ -189,9 +200,12 @@ int main(int argc, char **argv)
 
     /* ---- NIK and nearest ---- */
     size_t nn = 0;
-    char (*niks)[20] = calloc(QUERIES, sizeof *niks);
-    sqlite3_prepare_v2(db, "SELECT nik FROM member WHERE nik NOT LIKE '9999%' ORDER BY rowid * 7 % 99991 "
-                           "LIMIT ?1", -1, &st, NULL);
+    char(*niks)[20] = calloc(QUERIES, sizeof *niks);
+    sqlite3_prepare_v2(
+        db,
+        "SELECT nik FROM member WHERE nik NOT LIKE '9999%' ORDER BY rowid * 7 % 99991 "
+        "LIMIT ?1",
+        -1, &st, NULL);
     sqlite3_bind_int(st, 1, QUERIES);
     while (sqlite3_step(st) == SQLITE_ROW && nn < QUERIES)
         snprintf(niks[nn++], 20, "%s", sqlite3_column_text(st, 0));

@@ -32,8 +32,12 @@ enum pd_relationship {
     PD_REL_OTHER = 9
 };
 
-enum pd_marital { PD_MARITAL_SINGLE = 1, PD_MARITAL_MARRIED = 2, PD_MARITAL_DIVORCED = 3,
-                  PD_MARITAL_WIDOWED = 4 };
+enum pd_marital {
+    PD_MARITAL_SINGLE = 1,
+    PD_MARITAL_MARRIED = 2,
+    PD_MARITAL_DIVORCED = 3,
+    PD_MARITAL_WIDOWED = 4
+};
 
 /* disability: 0 none, 1..12 as PBDT "jenis cacat"; chronic_illness: 0 none, 1..9 (PBDT). */
 #define PD_DISABILITY_NONE 0
@@ -41,15 +45,26 @@ enum pd_marital { PD_MARITAL_SINGLE = 1, PD_MARITAL_MARRIED = 2, PD_MARITAL_DIVO
 
 /* schooling: highest level attended. */
 enum pd_schooling {
-    PD_SCHOOL_NONE = 1, PD_SCHOOL_SD = 2, PD_SCHOOL_SMP = 3, PD_SCHOOL_SMA = 4,
-    PD_SCHOOL_DIPLOMA = 5, PD_SCHOOL_S1 = 6, PD_SCHOOL_S2S3 = 7
+    PD_SCHOOL_NONE = 1,
+    PD_SCHOOL_SD = 2,
+    PD_SCHOOL_SMP = 3,
+    PD_SCHOOL_SMA = 4,
+    PD_SCHOOL_DIPLOMA = 5,
+    PD_SCHOOL_S1 = 6,
+    PD_SCHOOL_S2S3 = 7
 };
 
 /* work: main field of work (lapangan usaha), 1 = not working. */
 enum pd_work {
-    PD_WORK_NONE = 1, PD_WORK_FARMING = 2, PD_WORK_FISHERY = 3, PD_WORK_TRADE = 4,
-    PD_WORK_INDUSTRY = 5, PD_WORK_CONSTRUCTION = 6, PD_WORK_SERVICES = 7,
-    PD_WORK_CIVIL_SERVANT = 8, PD_WORK_OTHER = 9
+    PD_WORK_NONE = 1,
+    PD_WORK_FARMING = 2,
+    PD_WORK_FISHERY = 3,
+    PD_WORK_TRADE = 4,
+    PD_WORK_INDUSTRY = 5,
+    PD_WORK_CONSTRUCTION = 6,
+    PD_WORK_SERVICES = 7,
+    PD_WORK_CIVIL_SERVANT = 8,
+    PD_WORK_OTHER = 9
 };
 
 /* member.programmes bits */
@@ -61,8 +76,13 @@ enum pd_work {
 
 /* ---- household ---------------------------------------------------------------------------- */
 
-enum pd_tenure { PD_TENURE_OWN = 1, PD_TENURE_RENT = 2, PD_TENURE_FREE = 3, PD_TENURE_OFFICIAL = 4,
-                 PD_TENURE_OTHER = 5 };
+enum pd_tenure {
+    PD_TENURE_OWN = 1,
+    PD_TENURE_RENT = 2,
+    PD_TENURE_FREE = 3,
+    PD_TENURE_OFFICIAL = 4,
+    PD_TENURE_OTHER = 5
+};
 
 /* floor_material 1..10, wall_material 1..7, roof_material 1..10, water_source 1..12,
  * lighting 1..3, cooking_fuel 1..9, toilet 1..4: see the label tables in codes.c. */

@@ -43,8 +43,8 @@ static int provider_check(const char *v, pd_error *err)
     for (size_t i = 0; v && i < PD_ARRAY_LEN(ok); i++)
         if (!strcmp(v, ok[i]))
             return PD_OK;
-    return pd_error_set(err, PD_ERR_INVALID, "provider: '%.20s' is not gps, network, fused or manual",
-                        v ? v : "");
+    return pd_error_set(err, PD_ERR_INVALID,
+                        "provider: '%.20s' is not gps, network, fused or manual", v ? v : "");
 }
 
 /* ---- the tables --------------------------------------------------------------------------- */
@@ -53,15 +53,20 @@ static int provider_check(const char *v, pd_error *err)
 #define MS_2000 946684800000LL
 
 /* A column; an OP column also gets its UPDATE and SELECT statements. */
-#define COL(t, key, name, type, flags, check, min, max, en)                                   \
-    {#name, type, flags, check, min, max, en, NULL, NULL, 0, NULL}
-#define OPCOL(t, key, name, type, flags, check, min, max, en)                                 \
-    {#name, type, (flags) | PD_F_OP, check, min, max, en,                                     \
-     "UPDATE " #t " SET " #name " = ?1 WHERE " #key " = ?2",                                  \
-     "SELECT " #name ", rev FROM " #t " WHERE " #key " = ?1", 0, NULL}
+#define COL(t, key, name, type, flags, check, min, max, en)                                        \
+    {                                                                                              \
+#name, type, flags, check, min, max, en, NULL, NULL, 0, NULL                               \
+    }
+#define OPCOL(t, key, name, type, flags, check, min, max, en)                                      \
+    {                                                                                              \
+#name, type, (flags) | PD_F_OP, check, min, max, en,                                       \
+            "UPDATE " #t " SET " #name " = ?1 WHERE " #key " = ?2",                                \
+            "SELECT " #name ", rev FROM " #t " WHERE " #key " = ?1", 0, NULL                       \
+    }
 
-#define H(name, type, flags, check, min, max) COL(household, id, name, type, flags, check, min, max, NULL)
-#define HU(name, type, flags, check, min, max)                                                \
+#define H(name, type, flags, check, min, max)                                                      \
+    COL(household, id, name, type, flags, check, min, max, NULL)
+#define HU(name, type, flags, check, min, max)                                                     \
     OPCOL(household, id, name, type, (flags) | PD_F_USER, check, min, max, NULL)
 
 static const pd_field household_fields[] = {
@@ -102,8 +107,9 @@ static const pd_field household_fields[] = {
           pd_validate_visit_outcome),
 };
 
-#define M(name, type, flags, check, min, max) COL(member, id, name, type, flags, check, min, max, NULL)
-#define MU(name, type, flags, check, min, max)                                                \
+#define M(name, type, flags, check, min, max)                                                      \
+    COL(member, id, name, type, flags, check, min, max, NULL)
+#define MU(name, type, flags, check, min, max)                                                     \
     OPCOL(member, id, name, type, (flags) | PD_F_USER, check, min, max, NULL)
 
 static const pd_field member_fields[] = {
@@ -125,11 +131,11 @@ static const pd_field member_fields[] = {
     MU(work, PD_FT_INT, PD_F_NULL, PD_CK_CODE, 0, 0),
     MU(programmes, PD_FT_INT, 0, PD_CK_BITS, 0, PD_PROG_MASK),
     OPCOL(member, id, status, PD_FT_TEXT, 0, PD_CK_ENUM, 0, 0, member_status_check),
-    OPCOL(member, id, outcome, PD_FT_TEXT, PD_F_NULL, PD_CK_ENUM, 0, 0,
-          pd_validate_member_outcome),
+    OPCOL(member, id, outcome, PD_FT_TEXT, PD_F_NULL, PD_CK_ENUM, 0, 0, pd_validate_member_outcome),
 };
 
-#define V(name, type, flags, check, min, max) COL(visit, id, name, type, flags, check, min, max, NULL)
+#define V(name, type, flags, check, min, max)                                                      \
+    COL(visit, id, name, type, flags, check, min, max, NULL)
 
 static const pd_field visit_fields[] = {
     V(id, PD_FT_TEXT, PD_F_KEY, PD_CK_ID, 0, 0),
@@ -148,7 +154,8 @@ static const pd_field visit_fields[] = {
     V(warnings, PD_FT_TEXT, 0, PD_CK_TEXT, 0, 1000),
 };
 
-#define P(name, type, flags, check, min, max) COL(photo, hash, name, type, flags, check, min, max, NULL)
+#define P(name, type, flags, check, min, max)                                                      \
+    COL(photo, hash, name, type, flags, check, min, max, NULL)
 
 static const pd_field photo_fields[] = {
     P(hash, PD_FT_BLOB, PD_F_KEY, PD_CK_HASH, 0, 0),
@@ -212,25 +219,29 @@ const pd_field *pd_record_field(const pd_record *r, const char *name)
 static const char *type_name(pd_ftype t)
 {
     switch (t) {
-    case PD_FT_INT: return "an integer";
-    case PD_FT_REAL: return "a number";
-    case PD_FT_TEXT: return "text";
-    case PD_FT_BLOB: return "bytes";
+    case PD_FT_INT:
+        return "an integer";
+    case PD_FT_REAL:
+        return "a number";
+    case PD_FT_TEXT:
+        return "text";
+    case PD_FT_BLOB:
+        return "bytes";
     }
     return "?";
 }
 
 /* Run a validator that reports "<name>: why" and report "<entity>.<field>: why". */
-#define PREFIXED(call)                                                                        \
-    do {                                                                                      \
-        pd_error e_ = {0};                                                                    \
-        int rc_ = (call);                                                                     \
-        if (rc_ != PD_OK) {                                                                   \
-            const char *why_ = strstr(e_.msg, ": ");                                          \
-            return pd_error_set(err, rc_, "%s.%s: %s", r->entity, f->name,                    \
-                                why_ ? why_ + 2 : e_.msg);                                    \
-        }                                                                                     \
-        return PD_OK;                                                                         \
+#define PREFIXED(call)                                                                             \
+    do {                                                                                           \
+        pd_error e_ = {0};                                                                         \
+        int rc_ = (call);                                                                          \
+        if (rc_ != PD_OK) {                                                                        \
+            const char *why_ = strstr(e_.msg, ": ");                                               \
+            return pd_error_set(err, rc_, "%s.%s: %s", r->entity, f->name,                         \
+                                why_ ? why_ + 2 : e_.msg);                                         \
+        }                                                                                          \
+        return PD_OK;                                                                              \
     } while (0)
 
 static bool id_ok(const uint8_t *p, size_t n)
@@ -258,8 +269,10 @@ int pd_field_check(const pd_record *r, const pd_field *f, pd_value *v, int64_t n
         v->type = PD_VAL_REAL;
         v->r = (double)v->i;
     }
-    static const pd_value_type want[] = {[PD_FT_INT] = PD_VAL_INT, [PD_FT_REAL] = PD_VAL_REAL,
-                                         [PD_FT_TEXT] = PD_VAL_TEXT, [PD_FT_BLOB] = PD_VAL_BLOB};
+    static const pd_value_type want[] = {[PD_FT_INT] = PD_VAL_INT,
+                                         [PD_FT_REAL] = PD_VAL_REAL,
+                                         [PD_FT_TEXT] = PD_VAL_TEXT,
+                                         [PD_FT_BLOB] = PD_VAL_BLOB};
     if (v->type != want[f->type])
         return pd_error_set(err, PD_ERR_INVALID, "%s.%s: must be %s", r->entity, f->name,
                             type_name(f->type));
@@ -283,11 +296,13 @@ int pd_field_check(const pd_record *r, const pd_field *f, pd_value *v, int64_t n
             limit = 40;
         if (v->len > limit) {
             if (f->check == PD_CK_TEXT || f->check == PD_CK_NAME)
-                return pd_error_set(err, PD_ERR_INVALID, "%s.%s: longer than %zu bytes",
-                                    r->entity, f->name, limit);
+                return pd_error_set(err, PD_ERR_INVALID, "%s.%s: longer than %zu bytes", r->entity,
+                                    f->name, limit);
             if (f->check == PD_CK_NIK || f->check == PD_CK_KK)
-                return pd_error_set(err, PD_ERR_INVALID, "%s.%s: must be 16 digits, got %zu "
-                                    "characters", r->entity, f->name, v->len);
+                return pd_error_set(err, PD_ERR_INVALID,
+                                    "%s.%s: must be 16 digits, got %zu "
+                                    "characters",
+                                    r->entity, f->name, v->len);
             return pd_error_set(err, PD_ERR_INVALID, "%s.%s: longer than %zu bytes", r->entity,
                                 f->name, limit);
         }
@@ -304,21 +319,22 @@ int pd_field_check(const pd_record *r, const pd_field *f, pd_value *v, int64_t n
                                 r->entity, f->name, text);
         return PD_OK;
     case PD_CK_TEXT:
-        PREFIXED(pd_validate_text(f->name, text, (size_t)f->max, (f->flags & PD_F_MULTI) != 0, &e_));
+        PREFIXED(
+            pd_validate_text(f->name, text, (size_t)f->max, (f->flags & PD_F_MULTI) != 0, &e_));
     case PD_CK_NAME: {
         bool blank = true;
         for (size_t i = 0; i < v->len && blank; i++)
             blank = text[i] == ' ';
         if (blank)
-            return pd_error_set(err, PD_ERR_INVALID, "%s.%s: may not be empty", r->entity,
-                                f->name);
+            return pd_error_set(err, PD_ERR_INVALID, "%s.%s: may not be empty", r->entity, f->name);
         PREFIXED(pd_validate_text(f->name, text, (size_t)f->max, 0, &e_));
     }
     case PD_CK_RANGE:
         if (v->type == PD_VAL_REAL) {
             if (!isfinite(v->r) || v->r < (double)f->min || v->r > (double)f->max)
-                return pd_error_set(err, PD_ERR_INVALID, "%s.%s: %g is outside %" PRId64
-                                    "..%" PRId64, r->entity, f->name, v->r, f->min, f->max);
+                return pd_error_set(err, PD_ERR_INVALID,
+                                    "%s.%s: %g is outside %" PRId64 "..%" PRId64, r->entity,
+                                    f->name, v->r, f->min, f->max);
             return PD_OK;
         }
         if (v->i < f->min || v->i > f->max)
@@ -332,7 +348,8 @@ int pd_field_check(const pd_record *r, const pd_field *f, pd_value *v, int64_t n
         if (v->i < 0 || (v->i & ~f->max))
             return pd_error_set(err, PD_ERR_INVALID,
                                 "%s.%s: %" PRId64 " has bits outside the known set (mask 0x%" PRIx64
-                                ")", r->entity, f->name, v->i, (uint64_t)f->max);
+                                ")",
+                                r->entity, f->name, v->i, (uint64_t)f->max);
         return PD_OK;
     case PD_CK_NIK:
         PREFIXED(pd_validate_nik(text, 0, NULL, w, &e_));
@@ -347,8 +364,8 @@ int pd_field_check(const pd_record *r, const pd_field *f, pd_value *v, int64_t n
     case PD_CK_HASH:
     case PD_CK_PK:
         if (v->len != 32)
-            return pd_error_set(err, PD_ERR_INVALID, "%s.%s: must be 32 bytes, got %zu",
-                                r->entity, f->name, v->len);
+            return pd_error_set(err, PD_ERR_INVALID, "%s.%s: must be 32 bytes, got %zu", r->entity,
+                                f->name, v->len);
         return PD_OK;
     }
     return pd_error_set(err, PD_ERR_INTERNAL, "%s.%s: unknown check", r->entity, f->name);
@@ -359,13 +376,17 @@ int pd_field_check(const pd_record *r, const pd_field *f, pd_value *v, int64_t n
 int pd_value_bind(sqlite3_stmt *stmt, int idx, const pd_value *v)
 {
     switch (v->type) {
-    case PD_VAL_NULL: return sqlite3_bind_null(stmt, idx);
-    case PD_VAL_INT: return sqlite3_bind_int64(stmt, idx, v->i);
-    case PD_VAL_REAL: return sqlite3_bind_double(stmt, idx, v->r);
+    case PD_VAL_NULL:
+        return sqlite3_bind_null(stmt, idx);
+    case PD_VAL_INT:
+        return sqlite3_bind_int64(stmt, idx, v->i);
+    case PD_VAL_REAL:
+        return sqlite3_bind_double(stmt, idx, v->r);
     case PD_VAL_TEXT:
         return sqlite3_bind_text64(stmt, idx, (const char *)v->p, v->len, SQLITE_TRANSIENT,
                                    SQLITE_UTF8);
-    case PD_VAL_BLOB: return sqlite3_bind_blob64(stmt, idx, v->p, v->len, SQLITE_TRANSIENT);
+    case PD_VAL_BLOB:
+        return sqlite3_bind_blob64(stmt, idx, v->p, v->len, SQLITE_TRANSIENT);
     }
     return SQLITE_MISUSE;
 }
@@ -406,11 +427,15 @@ bool pd_value_equal(const pd_value *a, const pd_value *b)
     if (a->type != b->type)
         return false;
     switch (a->type) {
-    case PD_VAL_NULL: return true;
-    case PD_VAL_INT: return a->i == b->i;
-    case PD_VAL_REAL: return a->r == b->r;
+    case PD_VAL_NULL:
+        return true;
+    case PD_VAL_INT:
+        return a->i == b->i;
+    case PD_VAL_REAL:
+        return a->r == b->r;
     case PD_VAL_TEXT:
-    case PD_VAL_BLOB: return a->len == b->len && (a->len == 0 || !memcmp(a->p, b->p, a->len));
+    case PD_VAL_BLOB:
+        return a->len == b->len && (a->len == 0 || !memcmp(a->p, b->p, a->len));
     }
     return false;
 }
@@ -418,13 +443,21 @@ bool pd_value_equal(const pd_value *a, const pd_value *b)
 const char *pd_value_describe(const pd_value *v, char *buf, size_t cap)
 {
     switch (v->type) {
-    case PD_VAL_NULL: snprintf(buf, cap, "NULL"); break;
-    case PD_VAL_INT: snprintf(buf, cap, "%" PRId64, v->i); break;
-    case PD_VAL_REAL: snprintf(buf, cap, "%.17g", v->r); break;
+    case PD_VAL_NULL:
+        snprintf(buf, cap, "NULL");
+        break;
+    case PD_VAL_INT:
+        snprintf(buf, cap, "%" PRId64, v->i);
+        break;
+    case PD_VAL_REAL:
+        snprintf(buf, cap, "%.17g", v->r);
+        break;
     case PD_VAL_TEXT:
         snprintf(buf, cap, "'%.*s'", (int)(v->len > 60 ? 60 : v->len), (const char *)v->p);
         break;
-    case PD_VAL_BLOB: snprintf(buf, cap, "%zu bytes", v->len); break;
+    case PD_VAL_BLOB:
+        snprintf(buf, cap, "%zu bytes", v->len);
+        break;
     }
     return buf;
 }
@@ -443,9 +476,15 @@ bool pd_json_add_value(cJSON *obj, const char *name, const pd_value *v)
 {
     cJSON *item = NULL;
     switch (v->type) {
-    case PD_VAL_NULL: item = cJSON_CreateNull(); break;
-    case PD_VAL_INT: item = cJSON_CreateNumber((double)v->i); break;
-    case PD_VAL_REAL: item = cJSON_CreateNumber(v->r); break;
+    case PD_VAL_NULL:
+        item = cJSON_CreateNull();
+        break;
+    case PD_VAL_INT:
+        item = cJSON_CreateNumber((double)v->i);
+        break;
+    case PD_VAL_REAL:
+        item = cJSON_CreateNumber(v->r);
+        break;
     case PD_VAL_TEXT: {
         char *s = malloc(v->len + 1);
         if (!s)

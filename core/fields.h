@@ -29,19 +29,19 @@ typedef enum pd_ftype { PD_FT_INT = 1, PD_FT_REAL, PD_FT_TEXT, PD_FT_BLOB } pd_f
 
 typedef enum pd_fcheck {
     PD_CK_NONE = 0,
-    PD_CK_ID,       /* 1..63 of [0-9A-Za-z._-] */
-    PD_CK_TEXT,     /* UTF-8 text of at most max bytes */
-    PD_CK_NAME,     /* as TEXT, and not empty */
-    PD_CK_RANGE,    /* min..max */
-    PD_CK_CODE,     /* a code of codes.h (table named by the field) */
-    PD_CK_BITS,     /* only bits of the mask in max */
+    PD_CK_ID,    /* 1..63 of [0-9A-Za-z._-] */
+    PD_CK_TEXT,  /* UTF-8 text of at most max bytes */
+    PD_CK_NAME,  /* as TEXT, and not empty */
+    PD_CK_RANGE, /* min..max */
+    PD_CK_CODE,  /* a code of codes.h (table named by the field) */
+    PD_CK_BITS,  /* only bits of the mask in max */
     PD_CK_NIK,
     PD_CK_KK,
-    PD_CK_DATE,     /* YYYY-MM-DD, not in the future */
-    PD_CK_AREA,     /* a real area code */
-    PD_CK_ENUM,     /* one of a set of words: by the enum_check function */
-    PD_CK_HASH,     /* 32 bytes */
-    PD_CK_PK        /* 32 bytes (an Ed25519 public key) */
+    PD_CK_DATE, /* YYYY-MM-DD, not in the future */
+    PD_CK_AREA, /* a real area code */
+    PD_CK_ENUM, /* one of a set of words: by the enum_check function */
+    PD_CK_HASH, /* 32 bytes */
+    PD_CK_PK    /* 32 bytes (an Ed25519 public key) */
 } pd_fcheck;
 
 typedef struct pd_field {

@@ -26,11 +26,10 @@ int pd_area_assigned(sqlite3 *db, const char *desa, bool *assigned, pd_error *er
 {
     /* With an assignment: its desa. Without one (a device that only imported prelists): the
      * desa of its prelist packages (their shapes) and of the households it holds. */
-    static const char sql[] =
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM assignment) "
-        "THEN EXISTS (SELECT 1 FROM assignment WHERE desa = ?1) "
-        "ELSE EXISTS (SELECT 1 FROM area_shape WHERE code = ?1) "
-        "  OR EXISTS (SELECT 1 FROM household WHERE desa = ?1) END";
+    static const char sql[] = "SELECT CASE WHEN EXISTS (SELECT 1 FROM assignment) "
+                              "THEN EXISTS (SELECT 1 FROM assignment WHERE desa = ?1) "
+                              "ELSE EXISTS (SELECT 1 FROM area_shape WHERE code = ?1) "
+                              "  OR EXISTS (SELECT 1 FROM household WHERE desa = ?1) END";
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -81,9 +80,8 @@ int pd_household_rev(sqlite3 *db, const char *id, pd_household_row *row, pd_erro
     if (!id || !*id)
         return pd_error_set(err, PD_ERR_INVALID, "household: id missing");
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT rev, desa, kec, source, status FROM household WHERE id = ?1",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT rev, desa, kec, source, status FROM household WHERE id = ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -95,7 +93,8 @@ int pd_household_rev(sqlite3 *db, const char *id, pd_household_row *row, pd_erro
         snprintf(row->kec, sizeof row->kec, "%s", (const char *)sqlite3_column_text(st, 2));
         row->is_new = !strcmp((const char *)sqlite3_column_text(st, 3), "new");
         if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-            snprintf(row->status, sizeof row->status, "%s", (const char *)sqlite3_column_text(st, 4));
+            snprintf(row->status, sizeof row->status, "%s",
+                     (const char *)sqlite3_column_text(st, 4));
     } else if (rc == SQLITE_DONE) {
         code = pd_error_set(err, PD_ERR_NOTFOUND, "household %.63s: not found", id);
     } else {
@@ -125,11 +124,12 @@ static int resolve(const char *entity, const char *field, const pd_record **r, c
     if (!*f)
         return pd_error_set(err, PD_ERR_INVALID, "%s.%.40s: no such field", entity, field);
     if (!((*f)->flags & PD_F_USER))
-        return pd_error_set(err, PD_ERR_INVALID,
-                            "%s.%s: not a correctable field (ids, revisions, area codes above desa, "
-                            "member_count, status, outcome and the welfare rank are not corrected "
-                            "by hand)",
-                            entity, field);
+        return pd_error_set(
+            err, PD_ERR_INVALID,
+            "%s.%s: not a correctable field (ids, revisions, area codes above desa, "
+            "member_count, status, outcome and the welfare rank are not corrected "
+            "by hand)",
+            entity, field);
     return PD_OK;
 }
 
@@ -209,8 +209,13 @@ static int set_op(pd_change *ch, const pd_record *r, const pd_field *f, const ch
         return pd_store_fail(ch->store, rc, "%s %s: %s", r->entity, key,
                              rc == PD_ERR_NOTFOUND ? "not found" : err.msg);
     if (!pd_value_equal(&old, v)) {
-        pd_op op = {.kind = "set", .entity = r->entity, .target = key, .field = f->name,
-                    .old_value = old, .new_value = *v, .base_rev = rev};
+        pd_op op = {.kind = "set",
+                    .entity = r->entity,
+                    .target = key,
+                    .field = f->name,
+                    .old_value = old,
+                    .new_value = *v,
+                    .base_rev = rev};
         rc = pd_change_apply(ch, &op);
         if (rc == PD_OK && changed)
             *changed = true;
@@ -332,10 +337,11 @@ static int other_head(sqlite3 *db, const char *household_id, const char *except,
 {
     head[0] = '\0';
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT id FROM member WHERE household_id = ?1 AND relationship = 1 "
-                                "AND status = 'active' AND id IS NOT ?2 LIMIT 1",
-                                -1, &st, NULL);
+    int rc =
+        sqlite3_prepare_v2(db,
+                           "SELECT id FROM member WHERE household_id = ?1 AND relationship = 1 "
+                           "AND status = 'active' AND id IS NOT ?2 LIMIT 1",
+                           -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, household_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, except, -1, SQLITE_STATIC);
@@ -442,8 +448,7 @@ fail:
 /* ---- members joining and leaving ------------------------------------------------------------ */
 
 /* Check a new member's fields (the head of a proposal too). `what` prefixes messages. */
-static int check_new_member(const pd_member_new *m, bool need_reason, pd_warnings *w,
-                            pd_error *err)
+static int check_new_member(const pd_member_new *m, bool need_reason, pd_warnings *w, pd_error *err)
 {
     if (!m)
         return pd_error_set(err, PD_ERR_INVALID, "member: missing");
@@ -466,7 +471,8 @@ static int check_new_member(const pd_member_new *m, bool need_reason, pd_warning
         (rc = pd_validate_text("member.birth_place", m->birth_place, PD_PLACE_MAX, 0, err)))
         return rc;
     if (!m->relationship)
-        return pd_error_set(err, PD_ERR_INVALID, "member.relationship: missing (1 head .. 9 other)");
+        return pd_error_set(err, PD_ERR_INVALID,
+                            "member.relationship: missing (1 head .. 9 other)");
     if ((rc = pd_validate_code("relationship", m->relationship, err)) != PD_OK)
         return pd_error_prefix(err, "member.");
     if (m->marital && (rc = pd_validate_code("marital", m->marital, err)) != PD_OK)
@@ -524,8 +530,12 @@ static int create_member(pd_change *ch, const char *household_id, int64_t base_r
     if (!json)
         return pd_store_fail(ch->store, PD_ERR_NOMEM, "member %s: out of memory", id);
     /* Why a member is new (born / joined) has no column: the create op carries it as its field. */
-    pd_op op = {.kind = "create", .entity = "member", .target = id, .field = reason ? reason : "",
-                .new_value = pd_text_value(json), .base_rev = base_rev};
+    pd_op op = {.kind = "create",
+                .entity = "member",
+                .target = id,
+                .field = reason ? reason : "",
+                .new_value = pd_text_value(json),
+                .base_rev = base_rev};
     int rc = pd_change_apply(ch, &op);
     free(json);
     if (rc == PD_OK && id_out)
@@ -580,7 +590,8 @@ int pd_member_add(pd_store *store, const char *household_id, const pd_member_new
     st = NULL;
     if (no > 99) {
         rc = pd_store_fail(store, PD_ERR_TOOBIG,
-                           "household %s: member numbers have two digits; 99 are used", household_id);
+                           "household %s: member numbers have two digits; 99 are used",
+                           household_id);
         goto fail;
     }
     if ((rc = pd_nik_elsewhere(ch.db, m->nik, NULL, household_id, &local, &err)) != PD_OK) {
@@ -620,8 +631,12 @@ int pd_member_end_in(pd_change *ch, const char *member_id, const char *reason)
     if (strcmp(m.status, "active") != 0)
         return pd_store_fail(ch->store, PD_ERR_STATE, "member %s: already ended (%s)", member_id,
                              m.status);
-    pd_op op = {.kind = "end", .entity = "member", .target = member_id, .field = "status",
-                .old_value = pd_text_value("active"), .new_value = pd_text_value(reason),
+    pd_op op = {.kind = "end",
+                .entity = "member",
+                .target = member_id,
+                .field = "status",
+                .old_value = pd_text_value("active"),
+                .new_value = pd_text_value(reason),
                 .base_rev = m.rev};
     if ((rc = pd_change_apply(ch, &op)) != PD_OK)
         return rc;
@@ -654,12 +669,11 @@ static char *household_json(const pd_household_new *h, const char *desa)
     snprintf(prov, sizeof prov, "%.2s", desa);
     snprintf(kab, sizeof kab, "%.5s", desa);
     snprintf(kec, sizeof kec, "%.8s", desa);
-    static const char *const null_ints[] = {"tenure", "floor_area", "floor_material",
-                                            "wall_material", "roof_material", "rooms",
-                                            "water_source", "lighting", "power_va", "cooking_fuel",
-                                            "toilet"};
-    static const char *const zero_ints[] = {"asset_flags", "cattle", "goats", "pigs", "poultry",
-                                            "land_m2"};
+    static const char *const null_ints[] = {
+        "tenure",       "floor_area", "floor_material", "wall_material", "roof_material", "rooms",
+        "water_source", "lighting",   "power_va",       "cooking_fuel",  "toilet"};
+    static const char *const zero_ints[] = {"asset_flags", "cattle",  "goats",
+                                            "pigs",        "poultry", "land_m2"};
     cJSON *o = cJSON_CreateObject();
     bool ok = o && add_int(o, "rev", 0, false) && add_text(o, "source", "new") &&
               add_text(o, "prov", prov) && add_text(o, "kab", kab) && add_text(o, "kec", kec) &&
@@ -740,8 +754,11 @@ int pd_household_propose(pd_store *store, const pd_household_new *h, char id_out
         rc = pd_store_fail(store, PD_ERR_NOMEM, "household: out of memory");
         goto fail;
     }
-    pd_op op = {.kind = "create", .entity = "household", .target = id,
-                .new_value = pd_text_value(json), .base_rev = 0};
+    pd_op op = {.kind = "create",
+                .entity = "household",
+                .target = id,
+                .new_value = pd_text_value(json),
+                .base_rev = 0};
     rc = pd_change_apply(&ch, &op);
     free(json);
     if (rc == PD_OK)
@@ -760,7 +777,8 @@ fail:
     return rc;
 }
 
-/* ---- one household as JSON -------------------------------------------------------------------- */
+/* ---- one household as JSON --------------------------------------------------------------------
+ */
 
 /* Rows of a query (one text parameter) as objects: into an array, or (one=true) into obj itself. */
 static int rows_json(sqlite3 *db, const char *sql, const char *arg, cJSON *dst, bool one,

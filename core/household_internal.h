@@ -15,7 +15,7 @@ typedef struct pd_household_row {
     int64_t rev;
     char desa[16];
     char kec[16];
-    bool is_new;    /* source = 'new' (proposed on a device) */
+    bool is_new;     /* source = 'new' (proposed on a device) */
     char status[32]; /* "" when not visited */
 } pd_household_row;
 

@@ -153,7 +153,8 @@ static int refresh_geo(sqlite3 *db, const char *household_id, pd_error *err)
     if (rc != SQLITE_ROW)
         goto sqlfail;
     int64_t rowid = sqlite3_column_int64(st, 0);
-    bool have = sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_type(st, 2) != SQLITE_NULL;
+    bool have =
+        sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_type(st, 2) != SQLITE_NULL;
     double lat = sqlite3_column_double(st, 1), lon = sqlite3_column_double(st, 2);
     rc = sqlite3_prepare_v2(db, "DELETE FROM household_geo WHERE hh_rowid = ?1", -1, &del, NULL);
     if (rc != SQLITE_OK)
@@ -222,7 +223,8 @@ static int apply_set(sqlite3 *db, const pd_record *r, const pd_op *op, bool end,
     if ((rc = pd_field_check(r, f, &v, pd_now_ms(), NULL, err)) != PD_OK)
         return rc;
     if (end && v.type == PD_VAL_TEXT && v.len == 6 && !memcmp(v.p, "active", 6))
-        return pd_error_set(err, PD_ERR_INVALID, "end: reason must be deceased, moved or duplicate");
+        return pd_error_set(err, PD_ERR_INVALID,
+                            "end: reason must be deceased, moved or duplicate");
     sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(db, f->update_sql, -1, &st, NULL);
     if (rc == SQLITE_OK) {
@@ -243,8 +245,9 @@ static int apply_set(sqlite3 *db, const pd_record *r, const pd_op *op, bool end,
             sqlite3_bind_text(h, 1, key, -1, SQLITE_STATIC);
             rc = sqlite3_step(h);
         }
-        int code = rc == SQLITE_ROW ? recount_members(db, (const char *)sqlite3_column_text(h, 0), err)
-                                    : sql_fail(err, db, rc, "member household");
+        int code = rc == SQLITE_ROW
+                       ? recount_members(db, (const char *)sqlite3_column_text(h, 0), err)
+                       : sql_fail(err, db, rc, "member household");
         sqlite3_finalize(h);
         return code;
     }
@@ -360,7 +363,8 @@ static const char *json_text(const cJSON *obj, const char *name)
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-static int need_exists(sqlite3 *db, const char *sql, const char *what, const char *id, pd_error *err)
+static int need_exists(sqlite3 *db, const char *sql, const char *what, const char *id,
+                       pd_error *err)
 {
     pd_value k = pd_text_value(id);
     int e = row_exists(db, sql, &k, err);
@@ -380,7 +384,8 @@ static int check_area_chain(const cJSON *obj, pd_error *err)
     static const char *const names[4] = {"prov", "kab", "kec", "desa"};
     for (int i = 0; i < 4; i++)
         if (!chain[i] || strlen(chain[i]) != lens[i])
-            return pd_error_set(err, PD_ERR_INVALID, "household.%s: missing or malformed", names[i]);
+            return pd_error_set(err, PD_ERR_INVALID, "household.%s: missing or malformed",
+                                names[i]);
     for (int i = 1; i < 4; i++)
         if (strncmp(chain[i], chain[i - 1], lens[i - 1]) != 0)
             return pd_error_set(err, PD_ERR_INVALID, "household.%s: %s is not inside %s %s",
@@ -444,8 +449,8 @@ static int apply_visit(sqlite3 *db, const pd_record *r, const pd_op *op, pd_erro
     bool has_lat = lat && !cJSON_IsNull(lat), has_lon = lon && !cJSON_IsNull(lon);
     bool has_acc = acc && !cJSON_IsNull(acc);
     if (has_lat != has_lon || (has_lat && !has_acc))
-        rc = pd_error_set(err, PD_ERR_INVALID, "visit %s: lat, lon and accuracy_m go together",
-                          key);
+        rc =
+            pd_error_set(err, PD_ERR_INVALID, "visit %s: lat, lon and accuracy_m go together", key);
     if (rc == PD_OK)
         rc = need_exists(db, "SELECT 1 FROM household WHERE id = ?1", "household", hh, err);
     if (rc == PD_OK)
@@ -547,8 +552,8 @@ int pd_oplog_check(struct sqlite3 *db, const pd_op *op, pd_error *err)
             return rc;
         const pd_field *f = pd_record_field(r, nz(op->field));
         if (!f || !(f->flags & PD_F_OP))
-            return pd_error_set(err, PD_ERR_INVALID, "%s.%s: not a field an op may set",
-                                r->entity, nz(op->field));
+            return pd_error_set(err, PD_ERR_INVALID, "%s.%s: not a field an op may set", r->entity,
+                                nz(op->field));
         sqlite3_stmt *st = NULL;
         pd_value cur;
         if ((rc = pd_field_current(db, f, key, &st, &cur, NULL, err)) != PD_OK)
@@ -732,13 +737,14 @@ static int each_op(pd_store *store, const char *sql, int64_t arg, pd_op_fn fn, v
     return code;
 }
 
-#define OP_COLUMNS "seq, device_id, hlc, kind, entity, target, field, old_value, new_value, base_rev"
+#define OP_COLUMNS                                                                                 \
+    "seq, device_id, hlc, kind, entity, target, field, old_value, new_value, base_rev"
 
 int pd_oplog_pending(pd_store *store, pd_op_fn fn, void *ctx)
 {
-    return each_op(store,
-                   "SELECT " OP_COLUMNS " FROM op WHERE batch_seq IS NULL AND seq > ?1 ORDER BY seq",
-                   0, fn, ctx);
+    return each_op(
+        store, "SELECT " OP_COLUMNS " FROM op WHERE batch_seq IS NULL AND seq > ?1 ORDER BY seq", 0,
+        fn, ctx);
 }
 
 int pd_oplog_since(pd_store *store, int64_t after_seq, pd_op_fn fn, void *ctx)
@@ -781,8 +787,8 @@ int pd_oplog_mark_sealed(pd_store *store, int64_t first_seq, int64_t last_seq, i
     }
     sqlite3_finalize(st);
     st = NULL;
-    rc = sqlite3_prepare_v2(db, "UPDATE op SET batch_seq = ?3 WHERE seq BETWEEN ?1 AND ?2", -1,
-                            &st, NULL);
+    rc = sqlite3_prepare_v2(db, "UPDATE op SET batch_seq = ?3 WHERE seq BETWEEN ?1 AND ?2", -1, &st,
+                            NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, first_seq);
         sqlite3_bind_int64(st, 2, last_seq);

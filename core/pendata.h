@@ -311,7 +311,10 @@ typedef int (*pd_photo_fetch_fn)(void *ctx, const uint8_t hash[PD_HASH_BYTES],
  * a fresh import on a test, later the server): set → UPDATE of a whitelisted column, create →
  * INSERT of a household or member, end → a member's status, visit → INSERT of the visit and the
  * household's location in household_geo, photo → INSERT with the bytes from `fetch` (checked
- * against the hash). Does not write the op log and opens no transaction: the caller decides.
+ * against the hash). Derived state follows the same way everywhere: member_count is recounted
+ * (active members) when a member is created or ended; household_geo holds the latest visit's fix,
+ * else the household's lat/lon. A "create" of a member carries why it is new ("born", "joined")
+ * in its field. Does not write the op log and opens no transaction: the caller decides.
  * Rejects unknown kinds, entities and fields with PD_ERR_INVALID; a missing target with
  * PD_ERR_NOTFOUND. Independent of pd_store. */
 int pd_oplog_apply(struct sqlite3 *db, const pd_op *op, pd_photo_fetch_fn fetch, void *fetch_ctx,
@@ -455,8 +458,10 @@ typedef struct pd_household_hit {
 
 typedef int (*pd_hit_fn)(void *ctx, const pd_household_hit *hit);
 
-/* Households matching every given criterion, nearest first with `near`, else by id. At least one
- * criterion is needed. The callback's non-zero return stops the search and is returned. */
+/* Households matching every given criterion, nearest first with `near` (great-circle distance
+ * from the exact location), else by id. A name search returns the first `limit` matches in index
+ * order (so a common name costs no more than a rare one), sorted by id. At least one criterion is
+ * needed. The callback's non-zero return stops the search and is returned. */
 int pd_household_find(pd_store *store, const pd_find_query *q, pd_hit_fn fn, void *ctx);
 
 /* Great-circle distance in metres (haversine, mean Earth radius). */

@@ -16,16 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-int pd_photo_add(pd_store *store, const char *household_id, const char *visit_id,
-                 const char *kind, const uint8_t *jpeg, size_t len, int64_t taken_at,
-                 uint8_t hash_out[PD_HASH_BYTES])
+int pd_photo_add(pd_store *store, const char *household_id, const char *visit_id, const char *kind,
+                 const uint8_t *jpeg, size_t len, int64_t taken_at, uint8_t hash_out[PD_HASH_BYTES])
 {
     pd_error err = {0};
     int64_t now = pd_now_ms();
     int rc = pd_validate_photo_kind(kind, &err);
     if (rc == PD_OK)
         rc = pd_validate_jpeg(jpeg, len, &err);
-    if (rc == PD_OK && taken_at != 0 && (taken_at < 946684800000LL || taken_at > now + PD_GPS_SKEW_MS))
+    if (rc == PD_OK && taken_at != 0 &&
+        (taken_at < 946684800000LL || taken_at > now + PD_GPS_SKEW_MS))
         rc = pd_error_set(&err, PD_ERR_INVALID, "photo.taken_at: before 2000 or in the future");
     if (rc == PD_OK && (!household_id || !*household_id))
         rc = pd_error_set(&err, PD_ERR_INVALID, "photo.household_id: missing");
@@ -81,8 +81,11 @@ int pd_photo_add(pd_store *store, const char *household_id, const char *visit_id
     }
     ch.photo = jpeg;
     ch.photo_len = len;
-    pd_op op = {.kind = "photo", .entity = "photo", .target = hex,
-                .new_value = pd_text_value(json), .base_rev = hh.rev};
+    pd_op op = {.kind = "photo",
+                .entity = "photo",
+                .target = hex,
+                .new_value = pd_text_value(json),
+                .base_rev = hh.rev};
     if ((rc = pd_change_apply(&ch, &op)) != PD_OK)
         goto fail;
     free(json);

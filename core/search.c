@@ -25,28 +25,28 @@
 
 /* ---- statements --------------------------------------------------------------------------- */
 
-#define HIT_COLS                                                                              \
-    "h.hh_rowid, h.id, h.desa, h.sls, h.address, h.head_name, h.kk, h.status, h.member_count, " \
-    "CASE WHEN v.rowid IS NOT NULL THEN v.lat ELSE h.lat END, "                               \
+#define HIT_COLS                                                                                   \
+    "h.hh_rowid, h.id, h.desa, h.sls, h.address, h.head_name, h.kk, h.status, h.member_count, "    \
+    "CASE WHEN v.rowid IS NOT NULL THEN v.lat ELSE h.lat END, "                                    \
     "CASE WHEN v.rowid IS NOT NULL THEN v.lon ELSE h.lon END"
 
 /* The latest visit with a fix (the same rule as household_geo). */
-#define LOC_JOIN                                                                              \
-    " LEFT JOIN visit v ON v.rowid = (SELECT rowid FROM visit WHERE household_id = h.id AND "   \
+#define LOC_JOIN                                                                                   \
+    " LEFT JOIN visit v ON v.rowid = (SELECT rowid FROM visit WHERE household_id = h.id AND "      \
     "lat IS NOT NULL AND lon IS NOT NULL ORDER BY rowid DESC LIMIT 1)"
 
 /* Residual criteria: ?1 nik, ?2 kk, ?3 area, ?4 status, ?5 address match, ?6 member name match,
  * ?7 head name match.
  * NULL: not asked (or already enforced by the driver). */
-#define RESIDUAL                                                                              \
-    "(?1 IS NULL OR h.id IN (SELECT household_id FROM member WHERE nik = ?1)) AND "            \
-    "(?2 IS NULL OR h.kk = ?2 OR h.id IN (SELECT household_id FROM member WHERE kk = ?2)) AND " \
-    "(?3 IS NULL OR h.desa = ?3 OR h.kec = ?3) AND "                                          \
-    "(?4 IS NULL OR (?4 = 'unvisited' AND h.status IS NULL) OR "                              \
-    " (?4 = 'visited' AND h.status IS NOT NULL) OR h.status = ?4) AND "                       \
-    "(?5 IS NULL OR h.hh_rowid IN (SELECT rowid FROM address_fts WHERE address_fts MATCH ?5)) " \
-    "AND (?6 IS NULL OR h.id IN (SELECT m.household_id FROM person_fts JOIN member m ON "      \
-    " m.rowid = person_fts.rowid WHERE person_fts MATCH ?6) OR "                              \
+#define RESIDUAL                                                                                   \
+    "(?1 IS NULL OR h.id IN (SELECT household_id FROM member WHERE nik = ?1)) AND "                \
+    "(?2 IS NULL OR h.kk = ?2 OR h.id IN (SELECT household_id FROM member WHERE kk = ?2)) AND "    \
+    "(?3 IS NULL OR h.desa = ?3 OR h.kec = ?3) AND "                                               \
+    "(?4 IS NULL OR (?4 = 'unvisited' AND h.status IS NULL) OR "                                   \
+    " (?4 = 'visited' AND h.status IS NOT NULL) OR h.status = ?4) AND "                            \
+    "(?5 IS NULL OR h.hh_rowid IN (SELECT rowid FROM address_fts WHERE address_fts MATCH ?5)) "    \
+    "AND (?6 IS NULL OR h.id IN (SELECT m.household_id FROM person_fts JOIN member m ON "          \
+    " m.rowid = person_fts.rowid WHERE person_fts MATCH ?6) OR "                                   \
     " h.hh_rowid IN (SELECT rowid FROM address_fts WHERE address_fts MATCH ?7))"
 
 /* ?8 limit (-1: none). Drivers use ?21.. so the residual can skip what they enforce. The
@@ -54,10 +54,10 @@
  * duplicates are dropped as they come (DISTINCT), and the households are picked (criteria,
  * order, limit) before their location is looked up, so the per-row location subquery runs only
  * for the rows returned. */
-#define FIND_SQL_ORDERED(driver, order)                                                       \
-    "WITH cand(id) AS (" driver "), pick(r, id) AS (SELECT DISTINCT h.hh_rowid, h.id FROM "     \
-    "cand CROSS JOIN household h ON h.id = cand.id WHERE " RESIDUAL order " LIMIT ?8) "        \
-    "SELECT " HIT_COLS " FROM pick JOIN household h ON h.hh_rowid = pick.r" LOC_JOIN           \
+#define FIND_SQL_ORDERED(driver, order)                                                            \
+    "WITH cand(id) AS (" driver "), pick(r, id) AS (SELECT DISTINCT h.hh_rowid, h.id FROM "        \
+    "cand CROSS JOIN household h ON h.id = cand.id WHERE " RESIDUAL order " LIMIT ?8) "            \
+    "SELECT " HIT_COLS " FROM pick JOIN household h ON h.hh_rowid = pick.r" LOC_JOIN               \
     " ORDER BY h.id"
 #define FIND_SQL(driver) FIND_SQL_ORDERED(driver, " ORDER BY h.id")
 
@@ -89,8 +89,8 @@ static const char *const find_sql[DRV__COUNT] = {
 static const char near_box_sql[] =
     "SELECT g.hh_rowid, (g.min_lat + g.max_lat) / 2, (g.min_lon + g.max_lon) / 2 "
     "FROM household_geo g CROSS JOIN household h ON h.hh_rowid = g.hh_rowid "
-    "WHERE g.max_lat >= ?31 AND g.min_lat <= ?32 AND g.max_lon >= ?33 AND g.min_lon <= ?34 AND "
-    RESIDUAL;
+    "WHERE g.max_lat >= ?31 AND g.min_lat <= ?32 AND g.max_lon >= ?33 AND g.min_lon <= ?34 "
+    "AND " RESIDUAL;
 
 /* The same with no other criterion: the R*Tree alone. */
 static const char near_box_only_sql[] =
@@ -117,8 +117,8 @@ static int fts_expr(const char *what, const char *s, const char *column, char *o
     out[0] = '\0';
     const char *p = s;
     while (*p) {
-        while (*p && (unsigned char)*p < 0x80 && !((*p >= '0' && *p <= '9') ||
-                                                   (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+        while (*p && (unsigned char)*p < 0x80 &&
+               !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
             p++;
         const char *start = p;
         while (*p && ((unsigned char)*p >= 0x80 || (*p >= '0' && *p <= '9') ||
@@ -128,9 +128,8 @@ static int fts_expr(const char *what, const char *s, const char *column, char *o
         if (n == 0)
             continue;
         if (n > FIND_WORD_MAX || ++words > FIND_WORDS_MAX)
-            return pd_error_set(err, PD_ERR_INVALID,
-                                "find.%s: at most %d words of %d bytes each", what, FIND_WORDS_MAX,
-                                FIND_WORD_MAX);
+            return pd_error_set(err, PD_ERR_INVALID, "find.%s: at most %d words of %d bytes each",
+                                what, FIND_WORDS_MAX, FIND_WORD_MAX);
         int k = snprintf(out + used, cap - used, "%s%s%s\"%.*s\"*", used ? " AND " : "",
                          column ? column : "", column ? " : " : "", (int)n, start);
         if (k < 0 || (size_t)k >= cap - used)
@@ -179,8 +178,9 @@ static int prepare_query(const pd_find_query *q, query *out, pd_error *err)
         any = true;
     }
     if (!any)
-        return pd_error_set(err, PD_ERR_INVALID,
-                            "find: give at least one of name, nik, kk, address, desa, status, near");
+        return pd_error_set(
+            err, PD_ERR_INVALID,
+            "find: give at least one of name, nik, kk, address, desa, status, near");
     int rc;
     if (q->nik && (rc = check_digits16("nik", q->nik, err)) != PD_OK)
         return rc;
@@ -217,8 +217,13 @@ static int prepare_query(const pd_find_query *q, query *out, pd_error *err)
     out->area = q->desa;
     out->status = q->status;
     /* Nearest goes through the R*Tree unless a selective criterion (NIK, KK, name) drives. */
-    out->drv = q->nik ? DRV_NIK : q->kk ? DRV_KK : q->name ? DRV_NAME : q->near ? DRV_BOX
-             : q->address ? DRV_ADDRESS : q->desa ? DRV_AREA : DRV_SCAN;
+    out->drv = q->nik       ? DRV_NIK
+               : q->kk      ? DRV_KK
+               : q->name    ? DRV_NAME
+               : q->near    ? DRV_BOX
+               : q->address ? DRV_ADDRESS
+               : q->desa    ? DRV_AREA
+                            : DRV_SCAN;
     return PD_OK;
 }
 
@@ -241,15 +246,24 @@ static void bind_query(sqlite3_stmt *st, const query *q, int64_t limit)
     bind_text_or_null(st, 7, q->head, q->has_name && q->drv != DRV_NAME);
     sqlite3_bind_int64(st, 8, limit);
     switch (q->drv) {
-    case DRV_NIK: sqlite3_bind_text(st, 21, q->nik, -1, SQLITE_STATIC); break;
-    case DRV_KK: sqlite3_bind_text(st, 22, q->kk, -1, SQLITE_STATIC); break;
-    case DRV_AREA: sqlite3_bind_text(st, 23, q->area, -1, SQLITE_STATIC); break;
-    case DRV_ADDRESS: sqlite3_bind_text(st, 25, q->address, -1, SQLITE_STATIC); break;
+    case DRV_NIK:
+        sqlite3_bind_text(st, 21, q->nik, -1, SQLITE_STATIC);
+        break;
+    case DRV_KK:
+        sqlite3_bind_text(st, 22, q->kk, -1, SQLITE_STATIC);
+        break;
+    case DRV_AREA:
+        sqlite3_bind_text(st, 23, q->area, -1, SQLITE_STATIC);
+        break;
+    case DRV_ADDRESS:
+        sqlite3_bind_text(st, 25, q->address, -1, SQLITE_STATIC);
+        break;
     case DRV_NAME:
         sqlite3_bind_text(st, 26, q->person, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 27, q->head, -1, SQLITE_STATIC);
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -269,7 +283,8 @@ static void row_hit(sqlite3_stmt *st, pd_household_hit *hit)
     hit->kk = col_text(st, 6);
     hit->status = col_text(st, 7);
     hit->member_count = sqlite3_column_int64(st, 8);
-    bool loc = sqlite3_column_type(st, 9) != SQLITE_NULL && sqlite3_column_type(st, 10) != SQLITE_NULL;
+    bool loc =
+        sqlite3_column_type(st, 9) != SQLITE_NULL && sqlite3_column_type(st, 10) != SQLITE_NULL;
     hit->lat = loc ? sqlite3_column_double(st, 9) : NAN;
     hit->lon = loc ? sqlite3_column_double(st, 10) : NAN;
     hit->distance_m = NAN;
@@ -357,7 +372,10 @@ static int find_near(pd_store *store, sqlite3 *db, const pd_find_query *q, const
     int lat_col = boxed ? 1 : 9, lon_col = boxed ? 2 : 10;
     double r = 250.0;
     bool only_near = boxed && !qq->status && !qq->area && !qq->has_address;
-    rc = sqlite3_prepare_v2(db, only_near ? near_box_only_sql : boxed ? near_box_sql : find_sql[qq->drv],
+    rc = sqlite3_prepare_v2(db,
+                            only_near ? near_box_only_sql
+                            : boxed   ? near_box_sql
+                                      : find_sql[qq->drv],
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto sqlfail;
@@ -378,9 +396,9 @@ static int find_near(pd_store *store, sqlite3 *db, const pd_find_query *q, const
             if (sqlite3_column_type(st, lat_col) == SQLITE_NULL ||
                 sqlite3_column_type(st, lon_col) == SQLITE_NULL)
                 continue;
-            double d = pd_geo_distance_m(q->near_lat, q->near_lon,
-                                         sqlite3_column_double(st, lat_col),
-                                         sqlite3_column_double(st, lon_col));
+            double d =
+                pd_geo_distance_m(q->near_lat, q->near_lon, sqlite3_column_double(st, lat_col),
+                                  sqlite3_column_double(st, lon_col));
             if (!world && d > r + GEO_MARGIN_M)
                 continue; /* in the box's corner: it may not be among the nearest yet */
             if ((code = push(store, &c, &n, &cap, d, sqlite3_column_int64(st, 0))) != PD_OK)

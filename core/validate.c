@@ -11,8 +11,8 @@
  */
 #include "validate.h"
 
-#include "codes.h"
 #include "../prelist/pd_prelist.h"
+#include "codes.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -155,8 +155,8 @@ int pd_validate_date(const char *field, const char *ymd, int64_t now_ms, pd_erro
     if (!pd_date_parse(ymd, &y, &m, &d)) {
         if (strlen(ymd) == 10 && ymd[4] == '-' && ymd[7] == '-' && all_digits(ymd, 4) &&
             all_digits(ymd + 5, 2) && all_digits(ymd + 8, 2))
-            return pd_error_set(err, PD_ERR_INVALID, "%s: %s does not exist in the calendar",
-                                field, ymd);
+            return pd_error_set(err, PD_ERR_INVALID, "%s: %s does not exist in the calendar", field,
+                                ymd);
         return pd_error_set(err, PD_ERR_INVALID, "%s: '%.40s' is not a date YYYY-MM-DD", field,
                             ymd);
     }
@@ -260,9 +260,9 @@ int pd_validate_area(const char *field, const char *code, pd_error *err)
     if (!code || !*code)
         return pd_error_set(err, PD_ERR_INVALID, "%s: missing", field);
     if (strnlen(code, 14) > 13 || !area_shape_ok(code))
-        return pd_error_set(err, PD_ERR_INVALID,
-                            "%s: '%.20s' is not an area code (32, 32.73, 32.73.01 or 32.73.01.1001)",
-                            field, code);
+        return pd_error_set(
+            err, PD_ERR_INVALID,
+            "%s: '%.20s' is not an area code (32, 32.73, 32.73.01 or 32.73.01.1001)", field, code);
     if (!pd_area_exists(code))
         return pd_error_set(err, PD_ERR_INVALID, "%s: %s is not a real area code", field, code);
     return PD_OK;
@@ -296,15 +296,15 @@ static int sixteen_digits(const char *field, const char *s, pd_error *err)
     for (size_t i = 0; i < len; i++)
         if (s[i] < '0' || s[i] > '9')
             return pd_error_set(err, PD_ERR_INVALID,
-                                "%s: must be 16 digits; character %zu is not a digit", field, i + 1);
+                                "%s: must be 16 digits; character %zu is not a digit", field,
+                                i + 1);
     if (len != 16)
         return pd_error_set(err, PD_ERR_INVALID, "%s: must be 16 digits, got %s%zu", field,
                             len > 16 ? "more than " : "", len > 16 ? (size_t)16 : len);
     return PD_OK;
 }
 
-int pd_validate_nik(const char *nik, int sex, const char *birth_date, pd_warnings *w,
-                    pd_error *err)
+int pd_validate_nik(const char *nik, int sex, const char *birth_date, pd_warnings *w, pd_error *err)
 {
     int rc = sixteen_digits("nik", nik, err);
     if (rc != PD_OK)
@@ -385,8 +385,8 @@ int pd_validate_kk(const char *kk, int64_t now_ms, pd_error *err)
                             kk + 6, dd, mm);
     if (pd_days_from_civil(year, mm, dd) > pd_days_from_civil(ny, nm, nd))
         return pd_error_set(err, PD_ERR_INVALID,
-                            "kk: issue date %04d-%02d-%02d (digits 7-12) is in the future", year, mm,
-                            dd);
+                            "kk: issue date %04d-%02d-%02d (digits 7-12) is in the future", year,
+                            mm, dd);
     if (!strcmp(kk + 12, "0000"))
         return pd_error_set(err, PD_ERR_INVALID,
                             "kk: serial (digits 13-16) is 0000; serials start at 0001");
@@ -418,8 +418,8 @@ int pd_validate_gps(const pd_gps *fix, int64_t now_ms, pd_warnings *w, pd_error 
     if (!isfinite(fix->accuracy) || fix->accuracy <= 0.0)
         return pd_error_set(err, PD_ERR_INVALID,
                             "gps.accuracy: must be a finite number of metres above 0");
-    if (!isnan(fix->altitude) && (!isfinite(fix->altitude) || fix->altitude < -500.0 ||
-                                  fix->altitude > 9000.0))
+    if (!isnan(fix->altitude) &&
+        (!isfinite(fix->altitude) || fix->altitude < -500.0 || fix->altitude > 9000.0))
         return pd_error_set(err, PD_ERR_INVALID, "gps.altitude: outside -500..9000 m");
     if (fix->fix_time < GPS_EPOCH_MS)
         return pd_error_set(err, PD_ERR_INVALID,
@@ -442,8 +442,8 @@ int pd_validate_gps(const pd_gps *fix, int64_t now_ms, pd_warnings *w, pd_error 
     }
     if (fix->lat < ID_LAT_MIN || fix->lat > ID_LAT_MAX || fix->lon < ID_LON_MIN ||
         fix->lon > ID_LON_MAX)
-        pd_warn_add(w, PD_WARN_GPS_OUTSIDE_COUNTRY, "gps: %.6f,%.6f is outside Indonesia",
-                    fix->lat, fix->lon);
+        pd_warn_add(w, PD_WARN_GPS_OUTSIDE_COUNTRY, "gps: %.6f,%.6f is outside Indonesia", fix->lat,
+                    fix->lon);
     if (fix->accuracy > PD_GPS_ACCURACY_WARN_M)
         pd_warn_add(w, PD_WARN_GPS_ACCURACY, "gps: accuracy %.0f m is worse than %.0f m",
                     fix->accuracy, PD_GPS_ACCURACY_WARN_M);
@@ -537,10 +537,10 @@ static int one_of(const char *field, const char *v, const char *const *allowed, 
     return pd_error_set(err, PD_ERR_INVALID, "%s: '%.40s' is not one of %s", field, v, list);
 }
 
-#define ONE_OF(field, v, ...)                                                                 \
-    do {                                                                                      \
-        static const char *const allowed_[] = {__VA_ARGS__};                                  \
-        return one_of(field, v, allowed_, PD_ARRAY_LEN(allowed_), err);                       \
+#define ONE_OF(field, v, ...)                                                                      \
+    do {                                                                                           \
+        static const char *const allowed_[] = {__VA_ARGS__};                                       \
+        return one_of(field, v, allowed_, PD_ARRAY_LEN(allowed_), err);                            \
     } while (0)
 
 int pd_validate_visit_outcome(const char *outcome, pd_error *err)
@@ -618,8 +618,8 @@ int pd_validate_jpeg(const uint8_t *p, size_t len, pd_error *err)
             unsigned h = ((unsigned)b[1] << 8) | b[2], wdt = ((unsigned)b[3] << 8) | b[4];
             unsigned nc = b[5];
             if (precision != 8 && precision != 12 && precision != 16)
-                return pd_error_set(err, PD_ERR_INVALID,
-                                    "photo: frame header: sample precision %u", precision);
+                return pd_error_set(err, PD_ERR_INVALID, "photo: frame header: sample precision %u",
+                                    precision);
             if (h == 0 || wdt == 0 || h > PD_PHOTO_MAX_PIXELS || wdt > PD_PHOTO_MAX_PIXELS)
                 return pd_error_set(err, PD_ERR_INVALID,
                                     "photo: frame header says %ux%u pixels (1..%d each way)", wdt,

@@ -32,7 +32,8 @@ static int check_input(const pd_visit_in *v, int64_t now, pd_warnings *w, pd_err
     int rc = pd_validate_visit_outcome(v->outcome, err);
     if (rc != PD_OK)
         return rc;
-    if (v->visited_at != 0 && (v->visited_at < 946684800000LL || v->visited_at > now + PD_GPS_SKEW_MS))
+    if (v->visited_at != 0 &&
+        (v->visited_at < 946684800000LL || v->visited_at > now + PD_GPS_SKEW_MS))
         return pd_error_set(err, PD_ERR_INVALID,
                             "visit.visited_at: %" PRId64 " ms is before 2000 or in the future",
                             v->visited_at);
@@ -64,8 +65,8 @@ static int check_input(const pd_visit_in *v, int64_t now, pd_warnings *w, pd_err
 }
 
 /* Warnings that need the store. */
-static int store_warnings(sqlite3 *db, const pd_visit_in *v, const pd_household_row *hh,
-                          int64_t at, pd_warnings *w, pd_error *err)
+static int store_warnings(sqlite3 *db, const pd_visit_in *v, const pd_household_row *hh, int64_t at,
+                          pd_warnings *w, pd_error *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = SQLITE_OK;
@@ -75,8 +76,8 @@ static int store_warnings(sqlite3 *db, const pd_visit_in *v, const pd_household_
             sqlite3_bind_text(st, 1, hh->desa, -1, SQLITE_STATIC);
             rc = sqlite3_step(st);
         }
-        if (rc == SQLITE_ROW &&
-            pd_shape_contains((const char *)sqlite3_column_text(st, 0), v->gps->lat, v->gps->lon) == 0)
+        if (rc == SQLITE_ROW && pd_shape_contains((const char *)sqlite3_column_text(st, 0),
+                                                  v->gps->lat, v->gps->lon) == 0)
             pd_warn_add(w, PD_WARN_GPS_OUTSIDE_AREA, "gps: %.6f,%.6f is outside desa %s",
                         v->gps->lat, v->gps->lon, hh->desa);
         sqlite3_finalize(st);
@@ -91,13 +92,11 @@ static int store_warnings(sqlite3 *db, const pd_visit_in *v, const pd_household_
             sqlite3_bind_int64(st, 1, at - PD_GPS_JUMP_MS);
             sqlite3_bind_int64(st, 2, at + PD_GPS_JUMP_MS);
             while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                double d = pd_geo_distance_m(v->gps->lat, v->gps->lon,
-                                             sqlite3_column_double(st, 1),
+                double d = pd_geo_distance_m(v->gps->lat, v->gps->lon, sqlite3_column_double(st, 1),
                                              sqlite3_column_double(st, 2));
                 if (d > PD_GPS_JUMP_M) {
-                    pd_warn_add(w, PD_WARN_GPS_JUMP,
-                                "gps: %.1f km from visit %s made %lld s apart", d / 1000.0,
-                                (const char *)sqlite3_column_text(st, 0),
+                    pd_warn_add(w, PD_WARN_GPS_JUMP, "gps: %.1f km from visit %s made %lld s apart",
+                                d / 1000.0, (const char *)sqlite3_column_text(st, 0),
                                 llabs(at - sqlite3_column_int64(st, 3)) / 1000);
                     rc = SQLITE_DONE;
                     break;
@@ -120,11 +119,12 @@ static int store_warnings(sqlite3 *db, const pd_visit_in *v, const pd_household_
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, v->household_id, -1, SQLITE_STATIC);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            pd_warn_add(w, PD_WARN_NIK_DUPLICATE, "nik %s of member %s is also member %s of "
-                        "household %s", (const char *)sqlite3_column_text(st, 0),
-                        (const char *)sqlite3_column_text(st, 1),
-                        (const char *)sqlite3_column_text(st, 2),
-                        (const char *)sqlite3_column_text(st, 3));
+            pd_warn_add(
+                w, PD_WARN_NIK_DUPLICATE,
+                "nik %s of member %s is also member %s of "
+                "household %s",
+                (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
@@ -171,7 +171,8 @@ static char *visit_json(const pd_visit_in *v, int64_t at, const uint8_t *pk, con
     }
     pd_value notes = pd_text_value(v->notes ? v->notes : ""), warn = pd_text_value(warnings);
     bool ok = o && pd_json_add_value(o, "household_id", &hh) &&
-              pd_json_add_value(o, "outcome", &outcome) && pd_json_add_value(o, "visited_at", &vat) &&
+              pd_json_add_value(o, "outcome", &outcome) &&
+              pd_json_add_value(o, "visited_at", &vat) &&
               pd_json_add_value(o, "enumerator_pk", &pkv) && pd_json_add_value(o, "lat", &lat) &&
               pd_json_add_value(o, "lon", &lon) && pd_json_add_value(o, "accuracy_m", &acc) &&
               pd_json_add_value(o, "altitude_m", &alt) && pd_json_add_value(o, "fix_time", &fix) &&
@@ -187,8 +188,8 @@ static int member_state(sqlite3 *db, const char *id, char *household, char *stat
                         int64_t *rev, pd_error *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT household_id, status, outcome, rev FROM member WHERE id = ?1",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT household_id, status, outcome, rev FROM member WHERE id = ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -198,7 +199,9 @@ static int member_state(sqlite3 *db, const char *id, char *household, char *stat
         snprintf(household, PD_ID_MAX, "%s", sqlite3_column_text(st, 0));
         snprintf(status, 16, "%s", sqlite3_column_text(st, 1));
         snprintf(outcome, 16, "%s",
-                 sqlite3_column_type(st, 2) == SQLITE_NULL ? "" : (const char *)sqlite3_column_text(st, 2));
+                 sqlite3_column_type(st, 2) == SQLITE_NULL
+                     ? ""
+                     : (const char *)sqlite3_column_text(st, 2));
         *rev = sqlite3_column_int64(st, 3);
     } else if (rc == SQLITE_DONE) {
         code = pd_error_set(err, PD_ERR_NOTFOUND, "visit.members: member %.63s not found", id);
@@ -267,16 +270,23 @@ int pd_visit_record(pd_store *store, const pd_visit_in *v, char id_out[PD_ID_MAX
         rc = pd_store_fail(store, PD_ERR_NOMEM, "visit: out of memory");
         goto fail;
     }
-    pd_op op = {.kind = "visit", .entity = "visit", .target = id, .new_value = pd_text_value(json),
+    pd_op op = {.kind = "visit",
+                .entity = "visit",
+                .target = id,
+                .new_value = pd_text_value(json),
                 .base_rev = hh.rev};
     rc = pd_change_apply(&ch, &op);
     free(json);
     if (rc != PD_OK)
         goto fail;
     if (strcmp(hh.status, v->outcome) != 0) {
-        pd_op set = {.kind = "set", .entity = "household", .target = v->household_id,
-                     .field = "status", .old_value = pd_text_value(hh.status[0] ? hh.status : NULL),
-                     .new_value = pd_text_value(v->outcome), .base_rev = hh.rev};
+        pd_op set = {.kind = "set",
+                     .entity = "household",
+                     .target = v->household_id,
+                     .field = "status",
+                     .old_value = pd_text_value(hh.status[0] ? hh.status : NULL),
+                     .new_value = pd_text_value(v->outcome),
+                     .base_rev = hh.rev};
         if ((rc = pd_change_apply(&ch, &set)) != PD_OK)
             goto fail;
     }
@@ -300,9 +310,13 @@ int pd_visit_record(pd_store *store, const pd_visit_in *v, char id_out[PD_ID_MAX
                                    status);
                 goto fail;
             }
-            pd_op set = {.kind = "set", .entity = "member", .target = m->member_id,
-                         .field = "outcome", .old_value = pd_text_value(outcome[0] ? outcome : NULL),
-                         .new_value = pd_text_value(m->outcome), .base_rev = rev};
+            pd_op set = {.kind = "set",
+                         .entity = "member",
+                         .target = m->member_id,
+                         .field = "outcome",
+                         .old_value = pd_text_value(outcome[0] ? outcome : NULL),
+                         .new_value = pd_text_value(m->outcome),
+                         .base_rev = rev};
             if ((rc = pd_change_apply(&ch, &set)) != PD_OK)
                 goto fail;
         }

@@ -276,6 +276,8 @@ pd_area_key pd_area_parent(pd_area_key k)
 
 bool pd_area_contains(pd_area_key area, pd_area_key child)
 {
+    if (area.level < PD_AREA_PROVINCE || area.level > PD_AREA_DESA)
+        return false; /* not a key pd_area_parse made */
     while (child.level > area.level)
         child = pd_area_parent(child);
     return child.level == area.level && child.key == area.key;

@@ -491,6 +491,9 @@ static int reader_open(pd_prelist_reader *r, uint64_t total_size, const uint8_t 
                                     PD_PRELIST_HEADER_BYTES, pinned_pk) != 0)
         return pd_error_set(err, PD_ERR_SIGNATURE,
                             "%s: signature does not verify with the pinned issuer key", name);
+    pd_error area_err = {0};
+    if (pd_prelist_area_id_check(r->info.area, NULL, &area_err) != PD_OK)
+        return pd_error_set(err, PD_ERR_INVALID, "%s: %s", name, area_err.msg);
     uint64_t want = PD_PRELIST_PREFIX_BYTES + r->info.compressed_size;
     if (total_size < want)
         return pd_error_set(err, PD_ERR_CORRUPT, "%s: truncated: %llu bytes, the header says %llu",

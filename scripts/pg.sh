@@ -17,7 +17,8 @@
 # initdb and postgres refuse to run as root: as root (CI) the cluster is owned by and run as the
 # `postgres` system user (runuser), DIR is chowned to it, and the URL names user postgres. A
 # non-root developer runs everything as themselves. Authentication is `trust` on the socket only
-# (the socket sits in DIR, mode 0700 — only its owner and root can reach it).
+# (the socket sits in DIR, mode 0700 — only its owner and root can reach it); with PD_PG_PORT,
+# also on loopback TCP (127.0.0.1, ::1).
 set -euo pipefail
 
 die() { echo "pg.sh: $*" >&2; exit 1; }
@@ -60,7 +61,10 @@ start)
   fi
   chmod 0700 "$dir"
   if [ ! -s "$data/PG_VERSION" ]; then
-    as_owner "$bin/initdb" -D "$data" -U "$owner" --auth-local=trust --auth-host=reject \
+    # host lines of initdb's pg_hba.conf are loopback only: trust them only when asked to listen
+    auth_host=reject
+    [ -n "${PD_PG_PORT:-}" ] && auth_host=trust
+    as_owner "$bin/initdb" -D "$data" -U "$owner" --auth-local=trust --auth-host=$auth_host \
       --encoding=UTF8 --locale=C -N >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; die "initdb failed"; }
     listen=""
@@ -84,10 +88,6 @@ start)
         echo "full_page_writes = off"
       fi
     } >>"$data/postgresql.conf"
-    if [ -n "${PD_PG_PORT:-}" ]; then
-      # loopback: trust too (a throwaway cluster on a developer machine or CI runner)
-      echo "host all all 127.0.0.1/32 trust" >>"$data/pg_hba.conf"
-    fi
   fi
   if ! as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     as_owner "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start >/dev/null \

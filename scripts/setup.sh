@@ -5,12 +5,16 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libsqlite3-dev sqlite3 libsodium-dev libcurl4-openssl-dev libcjson-dev zlib1g-dev
-      libmicrohttpd-dev libpq-dev postgresql python3)
+      libmicrohttpd-dev libpq-dev postgresql python3
+      chromium)  # chromium: the korcam page's browser test (tests/sys_korcam_web.sh)
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm (tus interop and the korcam page's browser test): this machine image ships them;
+# install Debian's only where there are none, so a newer preinstalled node is not shadowed.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -340,6 +340,17 @@ static int korcam_after_op(apply_ctx *a, const pd_op *op)
     return PD_OK;
 }
 
+/* Once every op of the batch is in (derived state: member counts). */
+static int korcam_after_batch(apply_ctx *a, const pd_op *ops, size_t n)
+{
+    if (n == 0)
+        return PD_OK;
+    srv_korcam_batch b = korcam_batch(a, &ops[n - 1]);
+    if (srv_korcam_after_batch(a->srv, &b, ops, n) != PD_OK)
+        return storage_refuse(a);
+    return PD_OK;
+}
+
 /* One field of an existing record, merged (op kinds "set" and "end"). */
 static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *field)
 {
@@ -483,11 +494,12 @@ static int json_record(apply_ctx *a, const pd_op *op, pd_entity e, json_rec *r)
     if (op->new_value.type != PD_VAL_TEXT)
         return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: the %s record must be JSON text",
                       (long long)op->seq, pd_entity_name(e));
-    r->root = cJSON_ParseWithLength((const char *)op->new_value.p, op->new_value.len);
+    /* srv_json_parse: a \u0000 would cut a value short of what the author signed */
+    r->root = srv_json_parse(op->new_value.p, op->new_value.len);
     if (!cJSON_IsObject(r->root))
         return refuse(a, PD_ERR_INVALID, "bad_batch",
-                      "op %lld: the %s record is not a JSON "
-                      "object",
+                      "op %lld: the %s record is not a JSON object (or a string in it holds "
+                      "\\u0000)",
                       (long long)op->seq, pd_entity_name(e));
     size_t ncols;
     const pd_column *cols = pd_entity_columns(e, &ncols);
@@ -961,9 +973,9 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
     if (!v->voided) {
         size_t n;
         const pd_op *ops = pd_batch_ops(v->b, &n);
-        for (size_t i = 0; i < n; i++) {
-            int rc = apply_op(&a, &ops[i]);
-            if (rc == PD_OK)
+        for (size_t i = 0; i <= n; i++) {
+            int rc = i < n ? apply_op(&a, &ops[i]) : korcam_after_batch(&a, ops, n);
+            if (rc == PD_OK && i < n)
                 rc = korcam_after_op(&a, &ops[i]);
             if (rc != PD_OK) {
                 snprintf(out->r.status, sizeof out->r.status, "rejected");
@@ -1392,10 +1404,11 @@ int srv_handle_receipts(pd_server *srv, const srv_req *q, srv_resp *r)
     if (!srv_query_param(q->query, "device", dev, sizeof dev) || !srv_valid_id(dev))
         return srv_resp_error(r, 400, "bad_request", "give ?device=<device id>");
     int64_t since = 0;
-    if (srv_query_param(q->query, "since", since_s, sizeof since_s)) {
-        char *end;
-        since = strtoll(since_s, &end, 10);
-        if (*end || since < 0)
+    int got = srv_query_get(q->query, "since", since_s, sizeof since_s);
+    if (got != 0) {
+        char *end = NULL;
+        since = got > 0 ? strtoll(since_s, &end, 10) : -1;
+        if (got < 0 || *end || since < 0 || !since_s[0])
             return srv_resp_error(r, 400, "bad_request", "since must be a batch seq");
     }
     pd_storage *st = srv->st;

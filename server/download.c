@@ -505,16 +505,18 @@ int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r)
         return e;
     char buf[24];
     int64_t since = 0, limit = DELTA_LIMIT_DEFAULT;
-    if (srv_query_param(q->query, "since", buf, sizeof buf)) {
-        char *end;
-        since = strtoll(buf, &end, 10);
-        if (*end || since < 0 || !buf[0])
+    int got = srv_query_get(q->query, "since", buf, sizeof buf);
+    if (got != 0) {
+        char *end = NULL;
+        since = got > 0 ? strtoll(buf, &end, 10) : -1;
+        if (got < 0 || *end || since < 0 || !buf[0])
             return srv_resp_error(r, 400, "bad_request", "since must be a cursor (>= 0)");
     }
-    if (srv_query_param(q->query, "limit", buf, sizeof buf)) {
-        char *end;
-        limit = strtoll(buf, &end, 10);
-        if (*end || limit < 1 || limit > DELTA_LIMIT_MAX || !buf[0])
+    got = srv_query_get(q->query, "limit", buf, sizeof buf);
+    if (got != 0) {
+        char *end = NULL;
+        limit = got > 0 ? strtoll(buf, &end, 10) : 0;
+        if (got < 0 || *end || limit < 1 || limit > DELTA_LIMIT_MAX || !buf[0])
             return srv_resp_error(r, 400, "bad_request", "limit must be 1..%d", DELTA_LIMIT_MAX);
     }
     cJSON *o = cJSON_CreateObject();

@@ -195,11 +195,12 @@ static int enroll_txn(pd_server *srv, const enroll_in *in, pd_srv_user *user, sr
 
 int srv_handle_enroll(pd_server *srv, const srv_req *q, srv_resp *r)
 {
-    cJSON *in = cJSON_ParseWithLength((const char *)q->body, q->body_len);
+    cJSON *in = srv_json_parse(q->body, q->body_len);
     enroll_in e = {0};
     int status;
     if (!in || !cJSON_IsObject(in)) {
-        status = srv_resp_error(r, 400, "bad_request", "the body must be a JSON object");
+        status = srv_resp_error(r, 400, "bad_request",
+                                "the body must be a JSON object, no string holding \\u0000");
         goto out;
     }
     e.code = json_str(in, "code");

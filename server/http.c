@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define AUTH_SCHEME "PD1 "
-#define NONCE_BYTES 16
+#define NONCE_BYTES PD_SRV_NONCE_BYTES
 #define PURGE_EVERY_MS 60000
 
 enum route {
@@ -144,8 +144,13 @@ int srv_resp_status(srv_resp *r, pd_server *srv, int code)
 
 const char *srv_query_param(const char *query, const char *name, char *buf, size_t cap)
 {
+    return srv_query_get(query, name, buf, cap) == 1 ? buf : NULL;
+}
+
+int srv_query_get(const char *query, const char *name, char *buf, size_t cap)
+{
     if (!query || !name)
-        return NULL;
+        return 0;
     size_t nl = strlen(name);
     const char *p = query;
     while (*p) {
@@ -161,25 +166,25 @@ const char *srv_query_param(const char *query, const char *name, char *buf, size
                 } else if (c == '%') {
                     uint8_t b;
                     if (i + 2 >= vl)
-                        return NULL;
+                        return -1;
                     char hx[3] = {v[i + 1], v[i + 2], '\0'};
                     if (!srv_unhex(hx, &b, 1))
-                        return NULL;
+                        return -1;
                     c = (char)b;
                     i += 2;
                 }
                 if (o + 1 >= cap || c == '\0')
-                    return NULL;
+                    return -1;
                 buf[o++] = c;
             }
             buf[o] = '\0';
-            return buf;
+            return 1;
         }
         p += len;
         if (*p == '&')
             p++;
     }
-    return NULL;
+    return 0;
 }
 
 void srv_http_date(int64_t ms, char out[40])
@@ -277,8 +282,7 @@ static bool method_ok(const srv_conn *c)
     }
 }
 
-/* Parse "PD1 device=…,time=…,nonce=…,sig=…". */
-static bool parse_auth(srv_conn *c, const char *h)
+bool srv_auth_parse(const char *h, srv_auth *out)
 {
     if (!h || strncmp(h, AUTH_SCHEME, strlen(AUTH_SCHEME)) != 0)
         return false;
@@ -304,17 +308,32 @@ static bool parse_auth(srv_conn *c, const char *h)
     }
     if (*p != '\0' || !srv_valid_id(val[0]))
         return false;
-    memcpy(c->device.id, val[0], strlen(val[0]) + 1); /* valid ids fit */
+    memcpy(out->device, val[0], strlen(val[0]) + 1); /* valid ids fit */
     char *end = NULL;
     long long t = strtoll(val[1], &end, 10);
     if (!end || *end || val[1][0] == '-' || val[1][0] == '+' || strlen(val[1]) > 12)
         return false;
-    c->req_time = (int64_t)t;
-    if (strlen(val[2]) != 2 * NONCE_BYTES || !srv_unhex(val[2], c->nonce, NONCE_BYTES))
+    out->time = (int64_t)t;
+    if (strlen(val[2]) != 2 * NONCE_BYTES || !srv_unhex(val[2], out->nonce, NONCE_BYTES))
         return false;
-    srv_hex(c->nonce, NONCE_BYTES, c->nonce_hex);
-    if (!srv_unhex(val[3], c->sig, PD_SIG_BYTES))
+    srv_hex(out->nonce, NONCE_BYTES, out->nonce_hex);
+    if (!srv_unhex(val[3], out->sig, PD_SIG_BYTES))
         return false;
+    return true;
+}
+
+/* Parse "PD1 device=…,time=…,nonce=…,sig=…" into the connection. */
+static bool parse_auth(srv_conn *c, const char *h)
+{
+    srv_auth a;
+    if (!srv_auth_parse(h, &a))
+        return false;
+    memcpy(c->device.id, a.device, sizeof a.device);
+    c->req_time = a.time;
+    memcpy(c->nonce, a.nonce, NONCE_BYTES);
+    memcpy(c->nonce_hex, a.nonce_hex, sizeof c->nonce_hex);
+    memcpy(c->sig, a.sig, PD_SIG_BYTES);
+    sodium_memzero(&a, sizeof a);
     return true;
 }
 

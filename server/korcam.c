@@ -41,43 +41,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NEAR_M 50.0                       /* "a similar head name within 50 m" */
-#define NAME_SIMILAR 0.8                  /* 1 - edit distance / length, at least */
+#define NEAR_M 50.0      /* "a similar head name within 50 m" */
+#define NAME_SIMILAR 0.8 /* 1 - edit distance / length, at least */
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 500
 #define HISTORY_MAX 200
 #define SESSION_TTL_MS (8LL * 3600 * 1000)
 #define LOGIN_WINDOW_MS (15LL * 60 * 1000)
-#define LOGIN_FAILURES_MAX 5              /* per user id within the window */
+#define LOGIN_FAILURES_MAX 5 /* per user id within the window */
 #define PASSWORD_MIN 10
 #define PASSWORD_MAX 1024
 #define COOKIE_NAME "pd_korcam"
 #define TOKEN_BYTES 32
-#define MAX_HOLDERS 16                    /* conflicts one NIK check may queue */
-#define MAX_ROWS 100                      /* members of one household (member_no <= 99) */
+#define MAX_HOLDERS 16 /* conflicts one NIK check may queue */
+#define MAX_ROWS 100   /* members of one household (member_no <= 99) */
 
 static const char CSP[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
                           "img-src 'self'; connect-src 'self'; form-action 'self'; "
                           "frame-ancestors 'none'; base-uri 'none'";
 
-/* ---- small helpers ---------------------------------------------------------------------------- */
+/* ---- small helpers ----------------------------------------------------------------------------
+ */
 
 static bool has_korcam_ops(const pd_storage *st)
 {
     const pd_storage_ops *o = st->ops;
     return o->conflicts_list && o->conflict_get && o->conflict_relate && o->conflict_exists &&
            o->conflict_resolve && o->nik_members && o->kk_households && o->points_in_box &&
-           o->household_points && o->household_audit && o->record_get &&
-           o->household_members && o->task_add && o->tasks_since && o->password_set &&
-           o->password_get && o->session_add && o->session_get && o->session_delete &&
-           o->sessions_purge && o->login_failure_add && o->login_failures &&
-           o->login_failures_clear && o->desa_summary;
+           o->household_points && o->household_audit && o->record_get && o->household_members &&
+           o->task_add && o->tasks_since && o->password_set && o->password_get && o->session_add &&
+           o->session_get && o->session_delete && o->sessions_purge && o->login_failure_add &&
+           o->login_failures && o->login_failures_clear && o->desa_summary;
 }
 
 static pd_value text_value(const char *s)
 {
-    pd_value v = {.type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s,
-                  .len = s ? strlen(s) : 0};
+    pd_value v = {
+        .type = s ? PD_VAL_TEXT : PD_VAL_NULL, .p = (const uint8_t *)s, .len = s ? strlen(s) : 0};
     return v;
 }
 
@@ -279,7 +279,8 @@ static bool names_similar(const char *x, const char *y)
     return la <= lb ? words_within(a, b) : words_within(b, a);
 }
 
-/* ---- a copied record row ------------------------------------------------------------------------ */
+/* ---- a copied record row ------------------------------------------------------------------------
+ */
 
 typedef struct ko_row {
     pd_entity e;
@@ -407,7 +408,8 @@ static int load_row(pd_storage *st, pd_entity e, const char *id, ko_row *out)
     return rc;
 }
 
-/* ==== merge-time checks ============================================================================ */
+/* ==== merge-time checks
+ * ============================================================================ */
 
 /* Queue a conflict found by these checks, unless the same one is queued (or was decided). */
 static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
@@ -417,7 +419,11 @@ static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op
 {
     pd_storage *st = srv->st;
     bool exists = false;
-    int rc = st->ops->conflict_exists(st, kind, target, related, device_v, &exists);
+    /* A proposal matches a household once, whatever matched (head NIK, KK, name and place); a
+     * NIK or status conflict again with another value is a new situation. */
+    bool any_value = !strcmp(kind, "duplicate_household");
+    int rc =
+        st->ops->conflict_exists(st, kind, target, related, any_value ? NULL : device_v, &exists);
     if (rc != PD_OK || exists)
         return rc;
     int64_t rev, id;
@@ -525,19 +531,36 @@ static int basic_nik_check(pd_server *srv, const srv_korcam_batch *b, const pd_o
     if ((rc = st->ops->revision_next(st, &rev)) != PD_OK)
         return rc;
     pd_value other = text_value(c.other);
-    pd_srv_conflict k = {.kind = "duplicate_nik", .entity = "member", .target = member_id,
-                         .field = "nik", .area = desa, .base_rev = op->base_rev,
-                         .server_value = &other, .device_value = nik,
-                         .device_id = b->device_id, .device_author = b->author_pk,
-                         .device_seq = op->seq, .device_hlc = op->hlc,
-                         .batch_seq = b->batch_seq, .batch_hash = b->batch_hash,
-                         .created_at = b->now, .rev = rev};
+    pd_srv_conflict k = {.kind = "duplicate_nik",
+                         .entity = "member",
+                         .target = member_id,
+                         .field = "nik",
+                         .area = desa,
+                         .base_rev = op->base_rev,
+                         .server_value = &other,
+                         .device_value = nik,
+                         .device_id = b->device_id,
+                         .device_author = b->author_pk,
+                         .device_seq = op->seq,
+                         .device_hlc = op->hlc,
+                         .batch_seq = b->batch_seq,
+                         .batch_hash = b->batch_hash,
+                         .created_at = b->now,
+                         .rev = rev};
     if ((rc = st->ops->conflict_add(st, &k, NULL)) != PD_OK)
         return rc;
-    pd_srv_audit au = {.at = b->now, .action = "conflict", .actor = b->author_id,
-                       .device_id = b->device_id, .batch_hash = b->batch_hash, .seq = op->seq,
-                       .entity = "member", .target = member_id, .field = "nik",
-                       .old_value = &other, .new_value = nik, .rev = rev};
+    pd_srv_audit au = {.at = b->now,
+                       .action = "conflict",
+                       .actor = b->author_id,
+                       .device_id = b->device_id,
+                       .batch_hash = b->batch_hash,
+                       .seq = op->seq,
+                       .entity = "member",
+                       .target = member_id,
+                       .field = "nik",
+                       .old_value = &other,
+                       .new_value = nik,
+                       .rev = rev};
     if ((rc = st->ops->audit_add(st, &au)) != PD_OK)
         return rc;
     if (b->conflicted)
@@ -572,7 +595,7 @@ int srv_korcam_check_nik(pd_server *srv, const srv_korcam_batch *b, const pd_op 
     for (size_t i = 0; i < l.n; i++) {
         if (!strcmp(l.h[i].member, member_id))
             continue;
-        char why[400];
+        char why[1024];
         pd_value server_v;
         if (!strcmp(l.h[i].household, household_id)) {
             snprintf(why, sizeof why, "member %s (%s) of the same household holds this NIK",
@@ -582,20 +605,19 @@ int srv_korcam_check_nik(pd_server *srv, const srv_korcam_batch *b, const pd_op 
                                 l.h[i].member, &op->old_value, &server_v, nik);
         } else if (self_rel == 1 && !strcmp(self_source, "new") && l.h[i].relationship == 1) {
             /* the head of a proposed household heads another one: the proposal is a duplicate */
-            snprintf(why, sizeof why, "same head NIK as household %s (head %s)",
-                     l.h[i].household, l.h[i].name);
+            snprintf(why, sizeof why, "same head NIK as household %s", l.h[i].household);
             server_v = text_value(why);
             rc = queue_conflict(srv, b, op, "duplicate_household", "household", household_id, "",
                                 desa, l.h[i].household, NULL, &server_v, nik);
         } else if (inactive(l.h[i].status) && !strcmp(self_status, "active")) {
-            snprintf(why, sizeof why, "member %s (%s) of household %s is %s", l.h[i].member,
-                     l.h[i].name, l.h[i].household, l.h[i].status);
+            snprintf(why, sizeof why, "member %s of household %s is %s", l.h[i].member,
+                     l.h[i].household, l.h[i].status);
             server_v = text_value(why);
             rc = queue_conflict(srv, b, op, "moved_active", "member", member_id, "nik", desa,
                                 l.h[i].member, &op->old_value, &server_v, nik);
         } else {
-            snprintf(why, sizeof why, "member %s (%s) of household %s holds this NIK",
-                     l.h[i].member, l.h[i].name, l.h[i].household);
+            snprintf(why, sizeof why, "member %s of household %s holds this NIK", l.h[i].member,
+                     l.h[i].household);
             server_v = text_value(why);
             rc = queue_conflict(srv, b, op, "duplicate_nik", "member", member_id, "nik", desa,
                                 l.h[i].member, &op->old_value, &server_v, nik);
@@ -630,15 +652,14 @@ static int near_cb(void *ctx, const pd_srv_point *p)
         return 0;
     snprintf(c->hit[c->n].id, sizeof c->hit[c->n].id, "%s", p->household_id);
     snprintf(c->hit[c->n].why, sizeof c->hit[c->n].why,
-             "household %s (head %s) is %.0f m away%s", p->household_id, p->head_name, d,
+             "household %s is %.0f m away%s and its head's name is similar", p->household_id, d,
              p->visit_id[0] ? " (visited there)" : "");
     c->n++;
     return 0;
 }
 
-static int check_near(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
-                      const char *self, const char *desa, const char *name, double lat,
-                      double lon)
+static int check_near(pd_server *srv, const srv_korcam_batch *b, const pd_op *op, const char *self,
+                      const char *desa, const char *name, double lat, double lon)
 {
     if (!name || !*name || !isfinite(lat) || !isfinite(lon))
         return PD_OK;
@@ -647,8 +668,8 @@ static int check_near(pd_server *srv, const srv_korcam_batch *b, const pd_op *op
     double dlat = NEAR_M / 111320.0 * 1.01;
     double coslat = cos(lat * M_PI / 180.0);
     double dlon = coslat > 0.01 ? dlat / coslat : 1.0;
-    int rc = st->ops->points_in_box(st, lat - dlat, lat + dlat, lon - dlon, lon + dlon, near_cb,
-                                    &c);
+    int rc =
+        st->ops->points_in_box(st, lat - dlat, lat + dlat, lon - dlon, lon + dlon, near_cb, &c);
     if (rc != PD_OK)
         return rc;
     pd_value mine = text_value(name);
@@ -702,13 +723,11 @@ static int check_proposal(pd_server *srv, const srv_korcam_batch *b, const pd_op
             goto out;
         pd_value mine = text_value(kk);
         for (size_t i = 0; i < c.n; i++) {
-            char why[400];
-            snprintf(why, sizeof why, "same KK %s as household %s (head %s)", kk, c.hit[i].id,
-                     c.hit[i].head);
+            char why[1024];
+            snprintf(why, sizeof why, "same KK %.32s as household %s", kk, c.hit[i].id);
             pd_value sv = text_value(why);
-            if ((rc = queue_conflict(srv, b, op, "duplicate_household", "household",
-                                     household_id, "", desa, c.hit[i].id, NULL, &sv, &mine)) !=
-                PD_OK)
+            if ((rc = queue_conflict(srv, b, op, "duplicate_household", "household", household_id,
+                                     "", desa, c.hit[i].id, NULL, &sv, &mine)) != PD_OK)
                 goto out;
         }
     }
@@ -752,9 +771,9 @@ static int check_ended(pd_server *srv, const srv_korcam_batch *b, const pd_op *o
         if (!strcmp(l.h[i].member, op->target) || !strcmp(l.h[i].household, hh) ||
             strcmp(l.h[i].status, "active") != 0)
             continue;
-        char why[400];
-        snprintf(why, sizeof why, "member %s (%s) of household %s is active", l.h[i].member,
-                 l.h[i].name, l.h[i].household);
+        char why[1024];
+        snprintf(why, sizeof why, "member %s of household %s is active", l.h[i].member,
+                 l.h[i].household);
         pd_value sv = text_value(why);
         if ((rc = queue_conflict(srv, b, op, "moved_active", "member", op->target, "status", desa,
                                  l.h[i].member, &op->old_value, &sv, &op->new_value)) != PD_OK)
@@ -763,6 +782,95 @@ static int check_ended(pd_server *srv, const srv_korcam_batch *b, const pd_op *o
 out:
     row_clear(&m);
     return rc;
+}
+
+/* A member was created: the household's member_count must count at least its active members.
+ * A proposed household arrives with member_count 0 (its head is created by the next op), and a
+ * device refuses a household whose count is not 1..99 — every device of the desa would refuse
+ * the delta that carries it. The change is the op's (its device, author, batch). */
+static int keep_member_count(pd_server *srv, const srv_korcam_batch *b, const pd_op *op)
+{
+    pd_storage *st = srv->st;
+    ko_row m, h;
+    memset(&h, 0, sizeof h);
+    int rc = load_row(st, PD_ENT_MEMBER, op->target, &m);
+    if (rc == PD_ERR_NOTFOUND) {
+        row_clear(&m);
+        return PD_OK;
+    }
+    const char *hid = rc == PD_OK ? row_text(&m, "household_id") : NULL;
+    if (!hid || (rc = load_row(st, PD_ENT_HOUSEHOLD, hid, &h)) != PD_OK)
+        goto out;
+    ko_rows mm;
+    if ((rc = load_members(st, hid, &mm)) != PD_OK) {
+        rows_clear(&mm);
+        goto out;
+    }
+    int64_t active = 0;
+    for (size_t i = 0; i < mm.n; i++) {
+        const char *s = row_text(&mm.v[i], "status");
+        active += s && !strcmp(s, "active");
+    }
+    rows_clear(&mm);
+    int64_t count = row_int(&h, "member_count", 0);
+    if (active <= count || count >= 99)
+        goto out;
+    int64_t rev;
+    if ((rc = st->ops->revision_next(st, &rev)) != PD_OK)
+        goto out;
+    pd_srv_change ch;
+    memset(&ch, 0, sizeof ch);
+    ch.rev = rev;
+    snprintf(ch.device_id, sizeof ch.device_id, "%s", b->device_id);
+    ch.has_author = true;
+    memcpy(ch.author_pk, b->author_pk, PD_PUBKEY_BYTES);
+    ch.seq = op->seq;
+    ch.hlc = op->hlc;
+    ch.has_batch = true;
+    memcpy(ch.batch_hash, b->batch_hash, PD_HASH_BYTES);
+    pd_value nv = {.type = PD_VAL_INT, .i = active > 99 ? 99 : active};
+    pd_value ov = {.type = PD_VAL_INT, .i = count};
+    if ((rc = st->ops->field_set(st, PD_ENT_HOUSEHOLD, hid,
+                                 pd_entity_column(PD_ENT_HOUSEHOLD, "member_count"), &nv, &ch)) !=
+        PD_OK)
+        goto out;
+    pd_srv_audit au = {.at = b->now,
+                       .action = "apply",
+                       .actor = b->author_id,
+                       .device_id = b->device_id,
+                       .batch_hash = b->batch_hash,
+                       .seq = op->seq,
+                       .entity = "household",
+                       .target = hid,
+                       .field = "member_count",
+                       .old_value = &ov,
+                       .new_value = &nv,
+                       .rev = rev};
+    rc = st->ops->audit_add(st, &au);
+out:
+    row_clear(&m);
+    row_clear(&h);
+    return rc;
+}
+
+int srv_korcam_after_batch(pd_server *srv, const srv_korcam_batch *b, const pd_op *ops, size_t n)
+{
+    if (!has_korcam_ops(srv->st))
+        return PD_OK;
+    /* every member is in by now: the first member created in a household raises its count to
+     * all of them (the change is that op's), the others find nothing left to do */
+    for (size_t i = 0; i < n; i++) {
+        const pd_op *op = &ops[i];
+        if (!op->kind || strcmp(op->kind, "create") != 0 || !op->entity ||
+            strcmp(op->entity, "member") != 0 || !op->target)
+            continue;
+        srv_korcam_batch ob = *b;
+        ob.device_id = op->device_id && *op->device_id ? op->device_id : b->device_id;
+        int rc = keep_member_count(srv, &ob, op);
+        if (rc != PD_OK)
+            return rc;
+    }
+    return PD_OK;
 }
 
 int srv_korcam_after_op(pd_server *srv, const srv_korcam_batch *b, const pd_op *op)
@@ -784,14 +892,14 @@ int srv_korcam_after_op(pd_server *srv, const srv_korcam_batch *b, const pd_op *
         cJSON_Delete(j);
         return rc;
     }
-    if ((!strcmp(op->kind, "set") || !strcmp(op->kind, "end")) &&
-        !strcmp(op->entity, "member") && op->field &&
-        (!strcmp(op->field, "status") || (!*op->field && !strcmp(op->kind, "end"))))
+    if ((!strcmp(op->kind, "set") || !strcmp(op->kind, "end")) && !strcmp(op->entity, "member") &&
+        op->field && (!strcmp(op->field, "status") || (!*op->field && !strcmp(op->kind, "end"))))
         return check_ended(srv, b, op);
     return PD_OK;
 }
 
-/* ==== conflicts as JSON ============================================================================ */
+/* ==== conflicts as JSON
+ * ============================================================================ */
 
 typedef struct name_cache {
     struct {
@@ -826,8 +934,8 @@ enum {
     A_REVISIT = 1 << 5,
 };
 
-static const char *const action_names[] = {"server", "device", "value", "merge", "split",
-                                           "revisit"};
+static const char *const action_names[] = {"server", "device", "value",
+                                           "merge",  "split",  "revisit"};
 
 static unsigned actions_of(const char *kind)
 {
@@ -850,8 +958,8 @@ static unsigned actions_of(const char *kind)
 
 static bool known_kind(const char *kind)
 {
-    static const char *const kinds[] = {"field", "create", "duplicate_nik", "double_visit",
-                                        "duplicate_household", "moved_active"};
+    static const char *const kinds[] = {
+        "field", "create", "duplicate_nik", "double_visit", "duplicate_household", "moved_active"};
     for (size_t i = 0; i < PD_ARRAY_LEN(kinds); i++)
         if (!strcmp(kinds[i], kind))
             return true;
@@ -920,13 +1028,11 @@ static cJSON *conflict_json(pd_server *srv, name_cache *nc, const pd_srv_conflic
         add_value(base, "value", &c->base_value);
     }
     cJSON *sv = side_json(srv, nc, &c->server_value, c->server_device, c->server_user,
-                          c->server_author, c->server_seq, c->server_hlc, c->server_batch,
-                          c->kind);
+                          c->server_author, c->server_seq, c->server_hlc, c->server_batch, c->kind);
     if (sv)
         cJSON_AddItemToObject(o, "server", sv);
     cJSON *dv = side_json(srv, nc, &c->device_value, c->device_device, c->device_user,
-                          c->device_author, c->device_seq, c->device_hlc, c->batch_hash,
-                          c->kind);
+                          c->device_author, c->device_seq, c->device_hlc, c->batch_hash, c->kind);
     if (dv) {
         cJSON_AddNumberToObject(dv, "batch_seq", (double)c->batch_seq);
         cJSON_AddItemToObject(o, "device", dv);
@@ -952,7 +1058,8 @@ static cJSON *conflict_json(pd_server *srv, name_cache *nc, const pd_srv_conflic
     return o;
 }
 
-/* ==== the delta's share ============================================================================ */
+/* ==== the delta's share
+ * ============================================================================ */
 
 typedef struct delta_ctx {
     pd_server *srv;
@@ -1037,14 +1144,14 @@ int srv_korcam_delta(pd_server *srv, const pd_srv_user *u, int64_t since, cJSON 
     }
     tasks_ctx t = {.arr = tasks, .cursor = cursor};
     bool enumerator = !strcmp(u->role, "enumerator");
-    int rc = st->ops->tasks_since(st, u->area, enumerator ? u->id : NULL, since, delta_task_cb,
-                                  &t);
+    int rc = st->ops->tasks_since(st, u->area, enumerator ? u->id : NULL, since, delta_task_cb, &t);
     if (t.nomem)
         return pd_storage_fail(st, PD_ERR_NOMEM, "out of memory listing tasks");
     return rc;
 }
 
-/* ==== the API ======================================================================================= */
+/* ==== the API
+ * ======================================================================================= */
 
 typedef struct actor {
     pd_srv_user user;
@@ -1080,7 +1187,8 @@ static bool parse_id(const char *s, size_t len, int64_t *out)
     return v > 0;
 }
 
-/* ---- list -------------------------------------------------------------------------------------- */
+/* ---- list --------------------------------------------------------------------------------------
+ */
 
 typedef struct list_ctx {
     pd_server *srv;
@@ -1105,11 +1213,12 @@ static int list_cb(void *ctx, const pd_srv_conflict_row *c)
 static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *r)
 {
     char kind[32], desa[PD_SRV_CODE_MAX + 2], who[PD_SRV_ID_MAX + 2], state[16], num[24];
-    pd_srv_conflict_filter f = {.areas = a->user.area, .state = "open",
-                                .limit = LIST_LIMIT_DEFAULT};
+    pd_srv_conflict_filter f = {
+        .areas = a->user.area, .state = "open", .limit = LIST_LIMIT_DEFAULT};
     if (srv_query_param(q->query, "kind", kind, sizeof kind) && kind[0]) {
         if (!known_kind(kind))
-            return srv_resp_error(r, 400, "bad_request", "kind must be field, create, "
+            return srv_resp_error(r, 400, "bad_request",
+                                  "kind must be field, create, "
                                   "duplicate_nik, double_visit, duplicate_household or "
                                   "moved_active");
         f.kind = kind;
@@ -1165,8 +1274,7 @@ static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *
     free(l);
     if (rc != PD_OK || nomem) {
         cJSON_Delete(o);
-        return nomem ? srv_resp_error(r, 500, "internal", "out of memory")
-                     : storage_error(srv, r);
+        return nomem ? srv_resp_error(r, 500, "internal", "out of memory") : storage_error(srv, r);
     }
     cJSON_AddNumberToObject(o, "total", (double)total);
     cJSON_AddNumberToObject(o, "limit", (double)f.limit);
@@ -1177,7 +1285,8 @@ static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *
     return 200;
 }
 
-/* ---- show -------------------------------------------------------------------------------------- */
+/* ---- show --------------------------------------------------------------------------------------
+ */
 
 /* A conflict copied out of its callback. */
 typedef struct ko_conflict {
@@ -1232,8 +1341,8 @@ static int conflict_copy_cb(void *ctx, const pd_srv_conflict_row *r)
 }
 
 /* Read conflict id as actor a may see it: 0 with *c filled, or an HTTP status with r filled. */
-static int conflict_for(pd_server *srv, const actor *a, int64_t id, ko_conflict *c,
-                        name_cache *nc, srv_resp *r)
+static int conflict_for(pd_server *srv, const actor *a, int64_t id, ko_conflict *c, name_cache *nc,
+                        srv_resp *r)
 {
     memset(c, 0, sizeof *c);
     c->nc = nc;
@@ -1401,11 +1510,19 @@ static int api_show(pd_server *srv, const actor *a, int64_t id, srv_resp *r)
     } else {
         cJSON_AddNullToObject(o, "household");
     }
-    cJSON *rh = rel[0] && strcmp(rel, c.household_id) ? household_json(srv, rel) : NULL;
+    /* the other household only when it lies in the asker's area too (a NIK may be held in
+     * another kecamatan: that korcam's business) */
+    char rdesa[PD_SRV_CODE_MAX + 1] = "";
+    bool rel_visible = rel[0] && strcmp(rel, c.household_id) != 0 &&
+                       st->ops->record_area(st, PD_ENT_HOUSEHOLD, rel, rdesa) == PD_OK &&
+                       srv_areas_cover(a->user.area, rdesa);
+    cJSON *rh = rel_visible ? household_json(srv, rel) : NULL;
     if (rh)
         cJSON_AddItemToObject(o, "related_household", rh);
     else
         cJSON_AddNullToObject(o, "related_household");
+    cJSON_AddBoolToObject(o, "related_elsewhere",
+                          rel[0] && strcmp(rel, c.household_id) != 0 && !rel_visible);
     cJSON *hist = cJSON_AddArrayToObject(o, "history");
     if (hist && c.household_id[0])
         rc = st->ops->household_audit(st, c.household_id, HISTORY_MAX, history_cb, hist);
@@ -1440,7 +1557,8 @@ static int api_show(pd_server *srv, const actor *a, int64_t id, srv_resp *r)
     return 200;
 }
 
-/* ---- resolve ------------------------------------------------------------------------------------ */
+/* ---- resolve ------------------------------------------------------------------------------------
+ */
 
 typedef struct resolve_req {
     const char *action;
@@ -1465,8 +1583,7 @@ typedef struct ko_act {
     const char *error;
 } ko_act;
 
-static int act_fail(ko_act *a, int status, const char *error, const char *fmt, ...)
-    PD_PRINTF(4, 5);
+static int act_fail(ko_act *a, int status, const char *error, const char *fmt, ...) PD_PRINTF(4, 5);
 static int act_fail(ko_act *a, int status, const char *error, const char *fmt, ...)
 {
     a->status = status;
@@ -1554,8 +1671,7 @@ static int act_set(ko_act *a, pd_entity e, const char *id, const char *field, co
     return rc;
 }
 
-static int act_set_text(ko_act *a, pd_entity e, const char *id, const char *field,
-                        const char *text)
+static int act_set_text(ko_act *a, pd_entity e, const char *id, const char *field, const char *text)
 {
     pd_value v = text_value(text);
     return act_set(a, e, id, field, &v);
@@ -1576,15 +1692,15 @@ static int act_reassert(ko_act *a, pd_entity e, const char *id, const char *fiel
 }
 
 /* A value the korcam typed, for a column: a JSON string, number or null. */
-static int value_from_json(ko_act *a, const cJSON *j, pd_entity e, const char *field,
-                           pd_value *out, char *buf, size_t cap)
+static int value_from_json(ko_act *a, const cJSON *j, pd_entity e, const char *field, pd_value *out,
+                           char *buf, size_t cap)
 {
     size_t ncols;
     const pd_column *cols = pd_entity_columns(e, &ncols);
     int col = pd_entity_column(e, field);
     if (col < 0 || !cols[col].settable)
-        return act_fail(a, 400, "bad_request", "%s.%s cannot be given a value",
-                        pd_entity_name(e), field);
+        return act_fail(a, 400, "bad_request", "%s.%s cannot be given a value", pd_entity_name(e),
+                        field);
     memset(out, 0, sizeof *out);
     if (!j || cJSON_IsNull(j)) {
         out->type = PD_VAL_NULL;
@@ -1719,7 +1835,8 @@ static int act_copy_member(ko_act *a, const ko_row *m, const char *hh, int64_t n
 static int act_merge(ko_act *a, const char *src, const char *dst)
 {
     if (!src[0] || !dst[0] || !strcmp(src, dst))
-        return act_fail(a, 400, "bad_request", "merge needs two different households (give "
+        return act_fail(a, 400, "bad_request",
+                        "merge needs two different households (give "
                         "the one to merge into)");
     int rc;
     if ((rc = act_check_area(a, PD_ENT_HOUSEHOLD, src)) != PD_OK ||
@@ -1771,7 +1888,7 @@ static int act_merge(ko_act *a, const char *src, const char *dst)
     if (rc == PD_OK)
         rc = act_member_count(a, dst);
     if (rc == PD_OK)
-        snprintf(a->stands, sizeof a->stands, "household %s merged into %s", src, dst);
+        snprintf(a->stands, sizeof a->stands, "household %.63s merged into %.63s", src, dst);
     return rc;
 }
 
@@ -1813,8 +1930,10 @@ static int act_split(ko_act *a, const char *mid, const char *allowed1, const cha
     int64_t active = active_count(&mm);
     rows_clear(&mm);
     if (active < 2) {
-        rc = act_fail(a, 400, "bad_request", "member %s is the only active member of %s: "
-                      "nothing to split", mid, hid);
+        rc = act_fail(a, 400, "bad_request",
+                      "member %s is the only active member of %s: "
+                      "nothing to split",
+                      mid, hid);
         goto out;
     }
     int n = snprintf(nid, sizeof nid, "%s-s%02d", hid, (int)row_int(&m, "member_no", 0));
@@ -1832,8 +1951,8 @@ static int act_split(ko_act *a, const char *mid, const char *allowed1, const cha
         goto out;
     }
     /* the new household: the old one's place, this member as its head */
-    static const char *const keep[] = {"prov", "kab", "kec", "desa", "sls", "address", "lat",
-                                       "lon"};
+    static const char *const keep[] = {"prov", "kab",     "kec", "desa",
+                                       "sls",  "address", "lat", "lon"};
     pd_srv_field f[16];
     size_t k = 0;
     pd_value idv = text_value(nid), src = text_value("new"), head = text_value(name);
@@ -1865,7 +1984,8 @@ static int act_split(ko_act *a, const char *mid, const char *allowed1, const cha
         (rc = act_set_text(a, PD_ENT_MEMBER, mid, "outcome", "moved")) != PD_OK ||
         (rc = act_member_count(a, hid)) != PD_OK)
         goto out;
-    snprintf(a->stands, sizeof a->stands, "member %s split out of %s into %s", mid, hid, nid);
+    snprintf(a->stands, sizeof a->stands, "member %.63s split out of %.63s into %.63s", mid, hid,
+             nid);
 out:
     row_clear(&m);
     row_clear(&h);
@@ -1893,8 +2013,8 @@ static int act_revisit(ko_act *a, const resolve_req *q)
     int rc = act_audit(a, "household", t.household_id, "", NULL, &nv, rev);
     if (rc != PD_OK)
         return rc;
-    snprintf(a->stands, sizeof a->stands, "revisit of household %s (task %lld)",
-             t.household_id, (long long)a->task_id);
+    snprintf(a->stands, sizeof a->stands, "revisit of household %.255s (task %lld)", t.household_id,
+             (long long)a->task_id);
     return PD_OK;
 }
 
@@ -1902,8 +2022,10 @@ static int act_revisit(ko_act *a, const resolve_req *q)
 static int need_related(ko_act *a)
 {
     if (!a->c->related[0])
-        return act_fail(a, 400, "bad_request", "conflict %lld does not name the other record; "
-                        "enter a value, split or send it for a revisit", (long long)a->c->id);
+        return act_fail(a, 400, "bad_request",
+                        "conflict %lld does not name the other record; "
+                        "enter a value, split or send it for a revisit",
+                        (long long)a->c->id);
     return PD_OK;
 }
 
@@ -1978,8 +2100,7 @@ static int act_take(ko_act *a, bool device)
                 rc = act_set_text(a, PD_ENT_MEMBER, mid, "outcome", "duplicate");
         }
         rows_clear(&mm);
-        return rc == PD_OK ? act_set_text(a, PD_ENT_HOUSEHOLD, c->target, "status",
-                                          "joined_other")
+        return rc == PD_OK ? act_set_text(a, PD_ENT_HOUSEHOLD, c->target, "status", "joined_other")
                            : rc;
     }
     if (!strcmp(c->kind, "duplicate_nik")) {
@@ -1998,8 +2119,7 @@ static int act_take(ko_act *a, bool device)
         if ((rc = act_check_area(a, PD_ENT_MEMBER, c->related)) != PD_OK)
             return rc;
         if (same) /* one person listed twice in a household: the other row is the duplicate */
-            return (rc = act_set_text(a, PD_ENT_MEMBER, c->related, "status", "duplicate")) ==
-                           PD_OK
+            return (rc = act_set_text(a, PD_ENT_MEMBER, c->related, "status", "duplicate")) == PD_OK
                        ? act_set_text(a, PD_ENT_MEMBER, c->related, "outcome", "duplicate")
                        : rc;
         pd_value null = {.type = PD_VAL_NULL};
@@ -2017,8 +2137,7 @@ static int act_take(ko_act *a, bool device)
             /* the report stands: a person who died is deceased everywhere; one who moved out
              * may well be active where they went */
             if (value_text(&c->device.v, v, sizeof v) && !strcmp(v, "deceased") &&
-                (rc = act_set_text(a, PD_ENT_MEMBER, c->related, "status", "deceased")) ==
-                    PD_OK)
+                (rc = act_set_text(a, PD_ENT_MEMBER, c->related, "status", "deceased")) == PD_OK)
                 rc = act_set_text(a, PD_ENT_MEMBER, c->related, "outcome", "deceased");
             return rc == PD_OK ? act_reassert(a, PD_ENT_MEMBER, c->target, "status") : rc;
         }
@@ -2042,8 +2161,7 @@ static int act_value(ko_act *a, const resolve_req *q)
         field = "status";
     }
     if (!field[0])
-        return act_fail(a, 400, "bad_request", "a %s conflict has no single field to set",
-                        c->kind);
+        return act_fail(a, 400, "bad_request", "a %s conflict has no single field to set", c->kind);
     pd_value v;
     char buf[1024];
     int rc = value_from_json(a, q->value, e, field, &v, buf, sizeof buf);
@@ -2076,11 +2194,12 @@ static int resolve_body(ko_act *a, const resolve_req *q)
         if (!strcmp(action_names[i], q->action))
             which = (int)i;
     if (which < 0)
-        return act_fail(a, 400, "bad_request", "action must be server, device, value, merge, "
+        return act_fail(a, 400, "bad_request",
+                        "action must be server, device, value, merge, "
                         "split or revisit");
     if (!(mask & (1u << which)))
-        return act_fail(a, 400, "bad_request", "a %s conflict cannot be resolved by %s",
-                        c->kind, q->action);
+        return act_fail(a, 400, "bad_request", "a %s conflict cannot be resolved by %s", c->kind,
+                        q->action);
     int rc;
     switch (1u << which) {
     case A_SERVER:
@@ -2158,13 +2277,13 @@ static int resolve_body(ko_act *a, const resolve_req *q)
     return rc;
 }
 
-static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_req *q,
-                       srv_resp *r)
+static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_req *q, srv_resp *r)
 {
     cJSON *in = cJSON_ParseWithLength((const char *)q->body, q->body_len);
     if (!cJSON_IsObject(in)) {
         cJSON_Delete(in);
-        return srv_resp_error(r, 400, "bad_request", "the body must be a JSON object "
+        return srv_resp_error(r, 400, "bad_request",
+                              "the body must be a JSON object "
                               "{\"action\": ..., \"note\": ...}");
     }
     resolve_req rq;
@@ -2193,7 +2312,8 @@ static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_r
             if (*p == '\n' || *p == '\r' || *p == '\t')
                 *p = ' ';
         if (!srv_valid_text(rq.note, PD_SRV_NOTE_MAX))
-            status = srv_resp_error(r, 400, "bad_request", "note must be UTF-8 text without "
+            status = srv_resp_error(r, 400, "bad_request",
+                                    "note must be UTF-8 text without "
                                     "control characters");
     }
     if (status) {
@@ -2224,8 +2344,10 @@ static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_r
         st->ops->rollback(st);
         char when[40];
         srv_http_date(c.resolved_at, when);
-        status = srv_resp_error(r, 409, "already_resolved", "conflict %lld was resolved by %s "
-                                "on %s", (long long)id, c.resolved_by, when);
+        status = srv_resp_error(r, 409, "already_resolved",
+                                "conflict %lld was resolved by %s "
+                                "on %s",
+                                (long long)id, c.resolved_by, when);
         conflict_clear(&c);
         cJSON_Delete(in);
         free(nc);
@@ -2239,8 +2361,8 @@ static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_r
         rc = act_storage(&a);
     if (rc != PD_OK) {
         st->ops->rollback(st);
-        status = srv_resp_error(r, a.status ? a.status : 500, a.error ? a.error : "internal",
-                                "%s", pd_server_errmsg(srv));
+        status = srv_resp_error(r, a.status ? a.status : 500, a.error ? a.error : "internal", "%s",
+                                pd_server_errmsg(srv));
         conflict_clear(&c);
         cJSON_Delete(in);
         free(nc);
@@ -2274,7 +2396,8 @@ static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_r
     return 200;
 }
 
-/* ---- summary ------------------------------------------------------------------------------------ */
+/* ---- summary ------------------------------------------------------------------------------------
+ */
 
 typedef struct sum_ctx {
     cJSON *arr;
@@ -2289,10 +2412,10 @@ static int summary_cb(void *ctx, const pd_srv_desa_summary *d)
         return 1;
     cJSON_AddStringToObject(o, "desa", d->desa);
     cJSON_AddStringToObject(o, "name", d->name);
-    int64_t v[6] = {d->households, d->visited, d->pending, d->conflicts_open,
+    int64_t v[6] = {d->households,         d->visited, d->pending, d->conflicts_open,
                     d->conflicts_resolved, d->tasks};
-    static const char *const names[6] = {"households", "visited", "pending", "conflicts_open",
-                                         "conflicts_resolved", "tasks"};
+    static const char *const names[6] = {
+        "households", "visited", "pending", "conflicts_open", "conflicts_resolved", "tasks"};
     for (int i = 0; i < 6; i++) {
         cJSON_AddNumberToObject(o, names[i], (double)v[i]);
         s->t[i] += v[i];
@@ -2317,8 +2440,8 @@ static int api_summary(pd_server *srv, const actor *a, srv_resp *r)
     }
     cJSON_AddStringToObject(o, "area", a->user.area);
     cJSON *t = cJSON_AddObjectToObject(o, "total");
-    static const char *const names[6] = {"households", "visited", "pending", "conflicts_open",
-                                         "conflicts_resolved", "tasks"};
+    static const char *const names[6] = {
+        "households", "visited", "pending", "conflicts_open", "conflicts_resolved", "tasks"};
     for (int i = 0; t && i < 6; i++)
         cJSON_AddNumberToObject(t, names[i], (double)s.t[i]);
     r->json = o;
@@ -2367,7 +2490,8 @@ static bool may_reconcile(const pd_srv_user *u)
     return !strcmp(u->role, "korcam") || !strcmp(u->role, "admin");
 }
 
-/* ==== the web page ================================================================================= */
+/* ==== the web page
+ * ================================================================================= */
 
 static void web_headers(srv_resp *r)
 {
@@ -2451,8 +2575,8 @@ static bool same_origin_post(const srv_req *q)
 
 /* The session of a web request: 0 with *a filled, or an HTTP status. POSTs must echo the
  * session's CSRF token in X-CSRF-Token. */
-static int web_session(pd_server *srv, const srv_req *q, bool post, actor *a,
-                       pd_srv_session *se, srv_resp *r)
+static int web_session(pd_server *srv, const srv_req *q, bool post, actor *a, pd_srv_session *se,
+                       srv_resp *r)
 {
     uint8_t th[PD_HASH_BYTES];
     if (!cookie_token(q, th))
@@ -2525,9 +2649,10 @@ static int web_login(pd_server *srv, const srv_req *q, srv_resp *r)
     }
     if (fails >= LOGIN_FAILURES_MAX) {
         srv_resp_header(r, "Retry-After", "%lld", (long long)(LOGIN_WINDOW_MS / 1000));
-        status = srv_resp_error(r, 429, "rate_limited", "too many failed logins for %s: try "
-                                "again in %lld minutes", user_id,
-                                (long long)(LOGIN_WINDOW_MS / 60000));
+        status = srv_resp_error(r, 429, "rate_limited",
+                                "too many failed logins for %s: try "
+                                "again in %lld minutes",
+                                user_id, (long long)(LOGIN_WINDOW_MS / 60000));
         goto out;
     }
     char hash[crypto_pwhash_STRBYTES];
@@ -2581,9 +2706,10 @@ static int web_login(pd_server *srv, const srv_req *q, srv_resp *r)
         status = storage_error(srv, r);
         goto out;
     }
-    srv_resp_header(r, "Set-Cookie", COOKIE_NAME "=%s; Path=/korcam/; HttpOnly; "
-                    "SameSite=Strict; Max-Age=%lld", tok_hex,
-                    (long long)(SESSION_TTL_MS / 1000));
+    srv_resp_header(r, "Set-Cookie",
+                    COOKIE_NAME "=%s; Path=/korcam/; HttpOnly; "
+                                "SameSite=Strict; Max-Age=%lld",
+                    tok_hex, (long long)(SESSION_TTL_MS / 1000));
     sodium_memzero(tok_hex, sizeof tok_hex);
     cJSON *o = cJSON_CreateObject();
     if (!o) {
@@ -2622,8 +2748,9 @@ static int web_api(pd_server *srv, const srv_req *q, const char *rest, srv_resp 
             return e;
         if (srv->st->ops->session_delete(srv->st, se.token_hash) != PD_OK)
             return storage_error(srv, r);
-        srv_resp_header(r, "Set-Cookie", COOKIE_NAME "=; Path=/korcam/; HttpOnly; "
-                        "SameSite=Strict; Max-Age=0");
+        srv_resp_header(r, "Set-Cookie",
+                        COOKIE_NAME "=; Path=/korcam/; HttpOnly; "
+                                    "SameSite=Strict; Max-Age=0");
         r->json = cJSON_CreateObject();
         r->status = 200;
         return 200;
@@ -2647,8 +2774,10 @@ static int web_api(pd_server *srv, const srv_req *q, const char *rest, srv_resp 
 int srv_korcam_handle(pd_server *srv, const srv_req *q, srv_resp *r)
 {
     if (!has_korcam_ops(srv->st))
-        return srv_resp_error(r, 501, "not_implemented", "the %s storage backend has no "
-                              "conflict queue", srv->st->ops->name);
+        return srv_resp_error(r, 501, "not_implemented",
+                              "the %s storage backend has no "
+                              "conflict queue",
+                              srv->st->ops->name);
     if (q->device) { /* /v1/korcam/... from a korcam's device */
         actor a;
         memset(&a, 0, sizeof a);
@@ -2678,7 +2807,8 @@ int srv_korcam_handle(pd_server *srv, const srv_req *q, srv_resp *r)
     return web_file(rest, r);
 }
 
-/* ==== operator: a web password ==================================================================== */
+/* ==== operator: a web password
+ * ==================================================================== */
 
 int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *password, size_t len)
 {
@@ -2693,8 +2823,7 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
     pd_srv_user u;
     int rc;
     if (!has_korcam_ops(st)) {
-        rc = srv_fail(srv, PD_ERR_STATE, "the %s storage backend has no web logins",
-                      st->ops->name);
+        rc = srv_fail(srv, PD_ERR_STATE, "the %s storage backend has no web logins", st->ops->name);
         goto out;
     }
     rc = st->ops->user_get(st, user_id, &u);
@@ -2707,8 +2836,10 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
         goto out;
     }
     if (!may_reconcile(&u)) {
-        rc = srv_fail(srv, PD_ERR_INVALID, "user %s is a %s: only a korcam or admin logs in to "
-                      "the web page", user_id, u.role);
+        rc = srv_fail(srv, PD_ERR_INVALID,
+                      "user %s is a %s: only a korcam or admin logs in to "
+                      "the web page",
+                      user_id, u.role);
         goto out;
     }
     pthread_mutex_unlock(&srv->lock);
@@ -2720,8 +2851,11 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
         rc = srv_fail(srv, PD_ERR_NOMEM, "not enough memory to hash the password");
         goto out;
     }
-    pd_srv_audit au = {.at = srv_now_ms(), .action = "passwd", .actor = "operator",
-                       .entity = "user", .target = user_id};
+    pd_srv_audit au = {.at = srv_now_ms(),
+                       .action = "passwd",
+                       .actor = "operator",
+                       .entity = "user",
+                       .target = user_id};
     if ((rc = st->ops->begin(st)) != PD_OK ||
         (rc = st->ops->password_set(st, user_id, hash, au.at)) != PD_OK ||
         (rc = st->ops->audit_add(st, &au)) != PD_OK || (rc = st->ops->commit(st)) != PD_OK) {

@@ -23,13 +23,13 @@ struct cJSON;
 
 /* The batch an op belongs to, as the conflict rows need it. */
 typedef struct srv_korcam_batch {
-    const char *device_id;     /* the op's device */
-    const char *author_id;     /* the enumerator (user id) who signed the batch */
-    const uint8_t *author_pk;  /* PD_PUBKEY_BYTES */
+    const char *device_id;    /* the op's device */
+    const char *author_id;    /* the enumerator (user id) who signed the batch */
+    const uint8_t *author_pk; /* PD_PUBKEY_BYTES */
     int64_t batch_seq;
     const uint8_t *batch_hash; /* PD_HASH_BYTES */
     int64_t now;
-    uint32_t *conflicted;      /* the receipt's counter, raised per conflict row */
+    uint32_t *conflicted; /* the receipt's counter, raised per conflict row */
 } srv_korcam_batch;
 
 /* A member's NIK was set (an applied "set" or "create"): queue duplicate_nik, moved_active or
@@ -43,11 +43,17 @@ int srv_korcam_check_nik(pd_server *srv, const srv_korcam_batch *b, const pd_op 
  * existing one, a member ended as deceased/moved who is active elsewhere. As above. */
 int srv_korcam_after_op(pd_server *srv, const srv_korcam_batch *b, const pd_op *op);
 
+/* Once every op of a batch is applied: a household that got members keeps a member_count of at
+ * least its active members (a device proposes a household with member_count 0 and its head in
+ * the next op; devices refuse a household whose count is not 1..99). An explicit "set
+ * member_count" of the batch, applied before, leaves nothing to do. As above. */
+int srv_korcam_after_batch(pd_server *srv, const srv_korcam_batch *b, const pd_op *ops, size_t n);
+
 /* Complete a delta for user u: each conflict of `conflicts` gets its related record, household
  * and resolution; `tasks` gets the tasks of u's area (an enumerator's own) with rev > since.
  * *cursor rises to the highest task rev sent. Storage lock held. */
-int srv_korcam_delta(pd_server *srv, const pd_srv_user *u, int64_t since,
-                     struct cJSON *conflicts, struct cJSON *tasks, int64_t *cursor);
+int srv_korcam_delta(pd_server *srv, const pd_srv_user *u, int64_t since, struct cJSON *conflicts,
+                     struct cJSON *tasks, int64_t *cursor);
 
 /* Answer a request under /v1/korcam/ (authenticated: q->device set) or /korcam (the web page:
  * q->device NULL). Storage lock held; returns the status. */

@@ -62,6 +62,11 @@ bool srv_valid_id(const char *id);
 /* UTF-8, 1..max bytes, no control characters. */
 bool srv_valid_text(const char *s, size_t max);
 
+/* Parse a JSON request body. NULL if it is not JSON, or if a string in it holds the escape
+ * \u0000: cJSON would hand the string over cut at that NUL (a device id "abc\u0000x" read as
+ * "abc"), so such a body is refused whole rather than read as something it does not say. */
+struct cJSON *srv_json_parse(const uint8_t *body, size_t len);
+
 /* Check a comma-separated list of real area codes (empty allowed). */
 int srv_areas_check(const char *areas, pd_error *err);
 /* Does the list cover code (code equals one of them or lies under one)? */
@@ -168,8 +173,26 @@ int srv_resp_status(srv_resp *r, pd_server *srv, int code);
 /* The value of name in an application/x-www-form-urlencoded query (no decoding beyond '+'/'%'),
  * into buf; NULL if absent or too long. */
 const char *srv_query_param(const char *query, const char *name, char *buf, size_t cap);
+/* The same, telling a parameter that is there but unusable (too long for buf, a bad %-escape, a
+ * NUL) from an absent one: 1 found (in buf), 0 absent, -1 present but unusable. A handler
+ * answers -1 with 400 rather than acting as if the parameter had not been given. */
+int srv_query_get(const char *query, const char *name, char *buf, size_t cap);
 /* An HTTP date (RFC 7231) of a Unix ms time, into out (40 bytes). */
 void srv_http_date(int64_t ms, char out[40]);
+
+/* The Pd-Auth header, parsed (PROTOCOL.md §4): "PD1 device=ID,time=SECONDS,nonce=32HEX,sig=128HEX",
+ * exactly these parameters in this order. False for anything else. (http.c; exposed for
+ * fuzz/fuzz_auth.c.) */
+#define PD_SRV_NONCE_BYTES 16
+typedef struct srv_auth {
+    char device[PD_SRV_ID_MAX + 1];
+    int64_t time;
+    uint8_t nonce[PD_SRV_NONCE_BYTES];
+    char nonce_hex[2 * PD_SRV_NONCE_BYTES + 1];
+    uint8_t sig[PD_SIG_BYTES];
+} srv_auth;
+
+bool srv_auth_parse(const char *h, srv_auth *out);
 
 /* ---- handlers ----------------------------------------------------------------------------------
  */
@@ -198,5 +221,16 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
 void srv_tus_patch_abort(pd_server *srv, srv_patch *p);
 /* Process a complete bundle upload; 0 or an HTTP error status with r filled. Lock held. */
 int srv_tus_process_bundle(pd_server *srv, const pd_srv_upload *u, srv_resp *r);
+
+/* The tus header parsers (pure; exposed for fuzz/fuzz_tus.c):
+ * a non-negative decimal (Upload-Length, Upload-Offset) of at most 18 digits;
+ * the base64 value of key in an Upload-Metadata list, decoded into out (cap bytes, NUL-terminated;
+ * false when absent, not base64, too long, or holding a NUL);
+ * Upload-Checksum "<sha1|sha256|sha512> <base64 digest>": the algorithm (1 sha1, 2 sha256,
+ * 3 sha512) with the digest in expect and its length in *digest_len (may be NULL), or 0. */
+#define SRV_TUS_DIGEST_MAX 64
+bool srv_tus_parse_u64(const char *v, int64_t *out);
+bool srv_tus_metadata_get(const char *md, const char *key, char *out, size_t cap);
+int srv_tus_checksum_parse(const char *h, uint8_t expect[SRV_TUS_DIGEST_MAX], size_t *digest_len);
 
 #endif

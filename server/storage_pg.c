@@ -11,9 +11,12 @@
  * newer than this build refused with PD_ERR_VERSION.
  *
  * SQL: every statement is a fixed string with numbered parameters, prepared once per connection
- * (PQprepare / PQexecPrepared); the few that name a record column are built from the fixed column
- * tables of records.h, never from input. Values always travel as parameters: numbers and text in
- * text format, bytea in binary; results come back in binary format and are decoded by type.
+ * (PQprepare / PQexecPrepared) with a generic plan (planning over 39 partitions costs more than
+ * running; run-time pruning finds the province); the few that name record columns are built from
+ * the fixed column tables of records.h, never from input, and record inserts and the korcam
+ * block's statements are prepared through a small per-connection cache keyed by their SQL. Values
+ * always travel as parameters: numbers and text in text format, bytea in binary; results come back
+ * in binary format and are decoded by type.
  *
  * PostgreSQL aborts a whole transaction on the first failing statement, where SQLite fails only
  * the statement. So nothing that the interface answers with a code may raise an error: duplicate
@@ -107,185 +110,190 @@ extern const int pd_schema_server_pg_count;
  * column. A code matches itself and every code below it; the range makes it an index scan on a
  * COLLATE "C" column, starts_with keeps it exact for any string. */
 #define AREA_JOIN "unnest($1::text[]) a(code) JOIN "
-#define AREA_ON(col)                                                                           \
-    col " >= a.code AND " col " < a.code || '/' AND (" col " = a.code OR starts_with(" col    \
-    ", a.code || '.'))"
+#define AREA_ON(col)                                                                               \
+    col " >= a.code AND " col " < a.code || '/' AND (" col " = a.code OR starts_with(" col         \
+        ", a.code || '.'))"
 
-#define HH_COLS                                                                                \
-    "h.id, h.rev, h.source, h.prov, h.kab, h.kec, h.desa, h.sls, h.address, h.head_name, "     \
-    "h.kk, h.member_count, h.tenure, h.floor_area, h.floor_material, h.wall_material, "        \
-    "h.roof_material, h.rooms, h.water_source, h.lighting, h.power_va, h.cooking_fuel, "       \
-    "h.toilet, h.asset_flags, h.cattle, h.goats, h.pigs, h.poultry, h.land_m2, h.desil, "      \
+#define HH_COLS                                                                                    \
+    "h.id, h.rev, h.source, h.prov, h.kab, h.kec, h.desa, h.sls, h.address, h.head_name, "         \
+    "h.kk, h.member_count, h.tenure, h.floor_area, h.floor_material, h.wall_material, "            \
+    "h.roof_material, h.rooms, h.water_source, h.lighting, h.power_va, h.cooking_fuel, "           \
+    "h.toilet, h.asset_flags, h.cattle, h.goats, h.pigs, h.poultry, h.land_m2, h.desil, "          \
     "h.percentile, h.lat, h.lon, h.status"
-#define MEMBER_COLS                                                                            \
-    "m.id, m.household_id, m.rev, m.member_no, m.name, m.nik, m.kk, m.sex, m.birth_place, "    \
-    "m.birth_date, m.relationship, m.marital, m.disability, m.chronic_illness, m.schooling, "  \
+#define MEMBER_COLS                                                                                \
+    "m.id, m.household_id, m.rev, m.member_no, m.name, m.nik, m.kk, m.sex, m.birth_place, "        \
+    "m.birth_date, m.relationship, m.marital, m.disability, m.chronic_illness, m.schooling, "      \
     "m.work, m.programmes, m.status, m.outcome"
-#define BATCH_COLS                                                                             \
-    "device_id, seq, hash, prev_hash, author_pk, approver_pk, area, state, bytes, review, "    \
+#define BATCH_COLS                                                                                 \
+    "device_id, seq, hash, prev_hash, author_pk, approver_pk, area, state, bytes, review, "        \
     "receipt, received_at, ''::text"
 #define KEY_PROV(ent, p) "(SELECT prov FROM record_key WHERE entity = " ent " AND id = " p ")"
 
 /* The fixed statements, by id. */
-#define STATEMENTS(X)                                                                          \
-    X(BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED")                                           \
-    X(REV_NEXT, "SELECT pd_revision_next($1::boolean)")                                       \
-    X(REV_STABLE, "SELECT pd_revision_stable()")                                               \
-    X(LOCK, "SELECT pg_advisory_xact_lock($1::integer, hashtext($2::text))")                   \
-    X(USER_ADD, "INSERT INTO users (id, role, name, area, supervisor_id, created_at) "         \
-                "SELECT $1::text, $2::text, $3::text, $4::text, NULLIF($5::text, ''), "        \
-                "$6::bigint WHERE NULLIF($5::text, '') IS NULL OR EXISTS (SELECT 1 FROM "       \
-                "users WHERE id = $5::text) ON CONFLICT DO NOTHING")                           \
-    X(USER_GET, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "        \
-                "FROM users WHERE id = $1::text")                                              \
-    X(USERS_SUP, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "       \
-                 "FROM users WHERE supervisor_id = $1::text ORDER BY id")                      \
-    X(PKEY_ADD, "INSERT INTO person_keys (pk, user_id, device_id, added_at, rev) "             \
-                "SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bigint WHERE EXISTS "   \
-                "(SELECT 1 FROM users WHERE id = $2::text) ON CONFLICT DO NOTHING")            \
-    X(PKEY_GET, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys "               \
-                "WHERE pk = $1::bytea")                                                        \
-    X(PKEYS_OF, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys "               \
-                "WHERE user_id = $1::text AND rev <= $2::bigint ORDER BY added_at, pk")        \
-    X(DEV_ADD, "INSERT INTO devices (id, user_id, pk, enrolled_at) SELECT $1::text, "          \
-               "$2::text, $3::bytea, $4::bigint WHERE EXISTS (SELECT 1 FROM users WHERE "      \
-               "id = $2::text) ON CONFLICT DO NOTHING")                                        \
-    X(DEV_GET, "SELECT id, user_id, pk, enrolled_at, COALESCE(revoked_at, 0) FROM devices "    \
-               "WHERE id = $1::text")                                                          \
-    X(DEV_REVOKE, "UPDATE devices SET revoked_at = $2::bigint WHERE id = $1::text "            \
-                  "AND revoked_at IS NULL")                                                    \
-    X(CODE_ADD, "INSERT INTO enroll_codes (hash, user_id, created_at, expires_at) SELECT "     \
-                "$1::bytea, $2::text, $3::bigint, $4::bigint WHERE EXISTS (SELECT 1 FROM "      \
-                "users WHERE id = $2::text) ON CONFLICT DO NOTHING")                           \
-    X(CODE_GET, "SELECT user_id, expires_at, used_at FROM enroll_codes WHERE hash = $1::bytea") \
-    X(CODE_USE, "UPDATE enroll_codes SET used_at = $2::bigint, device_id = $3::text "          \
-                "WHERE hash = $1::bytea AND used_at IS NULL")                                  \
-    X(NONCE_ADD, "INSERT INTO nonces (device_id, nonce, seen_at) VALUES ($1::text, "           \
-                 "$2::bytea, $3::bigint) ON CONFLICT DO NOTHING")                              \
-    X(NONCE_SEEN, "SELECT 1 FROM nonces WHERE device_id = $1::text AND nonce = $2::bytea")     \
-    X(NONCE_PURGE, "DELETE FROM nonces WHERE seen_at < $1::bigint")                            \
-    X(UP_ADD, "INSERT INTO uploads (id, device_id, kind, length, acked, photo_hash, "          \
-              "created_at, expires_at, state) VALUES ($1::text, $2::text, $3::text, "          \
-              "$4::bigint, $5::bigint, $6::bytea, $7::bigint, $8::bigint, $9::text) "          \
-              "ON CONFLICT DO NOTHING")                                                        \
-    X(UP_GET, "SELECT id, device_id, kind, length, acked, photo_hash, created_at, "            \
-              "expires_at, state FROM uploads WHERE id = $1::text")                            \
-    X(UP_UPDATE, "UPDATE uploads SET acked = $2::bigint, expires_at = $3::bigint, "            \
-                 "state = $4::text WHERE id = $1::text")                                       \
-    X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                \
-                  "AND expires_at < $1::bigint ORDER BY expires_at")                           \
-    X(BLOB_GET, "SELECT size FROM blobs WHERE hash = $1::bytea")                               \
-    X(BLOB_ADD, "INSERT INTO blobs (hash, size, stored_at, device_id) VALUES ($1::bytea, "     \
-                "$2::bigint, $3::bigint, $4::text) ON CONFLICT DO NOTHING")                    \
-    X(BATCH_PUT, "INSERT INTO batches (device_id, seq, hash, prev_hash, author_pk, "           \
-                 "approver_pk, area, state, bytes, review, receipt, received_at) VALUES "      \
-                 "($1::text, $2::bigint, $3::bytea, $4::bytea, $5::bytea, $6::bytea, "         \
-                 "$7::text, $8::text, $9::bytea, $10::bytea, $11::bytea, $12::bigint) "        \
-                 "ON CONFLICT DO NOTHING")                                                     \
-    X(BATCH_GET, "SELECT " BATCH_COLS " FROM batches WHERE device_id = $1::text "              \
-                 "AND seq = $2::bigint")                                                       \
-    X(BATCH_BY_HASH, "SELECT " BATCH_COLS " FROM batches WHERE hash = $1::bytea")              \
-    X(BATCH_LAST, "SELECT " BATCH_COLS " FROM batches WHERE device_id = $1::text "             \
-                  "AND state IN ('applied', 'voided') ORDER BY seq DESC LIMIT 1")              \
-    X(BATCH_SET, "UPDATE batches SET state = $3::text, receipt = $4::bytea, "                  \
-                 "applied_at = NULLIF($5::bigint, 0) WHERE device_id = $1::text "              \
-                 "AND seq = $2::bigint")                                                       \
-    X(BATCH_UNHOLD, "DELETE FROM batches WHERE device_id = $1::text AND seq = $2::bigint "     \
-                    "AND state = 'held'")                                                      \
-    X(BATCHES_OF, "SELECT " BATCH_COLS " FROM batches WHERE device_id = $1::text "             \
-                  "AND seq > $2::bigint ORDER BY seq")                                         \
-    X(Q_PUT, "INSERT INTO quarantine (device_id, seq, hash, prev_hash, author_pk, bytes, "     \
-             "review, reason, receipt, received_at) VALUES ($1::text, $2::bigint, $3::bytea, " \
-             "$4::bytea, $5::bytea, $6::bytea, $7::bytea, $8::text, $9::bytea, $10::bigint) "  \
-             "ON CONFLICT DO NOTHING")                                                         \
-    X(Q_BY_HASH, "SELECT device_id, seq, hash, prev_hash, author_pk, NULL::bytea, ''::text, "  \
-                 "'fork'::text, bytes, review, receipt, received_at, reason FROM quarantine "  \
-                 "WHERE hash = $1::bytea")                                                     \
-    X(RES_PUT, "INSERT INTO upload_results (upload_id, idx, device_id, seq, hash, status, "    \
-               "again, error, message) VALUES ($1::text, $2::bigint, $3::text, $4::bigint, "   \
-               "$5::bytea, $6::text, $7::boolean, $8::text, $9::text) ON CONFLICT "            \
-               "(upload_id, idx) DO UPDATE SET device_id = EXCLUDED.device_id, "               \
-               "seq = EXCLUDED.seq, hash = EXCLUDED.hash, status = EXCLUDED.status, "          \
-               "again = EXCLUDED.again, error = EXCLUDED.error, message = EXCLUDED.message")   \
-    X(RES_OF, "SELECT idx, device_id, seq, hash, status, again, COALESCE(error, ''), "         \
-              "COALESCE(message, '') FROM upload_results WHERE upload_id = $1::text "          \
-              "ORDER BY idx")                                                                  \
-    X(FCH_GET, "SELECT rev, device_id, author_pk, seq, hlc, batch_hash FROM field_rev "        \
-               "WHERE entity = $1::text AND target = $2::text AND field = $3::text")           \
-    X(FCH_PUT, "INSERT INTO field_rev (entity, target, field, rev, device_id, author_pk, "     \
-               "seq, hlc, batch_hash) VALUES ($1::text, $2::text, $3::text, $4::bigint, "      \
-               "$5::text, $6::bytea, $7::bigint, $8::bigint, $9::bytea) ON CONFLICT "          \
-               "(entity, target, field) DO UPDATE SET rev = EXCLUDED.rev, "                    \
-               "device_id = EXCLUDED.device_id, author_pk = EXCLUDED.author_pk, "              \
-               "seq = EXCLUDED.seq, hlc = EXCLUDED.hlc, batch_hash = EXCLUDED.batch_hash")     \
-    X(FCH_OTHER, "SELECT 1 FROM field_rev WHERE entity = $1::text AND target = $2::text AND "  \
-                 "rev > $3::bigint AND (device_id IS NULL OR device_id <> $4::text) LIMIT 1")  \
-    X(KEY_GET, "SELECT prov FROM record_key WHERE entity = $1::smallint AND id = $2::text")    \
-    X(AREA_HH, "SELECT desa FROM household WHERE prov = " KEY_PROV("0", "$1::text")            \
-               " AND id = $1::text")                                                           \
-    X(AREA_MEMBER, "SELECT h.desa FROM member m JOIN household h ON h.prov = m.prov "          \
-                   "AND h.id = m.household_id WHERE m.prov = " KEY_PROV("1", "$1::text")       \
-                   " AND m.id = $1::text")                                                     \
-    X(AREA_VISIT, "SELECT h.desa FROM visit v JOIN household h ON h.prov = v.prov "            \
-                  "AND h.id = v.household_id WHERE v.prov = " KEY_PROV("2", "$1::text")        \
-                  " AND v.id = $1::text")                                                      \
-    X(AREA_PHOTO, "SELECT h.desa FROM photo p JOIN household h ON h.prov = p.prov "            \
-                  "AND h.id = p.household_id WHERE p.prov = " KEY_PROV("3", "$1::text")        \
-                  " AND p.hash = $1::text")                                                    \
-    X(NIK_HOLDERS, "SELECT id, household_id FROM member WHERE nik = $1::text ORDER BY id")     \
-    X(HH_LOCK, "SELECT 1 FROM household WHERE prov = " KEY_PROV("0", "$1::text")               \
-               " AND id = $1::text FOR UPDATE")                                                \
-    X(VISITS_OF, "SELECT id, outcome, device_id FROM visit WHERE prov = "                      \
-                 KEY_PROV("0", "$1::text") " AND household_id = $1::text "                     \
-                 "ORDER BY visited_at, id")                                                    \
-    X(HH_SINCE, "SELECT " HH_COLS " FROM " AREA_JOIN "household h ON h.prov = "              \
-                "substr(a.code, 1, 2) AND " AREA_ON("h.desa") " WHERE h.rev > $2::bigint "     \
-                "AND h.rev <= $3::bigint ORDER BY h.rev LIMIT $4::bigint")                     \
-    X(MEMBER_SINCE, "SELECT " MEMBER_COLS " FROM " AREA_JOIN "household h ON h.prov = "      \
-                    "substr(a.code, 1, 2) AND " AREA_ON("h.desa") " JOIN member m ON "         \
-                    "m.prov = h.prov AND m.household_id = h.id WHERE m.rev > $2::bigint "      \
-                    "AND m.rev <= $3::bigint ORDER BY m.rev LIMIT $4::bigint")                 \
-    X(AREA_HHS, "SELECT " HH_COLS " FROM " AREA_JOIN "household h ON h.prov = "              \
-                "substr(a.code, 1, 2) AND " AREA_ON("h.desa") " WHERE h.id > $2::text "        \
-                "ORDER BY h.id LIMIT $3::bigint")                                              \
-    X(AREA_MEMBERS, "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = ANY($1::text[]) "     \
-                    "AND m.household_id = ANY($2::text[]) "                                    \
-                    "ORDER BY m.household_id, m.member_no, m.id")                              \
-    X(SHAPE_PUT, "INSERT INTO area_shape (code, name, shape, rev) VALUES ($1::text, $2::text, " \
-                 "$3::text, $4::bigint) ON CONFLICT DO NOTHING")                               \
-    X(SHAPES_IN, "SELECT s.code, s.name, s.shape, s.rev FROM " AREA_JOIN "area_shape s ON "  \
-                 AREA_ON("s.code") " ORDER BY s.code")                                         \
-    X(AREA_REV, "SELECT least($2::bigint, greatest(COALESCE((SELECT max(h.rev) FROM "          \
-                AREA_JOIN "household h ON h.prov = substr(a.code, 1, 2) AND "                \
-                AREA_ON("h.desa") "), 0), COALESCE((SELECT max(m.rev) FROM " AREA_JOIN       \
-                "household h ON h.prov = substr(a.code, 1, 2) AND " AREA_ON("h.desa")          \
-                " JOIN member m ON m.prov = h.prov AND m.household_id = h.id), 0)))")          \
-    X(CONFLICT_ADD, "INSERT INTO conflicts (kind, entity, target, field, area, base_rev, "     \
-                    "base_value, server_value, server_device, server_author, server_seq, "     \
-                    "server_hlc, server_batch, device_value, device_device, device_author, "   \
-                    "device_seq, device_hlc, batch_seq, batch_hash, created_at, rev) VALUES "  \
-                    "($1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, "          \
-                    "$7::jsonb, $8::jsonb, $9::text, $10::bytea, $11::bigint, $12::bigint, "   \
-                    "$13::bytea, $14::jsonb, $15::text, $16::bytea, $17::bigint, $18::bigint, " \
-                    "$19::bigint, $20::bytea, $21::bigint, $22::bigint) RETURNING id")         \
-    X(CONFLICTS_SINCE, "SELECT c.id, c.kind, c.entity, c.target, c.field, "                    \
-                       "CASE WHEN c.resolved_at IS NULL THEN 'open' ELSE 'resolved' END, "     \
-                       "c.resolved_value, c.rev FROM " AREA_JOIN "conflicts c ON "           \
-                       AREA_ON("c.area") " WHERE c.rev > $2::bigint AND c.rev <= $3::bigint "  \
-                       "ORDER BY c.rev")                                                       \
-    X(AUDIT_ADD, "INSERT INTO audit (at, action, actor, device_id, batch_hash, seq, entity, "  \
-                 "target, field, old_value, new_value, rev) VALUES ($1::bigint, $2::text, "    \
-                 "$3::text, $4::text, $5::bytea, $6::bigint, $7::text, $8::text, $9::text, "   \
-                 "$10::jsonb, $11::jsonb, $12::bigint)")                                       \
-    X(STATS, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices), "           \
-             "(SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL), "                   \
-             "(SELECT count(*) FROM household), (SELECT count(*) FROM member), "               \
-             "(SELECT count(*) FROM visit), (SELECT count(*) FROM photo), "                    \
-             "(SELECT count(*) FROM batches WHERE state <> 'held'), "                          \
-             "(SELECT count(*) FROM batches WHERE state = 'held'), "                           \
-             "(SELECT count(*) FROM quarantine), "                                             \
-             "(SELECT count(*) FROM conflicts WHERE resolved_at IS NULL), "                    \
-             "(SELECT count(*) FROM uploads WHERE state IN ('open', 'complete')), "            \
+#define STATEMENTS(X)                                                                              \
+    X(BEGIN, "BEGIN ISOLATION LEVEL READ COMMITTED")                                               \
+    X(REV_NEXT, "SELECT pd_revision_next($1::boolean)")                                            \
+    X(REV_STABLE, "SELECT pd_revision_stable()")                                                   \
+    X(LOCK, "SELECT pg_advisory_xact_lock($1::integer, hashtext($2::text))")                       \
+    X(USER_ADD, "INSERT INTO users (id, role, name, area, supervisor_id, created_at) "             \
+                "SELECT $1::text, $2::text, $3::text, $4::text, NULLIF($5::text, ''), "            \
+                "$6::bigint WHERE NULLIF($5::text, '') IS NULL OR EXISTS (SELECT 1 FROM "          \
+                "users WHERE id = $5::text) ON CONFLICT DO NOTHING")                               \
+    X(USER_GET, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "            \
+                "FROM users WHERE id = $1::text")                                                  \
+    X(USERS_SUP, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "           \
+                 "FROM users WHERE supervisor_id = $1::text ORDER BY id")                          \
+    X(PKEY_ADD, "INSERT INTO person_keys (pk, user_id, device_id, added_at, rev) "                 \
+                "SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bigint WHERE EXISTS "       \
+                "(SELECT 1 FROM users WHERE id = $2::text) ON CONFLICT DO NOTHING")                \
+    X(PKEY_GET, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys "                   \
+                "WHERE pk = $1::bytea")                                                            \
+    X(PKEYS_OF, "SELECT pk, user_id, device_id, added_at, rev FROM person_keys "                   \
+                "WHERE user_id = $1::text AND rev <= $2::bigint ORDER BY added_at, pk")            \
+    X(DEV_ADD, "INSERT INTO devices (id, user_id, pk, enrolled_at) SELECT $1::text, "              \
+               "$2::text, $3::bytea, $4::bigint WHERE EXISTS (SELECT 1 FROM users WHERE "          \
+               "id = $2::text) ON CONFLICT DO NOTHING")                                            \
+    X(DEV_GET, "SELECT id, user_id, pk, enrolled_at, COALESCE(revoked_at, 0) FROM devices "        \
+               "WHERE id = $1::text")                                                              \
+    X(DEV_REVOKE, "UPDATE devices SET revoked_at = $2::bigint WHERE id = $1::text "                \
+                  "AND revoked_at IS NULL")                                                        \
+    X(CODE_ADD, "INSERT INTO enroll_codes (hash, user_id, created_at, expires_at) SELECT "         \
+                "$1::bytea, $2::text, $3::bigint, $4::bigint WHERE EXISTS (SELECT 1 FROM "         \
+                "users WHERE id = $2::text) ON CONFLICT DO NOTHING")                               \
+    X(CODE_GET, "SELECT user_id, expires_at, used_at FROM enroll_codes WHERE hash = $1::bytea")    \
+    X(CODE_USE, "UPDATE enroll_codes SET used_at = $2::bigint, device_id = $3::text "              \
+                "WHERE hash = $1::bytea AND used_at IS NULL")                                      \
+    X(NONCE_ADD, "INSERT INTO nonces (device_id, nonce, seen_at) VALUES ($1::text, "               \
+                 "$2::bytea, $3::bigint) ON CONFLICT DO NOTHING")                                  \
+    X(NONCE_SEEN, "SELECT 1 FROM nonces WHERE device_id = $1::text AND nonce = $2::bytea")         \
+    X(NONCE_PURGE, "DELETE FROM nonces WHERE seen_at < $1::bigint")                                \
+    X(UP_ADD, "INSERT INTO uploads (id, device_id, kind, length, acked, photo_hash, "              \
+              "created_at, expires_at, state) VALUES ($1::text, $2::text, $3::text, "              \
+              "$4::bigint, $5::bigint, $6::bytea, $7::bigint, $8::bigint, $9::text) "              \
+              "ON CONFLICT DO NOTHING")                                                            \
+    X(UP_GET, "SELECT id, device_id, kind, length, acked, photo_hash, created_at, "                \
+              "expires_at, state FROM uploads WHERE id = $1::text")                                \
+    X(UP_UPDATE, "UPDATE uploads SET acked = $2::bigint, expires_at = $3::bigint, "                \
+                 "state = $4::text WHERE id = $1::text")                                           \
+    X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                    \
+                  "AND expires_at < $1::bigint ORDER BY expires_at")                               \
+    X(BLOB_GET, "SELECT size FROM blobs WHERE hash = $1::bytea")                                   \
+    X(BLOB_ADD, "INSERT INTO blobs (hash, size, stored_at, device_id) VALUES ($1::bytea, "         \
+                "$2::bigint, $3::bigint, $4::text) ON CONFLICT DO NOTHING")                        \
+    X(BATCH_PUT, "INSERT INTO batches (device_id, seq, hash, prev_hash, author_pk, "               \
+                 "approver_pk, area, state, bytes, review, receipt, received_at) VALUES "          \
+                 "($1::text, $2::bigint, $3::bytea, $4::bytea, $5::bytea, $6::bytea, "             \
+                 "$7::text, $8::text, $9::bytea, $10::bytea, $11::bytea, $12::bigint) "            \
+                 "ON CONFLICT DO NOTHING")                                                         \
+    X(BATCH_GET, "SELECT " BATCH_COLS " FROM batches WHERE device_id = $1::text "                  \
+                 "AND seq = $2::bigint")                                                           \
+    X(BATCH_BY_HASH, "SELECT " BATCH_COLS " FROM batches WHERE hash = $1::bytea")                  \
+    X(BATCH_LAST, "SELECT " BATCH_COLS " FROM batches WHERE device_id = $1::text "                 \
+                  "AND state IN ('applied', 'voided') ORDER BY seq DESC LIMIT 1")                  \
+    X(BATCH_SET, "UPDATE batches SET state = $3::text, receipt = $4::bytea, "                      \
+                 "applied_at = NULLIF($5::bigint, 0) WHERE device_id = $1::text "                  \
+                 "AND seq = $2::bigint")                                                           \
+    X(BATCH_UNHOLD, "DELETE FROM batches WHERE device_id = $1::text AND seq = $2::bigint "         \
+                    "AND state = 'held'")                                                          \
+    X(BATCHES_OF, "SELECT " BATCH_COLS " FROM batches WHERE device_id = $1::text "                 \
+                  "AND seq > $2::bigint ORDER BY seq")                                             \
+    X(Q_PUT, "INSERT INTO quarantine (device_id, seq, hash, prev_hash, author_pk, bytes, "         \
+             "review, reason, receipt, received_at) VALUES ($1::text, $2::bigint, $3::bytea, "     \
+             "$4::bytea, $5::bytea, $6::bytea, $7::bytea, $8::text, $9::bytea, $10::bigint) "      \
+             "ON CONFLICT DO NOTHING")                                                             \
+    X(Q_BY_HASH, "SELECT device_id, seq, hash, prev_hash, author_pk, NULL::bytea, ''::text, "      \
+                 "'fork'::text, bytes, review, receipt, received_at, reason FROM quarantine "      \
+                 "WHERE hash = $1::bytea")                                                         \
+    X(RES_PUT, "INSERT INTO upload_results (upload_id, idx, device_id, seq, hash, status, "        \
+               "again, error, message) VALUES ($1::text, $2::bigint, $3::text, $4::bigint, "       \
+               "$5::bytea, $6::text, $7::boolean, $8::text, $9::text) ON CONFLICT "                \
+               "(upload_id, idx) DO UPDATE SET device_id = EXCLUDED.device_id, "                   \
+               "seq = EXCLUDED.seq, hash = EXCLUDED.hash, status = EXCLUDED.status, "              \
+               "again = EXCLUDED.again, error = EXCLUDED.error, message = EXCLUDED.message")       \
+    X(RES_OF, "SELECT idx, device_id, seq, hash, status, again, COALESCE(error, ''), "             \
+              "COALESCE(message, '') FROM upload_results WHERE upload_id = $1::text "              \
+              "ORDER BY idx")                                                                      \
+    X(FCH_GET, "SELECT rev, device_id, author_pk, seq, hlc, batch_hash FROM field_rev "            \
+               "WHERE entity = $1::text AND target = $2::text AND field = $3::text")               \
+    X(FCH_PUT, "INSERT INTO field_rev (entity, target, field, rev, device_id, author_pk, "         \
+               "seq, hlc, batch_hash) VALUES ($1::text, $2::text, $3::text, $4::bigint, "          \
+               "$5::text, $6::bytea, $7::bigint, $8::bigint, $9::bytea) ON CONFLICT "              \
+               "(entity, target, field) DO UPDATE SET rev = EXCLUDED.rev, "                        \
+               "device_id = EXCLUDED.device_id, author_pk = EXCLUDED.author_pk, "                  \
+               "seq = EXCLUDED.seq, hlc = EXCLUDED.hlc, batch_hash = EXCLUDED.batch_hash")         \
+    X(FCH_OTHER, "SELECT 1 FROM field_rev WHERE entity = $1::text AND target = $2::text AND "      \
+                 "rev > $3::bigint AND (device_id IS NULL OR device_id <> $4::text) LIMIT 1")      \
+    X(KEY_GET, "SELECT prov FROM record_key WHERE entity = $1::smallint AND id = $2::text")        \
+    X(AREA_HH,                                                                                     \
+      "SELECT desa FROM household WHERE prov = " KEY_PROV("0", "$1::text") " AND id = $1::text")   \
+    X(AREA_MEMBER, "SELECT h.desa FROM member m JOIN household h ON h.prov = m.prov "              \
+                   "AND h.id = m.household_id WHERE m.prov = " KEY_PROV(                           \
+                       "1", "$1::text") " AND m.id = $1::text")                                    \
+    X(AREA_VISIT, "SELECT h.desa FROM visit v JOIN household h ON h.prov = v.prov "                \
+                  "AND h.id = v.household_id WHERE v.prov = " KEY_PROV(                            \
+                      "2", "$1::text") " AND v.id = $1::text")                                     \
+    X(AREA_PHOTO, "SELECT h.desa FROM photo p JOIN household h ON h.prov = p.prov "                \
+                  "AND h.id = p.household_id WHERE p.prov = " KEY_PROV(                            \
+                      "3", "$1::text") " AND p.hash = $1::text")                                   \
+    X(NIK_HOLDERS, "SELECT id, household_id FROM member WHERE nik = $1::text ORDER BY id")         \
+    X(HH_LOCK, "SELECT 1 FROM household WHERE prov = " KEY_PROV(                                   \
+                   "0", "$1::text") " AND id = $1::text FOR UPDATE")                               \
+    X(VISITS_OF, "SELECT id, outcome, device_id FROM visit WHERE prov = " KEY_PROV(                \
+                     "0", "$1::text") " AND household_id = $1::text "                              \
+                                      "ORDER BY visited_at, id")                                   \
+    X(HH_SINCE, "SELECT " HH_COLS " FROM " AREA_JOIN "household h ON h.prov = "                    \
+                "substr(a.code, 1, 2) AND " AREA_ON(                                               \
+                    "h.desa") " WHERE h.rev > $2::bigint "                                         \
+                              "AND h.rev <= $3::bigint ORDER BY h.rev LIMIT $4::bigint")           \
+    X(MEMBER_SINCE,                                                                                \
+      "SELECT " MEMBER_COLS " FROM " AREA_JOIN "household h ON h.prov = "                          \
+      "substr(a.code, 1, 2) AND " AREA_ON(                                                         \
+          "h.desa") " JOIN member m ON "                                                           \
+                    "m.prov = h.prov AND m.household_id = h.id WHERE m.rev > $2::bigint "          \
+                    "AND m.rev <= $3::bigint ORDER BY m.rev LIMIT $4::bigint")                     \
+    X(AREA_HHS, "SELECT " HH_COLS " FROM " AREA_JOIN "household h ON h.prov = "                    \
+                "substr(a.code, 1, 2) AND " AREA_ON("h.desa") " WHERE h.id > $2::text "            \
+                                                              "ORDER BY h.id LIMIT $3::bigint")    \
+    X(AREA_MEMBERS, "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = ANY($1::text[]) "         \
+                    "AND m.household_id = ANY($2::text[]) "                                        \
+                    "ORDER BY m.household_id, m.member_no, m.id")                                  \
+    X(SHAPE_PUT, "INSERT INTO area_shape (code, name, shape, rev) VALUES ($1::text, $2::text, "    \
+                 "$3::text, $4::bigint) ON CONFLICT DO NOTHING")                                   \
+    X(SHAPES_IN, "SELECT s.code, s.name, s.shape, s.rev FROM " AREA_JOIN                           \
+                 "area_shape s ON " AREA_ON("s.code") " ORDER BY s.code")                          \
+    X(AREA_REV, "SELECT least($2::bigint, greatest(COALESCE((SELECT max(h.rev) FROM " AREA_JOIN    \
+                "household h ON h.prov = substr(a.code, 1, 2) AND " AREA_ON(                       \
+                    "h.desa") "), 0), COALESCE((SELECT max(m.rev) FROM " AREA_JOIN                 \
+                              "household h ON h.prov = substr(a.code, 1, 2) AND " AREA_ON(         \
+                                  "h.desa") " JOIN member m ON m.prov = h.prov AND "               \
+                                            "m.household_id = h.id), 0)))")                        \
+    X(CONFLICT_ADD, "INSERT INTO conflicts (kind, entity, target, field, area, base_rev, "         \
+                    "base_value, server_value, server_device, server_author, server_seq, "         \
+                    "server_hlc, server_batch, device_value, device_device, device_author, "       \
+                    "device_seq, device_hlc, batch_seq, batch_hash, created_at, rev) VALUES "      \
+                    "($1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, "              \
+                    "$7::jsonb, $8::jsonb, $9::text, $10::bytea, $11::bigint, $12::bigint, "       \
+                    "$13::bytea, $14::jsonb, $15::text, $16::bytea, $17::bigint, $18::bigint, "    \
+                    "$19::bigint, $20::bytea, $21::bigint, $22::bigint) RETURNING id")             \
+    X(CONFLICTS_SINCE,                                                                             \
+      "SELECT c.id, c.kind, c.entity, c.target, c.field, "                                         \
+      "CASE WHEN c.resolved_at IS NULL THEN 'open' ELSE 'resolved' END, "                          \
+      "c.resolved_value, c.rev FROM " AREA_JOIN                                                    \
+      "conflicts c ON " AREA_ON("c.area") " WHERE c.rev > $2::bigint AND c.rev <= $3::bigint "     \
+                                          "ORDER BY c.rev")                                        \
+    X(AUDIT_ADD, "INSERT INTO audit (at, action, actor, device_id, batch_hash, seq, entity, "      \
+                 "target, field, old_value, new_value, rev) VALUES ($1::bigint, $2::text, "        \
+                 "$3::text, $4::text, $5::bytea, $6::bigint, $7::text, $8::text, $9::text, "       \
+                 "$10::jsonb, $11::jsonb, $12::bigint)")                                           \
+    X(STATS, "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices), "               \
+             "(SELECT count(*) FROM devices WHERE revoked_at IS NOT NULL), "                       \
+             "(SELECT count(*) FROM household), (SELECT count(*) FROM member), "                   \
+             "(SELECT count(*) FROM visit), (SELECT count(*) FROM photo), "                        \
+             "(SELECT count(*) FROM batches WHERE state <> 'held'), "                              \
+             "(SELECT count(*) FROM batches WHERE state = 'held'), "                               \
+             "(SELECT count(*) FROM quarantine), "                                                 \
+             "(SELECT count(*) FROM conflicts WHERE resolved_at IS NULL), "                        \
+             "(SELECT count(*) FROM uploads WHERE state IN ('open', 'complete')), "                \
              "$1::bigint")
 
 enum {
@@ -303,8 +311,8 @@ static const char *const statement_sql[ST__COUNT] = {
 
 /* Prepared-statement slots: the fixed statements, then the ones built per entity and column. */
 enum {
-    SLOT_GET = ST__COUNT,                             /* SELECT col … by id */
-    SLOT_SET = SLOT_GET + PD_ENT__COUNT * MAX_COLS,   /* UPDATE col, rev … by id */
+    SLOT_GET = ST__COUNT,                               /* SELECT col … by id */
+    SLOT_SET = SLOT_GET + PD_ENT__COUNT * MAX_COLS,     /* UPDATE col, rev … by id */
     SLOT_LOCKREV = SLOT_SET + PD_ENT__COUNT * MAX_COLS, /* SELECT rev … FOR UPDATE */
     SLOT__COUNT = SLOT_LOCKREV + PD_ENT__COUNT
 };
@@ -316,7 +324,7 @@ typedef struct pg_conn {
     PGconn *pg;
     bool prepared[SLOT__COUNT + SQL_CACHE];
     char *sql_text[SQL_CACHE]; /* the SQL of slot SLOT__COUNT + i */
-    bool busy;  /* a call is using it now */
+    bool busy;                 /* a call is using it now */
     bool in_tx; /* a transaction is open: it belongs to owner until commit/rollback */
     pthread_t owner;
     bool rev_registered; /* this transaction's first revision is registered in flight */
@@ -615,7 +623,8 @@ static bool value_of_json(const char *text, size_t len, pd_value *v, uint8_t **b
     return ok;
 }
 
-/* ---- parameters -------------------------------------------------------------------------------- */
+/* ---- parameters --------------------------------------------------------------------------------
+ */
 
 typedef struct params {
     int n;
@@ -624,7 +633,7 @@ typedef struct params {
     int fmt[MAX_PARAMS];
     char *own[MAX_PARAMS];
     char num[MAX_PARAMS][40];
-    int bad;           /* a PD_ERR_* when a value cannot be sent */
+    int bad; /* a PD_ERR_* when a value cannot be sent */
     char badmsg[160];
 } params;
 
@@ -793,7 +802,8 @@ static void p_json(params *P, const pd_value *v)
         p_owned(P, j);
 }
 
-/* ---- area lists -------------------------------------------------------------------------------- */
+/* ---- area lists --------------------------------------------------------------------------------
+ */
 
 /* The caller's comma-separated codes as a text[] literal without codes another one covers (so
  * the area joins yield each row once), and the provinces they lie in as another. */
@@ -1047,24 +1057,28 @@ static bool slot_sql(int slot, char *buf, size_t cap)
     if (slot < SLOT_SET) {
         int e = (slot - SLOT_GET) / MAX_COLS, col = (slot - SLOT_GET) % MAX_COLS;
         const pd_column *cols = pd_entity_columns((pd_entity)e, &n);
-        snprintf(buf, cap, "SELECT %s FROM %s WHERE prov = (SELECT prov FROM record_key WHERE "
-                 "entity = %d AND id = $1::text) AND %s = $1::text", cols[col].name,
-                 pd_entity_name((pd_entity)e), e, cols[0].name);
+        snprintf(buf, cap,
+                 "SELECT %s FROM %s WHERE prov = (SELECT prov FROM record_key WHERE "
+                 "entity = %d AND id = $1::text) AND %s = $1::text",
+                 cols[col].name, pd_entity_name((pd_entity)e), e, cols[0].name);
         return true;
     }
     if (slot < SLOT_LOCKREV) {
         int e = (slot - SLOT_SET) / MAX_COLS, col = (slot - SLOT_SET) % MAX_COLS;
         const pd_column *cols = pd_entity_columns((pd_entity)e, &n);
-        snprintf(buf, cap, "UPDATE %s SET %s = $1::%s, rev = greatest(rev, $2::bigint) WHERE "
+        snprintf(buf, cap,
+                 "UPDATE %s SET %s = $1::%s, rev = greatest(rev, $2::bigint) WHERE "
                  "prov = (SELECT prov FROM record_key WHERE entity = %d AND id = $3::text) AND "
-                 "%s = $3::text", pd_entity_name((pd_entity)e), cols[col].name,
-                 pg_type_of(cols[col].type), e, cols[0].name);
+                 "%s = $3::text",
+                 pd_entity_name((pd_entity)e), cols[col].name, pg_type_of(cols[col].type), e,
+                 cols[0].name);
         return true;
     }
     if (slot < SLOT__COUNT) {
         int e = slot - SLOT_LOCKREV;
         const pd_column *cols = pd_entity_columns((pd_entity)e, &n);
-        snprintf(buf, cap, "SELECT rev FROM %s WHERE prov = (SELECT prov FROM record_key WHERE "
+        snprintf(buf, cap,
+                 "SELECT rev FROM %s WHERE prov = (SELECT prov FROM record_key WHERE "
                  "entity = %d AND id = $1::text) AND %s = $1::text FOR UPDATE",
                  pd_entity_name((pd_entity)e), e, cols[0].name);
         return true;
@@ -1200,7 +1214,8 @@ static long changes(PGresult *r)
     return t && *t ? strtol(t, NULL, 10) : 0;
 }
 
-/* ---- decoding binary results ------------------------------------------------------------------ */
+/* ---- decoding binary results ------------------------------------------------------------------
+ */
 
 static uint64_t be_get(const char *p, int n)
 {
@@ -1357,7 +1372,8 @@ static pd_value r_value(const PGresult *r, int row, int col, arena *a)
     return v;
 }
 
-/* ---- lifecycle and transactions --------------------------------------------------------------- */
+/* ---- lifecycle and transactions ---------------------------------------------------------------
+ */
 
 static void pg_close(pd_storage *st)
 {
@@ -1424,11 +1440,12 @@ static int pg_commit(pd_storage *st)
     PGresult *r = c->pg ? PQexec(c->pg, "COMMIT") : NULL;
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         bool lost = !c->pg || PQstatus(c->pg) != CONNECTION_OK;
-        rc = result_fail(s, c, r, lost ? "committing (connection lost: the outcome is unknown)"
-                                       : "committing");
+        rc = result_fail(
+            s, c, r, lost ? "committing (connection lost: the outcome is unknown)" : "committing");
     } else if (strcmp(PQcmdStatus(r), "COMMIT") != 0) {
         /* PostgreSQL answers COMMIT of a failed transaction with ROLLBACK */
-        rc = pg_fail(s, PD_ERR_STATE, "committing: a statement of this transaction failed, "
+        rc = pg_fail(s, PD_ERR_STATE,
+                     "committing: a statement of this transaction failed, "
                      "and it was rolled back");
     }
     PQclear(r);
@@ -1451,8 +1468,7 @@ static void pg_rollback(pd_storage *st)
 
 /* ---- revision ----------------------------------------------------------------------------- */
 
-static int one_int(pg_storage *s, pg_conn *c, int slot, params *P, const char *ctx,
-                   int64_t *out)
+static int one_int(pg_storage *s, pg_conn *c, int slot, params *P, const char *ctx, int64_t *out)
 {
     PGresult *r;
     int rc = run(s, c, slot, NULL, P, ctx, &r);
@@ -1602,8 +1618,10 @@ static int pg_person_key_add(pd_storage *st, const pd_srv_person_key *k)
     bool added;
     int rc = insert_new(s, ST_PKEY_ADD, &P, "adding a person key", &added);
     if (rc == PD_OK && !added)
-        rc = pg_fail(s, PD_ERR_EXISTS, "adding a person key: the key is enrolled already (or "
-                     "user %s does not exist)", k->user_id);
+        rc = pg_fail(s, PD_ERR_EXISTS,
+                     "adding a person key: the key is enrolled already (or "
+                     "user %s does not exist)",
+                     k->user_id);
     return rc;
 }
 
@@ -1678,8 +1696,10 @@ static int pg_device_add(pd_storage *st, const pd_srv_device *d)
     bool added;
     int rc = insert_new(s, ST_DEV_ADD, &P, "adding a device", &added);
     if (rc == PD_OK && !added)
-        rc = pg_fail(s, PD_ERR_EXISTS, "adding a device: device %s or its key is enrolled "
-                     "already (or user %s does not exist)", d->id, d->user_id);
+        rc = pg_fail(s, PD_ERR_EXISTS,
+                     "adding a device: device %s or its key is enrolled "
+                     "already (or user %s does not exist)",
+                     d->id, d->user_id);
     return rc;
 }
 
@@ -1740,8 +1760,10 @@ static int pg_code_add(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], const 
     bool added;
     int rc = insert_new(s, ST_CODE_ADD, &P, "adding an enrolment code", &added);
     if (rc == PD_OK && !added)
-        rc = pg_fail(s, PD_ERR_EXISTS, "adding an enrolment code: the code exists already (or "
-                     "user %s does not exist)", user_id);
+        rc = pg_fail(s, PD_ERR_EXISTS,
+                     "adding an enrolment code: the code exists already (or "
+                     "user %s does not exist)",
+                     user_id);
     return rc;
 }
 
@@ -1801,8 +1823,8 @@ static int pg_nonce_add(pd_storage *st, const char *device_id, const uint8_t *no
     return rc;
 }
 
-static int pg_nonce_seen(pd_storage *st, const char *device_id, const uint8_t *nonce,
-                         size_t len, bool *seen)
+static int pg_nonce_seen(pd_storage *st, const char *device_id, const uint8_t *nonce, size_t len,
+                         bool *seen)
 {
     pg_storage *s = PG(st);
     params P = {0};
@@ -1927,8 +1949,8 @@ static int pg_blob_get(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_
     return rc;
 }
 
-static int pg_blob_add(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t size,
-                       int64_t at, const char *device_id)
+static int pg_blob_add(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t size, int64_t at,
+                       const char *device_id)
 {
     params P = {0};
     p_blob(&P, hash, PD_HASH_BYTES);
@@ -1957,8 +1979,8 @@ static int chain_lock(pg_storage *s, pg_conn *c, const char *device_id)
 }
 
 /* A chain statement: the device's chain lock first (in a transaction), then the statement. */
-static int call_chain(pg_storage *s, const char *device_id, int slot, params *P,
-                      const char *ctx, PGresult **out)
+static int call_chain(pg_storage *s, const char *device_id, int slot, params *P, const char *ctx,
+                      PGresult **out)
 {
     if (out)
         *out = NULL;
@@ -2034,8 +2056,10 @@ static int pg_batch_put(pd_storage *st, const pd_srv_batch *b)
     long n = changes(r);
     PQclear(r);
     if (n == 0)
-        return pg_fail(s, PD_ERR_EXISTS, "storing a batch: %s/%lld (or its hash) is held "
-                       "already", b->device_id, (long long)b->seq);
+        return pg_fail(s, PD_ERR_EXISTS,
+                       "storing a batch: %s/%lld (or its hash) is held "
+                       "already",
+                       b->device_id, (long long)b->seq);
     return PD_OK;
 }
 
@@ -2070,9 +2094,8 @@ static int pg_batch_last(pd_storage *st, const char *device_id, pd_srv_batch *ou
     return one_batch(s, rc, r, out, "last of device");
 }
 
-static int pg_batch_set_state(pd_storage *st, const char *device_id, int64_t seq,
-                              const char *state, const uint8_t receipt[PD_RECEIPT_BYTES],
-                              int64_t applied_at)
+static int pg_batch_set_state(pd_storage *st, const char *device_id, int64_t seq, const char *state,
+                              const uint8_t receipt[PD_RECEIPT_BYTES], int64_t applied_at)
 {
     pg_storage *s = PG(st);
     params P = {0};
@@ -2175,8 +2198,7 @@ static int pg_result_put(pd_storage *st, const char *upload_id, const pd_srv_res
     return call(PG(st), ST_RES_PUT, &P, "storing an upload result", NULL);
 }
 
-static int pg_results_of(pd_storage *st, const char *upload_id, pd_storage_result_cb cb,
-                         void *ctx)
+static int pg_results_of(pd_storage *st, const char *upload_id, pd_storage_result_cb cb, void *ctx)
 {
     pg_storage *s = PG(st);
     params P = {0};
@@ -2263,8 +2285,8 @@ static int pg_record_rev(pd_storage *st, pd_entity e, const char *id, int64_t *r
     params P = {0};
     p_text(&P, id);
     PGresult *r = NULL;
-    rc = run(s, c, c->in_tx ? SLOT_LOCKREV + (int)e : SLOT_GET + (int)e * MAX_COLS + col, NULL,
-             &P, "reading a record's revision", &r);
+    rc = run(s, c, c->in_tx ? SLOT_LOCKREV + (int)e : SLOT_GET + (int)e * MAX_COLS + col, NULL, &P,
+             "reading a record's revision", &r);
     params_free(&P);
     conn_put(s, c);
     if (rc != PD_OK)
@@ -2277,8 +2299,8 @@ static int pg_record_rev(pd_storage *st, pd_entity e, const char *id, int64_t *r
     return rc;
 }
 
-static int put_change(pg_storage *s, pg_conn *c, pd_entity e, const char *id,
-                      const char *field, const pd_srv_change *ch)
+static int put_change(pg_storage *s, pg_conn *c, pd_entity e, const char *id, const char *field,
+                      const pd_srv_change *ch)
 {
     params P = {0};
     p_text(&P, pd_entity_name(e));
@@ -2340,8 +2362,7 @@ static int pg_field_set(pd_storage *st, pd_entity e, const char *id, int col, co
     return rc;
 }
 
-static int pg_field_change(pd_storage *st, pd_entity e, const char *id, int col,
-                           pd_srv_change *out)
+static int pg_field_change(pd_storage *st, pd_entity e, const char *id, int col, pd_srv_change *out)
 {
     pg_storage *s = PG(st);
     if (!valid_column(e, col))
@@ -2434,8 +2455,7 @@ static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
         const pd_value *v = &fields[i].value;
         if (!pd_column_accepts(&cols[c], v))
             return pg_fail(s, PD_ERR_INVALID, "%s: %s constraint failed: %s.%s", ename,
-                           v->type == PD_VAL_NULL ? "NOT NULL" : "datatype", ename,
-                           cols[c].name);
+                           v->type == PD_VAL_NULL ? "NOT NULL" : "datatype", ename, cols[c].name);
         if (c == 0)
             at_id = (int)i;
         else if (!strcmp(cols[c].name, "prov"))
@@ -2448,8 +2468,8 @@ static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
         for (size_t i = 0; i < n && !have; i++)
             have = !strcmp(cols[idx[i]].name, required[e][k]);
         if (!have)
-            return pg_fail(s, PD_ERR_INVALID, "%s: NOT NULL constraint failed: %s.%s", ename,
-                           ename, required[e][k]);
+            return pg_fail(s, PD_ERR_INVALID, "%s: NOT NULL constraint failed: %s.%s", ename, ename,
+                           required[e][k]);
     }
     if (e == PD_ENT_PHOTO && fields[at_id].value.len != 64)
         return pg_fail(s, PD_ERR_INVALID, "photo: CHECK constraint failed: length(hash) = 64");
@@ -2525,9 +2545,10 @@ static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
             PQclear(r);
         }
         if (rc == PD_OK && no_household)
-            rc = pg_fail(s, PD_ERR_INVALID, "member: FOREIGN KEY constraint failed (no "
-                         "household %.*s)", (int)fields[at_hh].value.len,
-                         (const char *)fields[at_hh].value.p);
+            rc = pg_fail(s, PD_ERR_INVALID,
+                         "member: FOREIGN KEY constraint failed (no "
+                         "household %.*s)",
+                         (int)fields[at_hh].value.len, (const char *)fields[at_hh].value.p);
         else if (rc == PD_OK && added == 0)
             rc = pg_fail(s, PD_ERR_EXISTS, "%s: UNIQUE constraint failed: %s.%s", ename, ename,
                          cols[0].name);
@@ -2598,8 +2619,7 @@ static int pg_nik_holders(pd_storage *st, const char *nik, pd_storage_pair_cb cb
                         "looking up a NIK");
 }
 
-static int pg_visits_of(pd_storage *st, const char *household_id, pd_storage_pair_cb cb,
-                        void *ctx)
+static int pg_visits_of(pd_storage *st, const char *household_id, pd_storage_pair_cb cb, void *ctx)
 {
     return locked_pairs(PG(st), ST_HH_LOCK, 0, ST_VISITS_OF, household_id, cb, ctx,
                         "listing visits");
@@ -2685,8 +2705,7 @@ static char *id_array(const PGresult *r)
 }
 
 /* Households in id order a page at a time, each followed by its members in member_no order. */
-static int pg_area_records(pd_storage *st, const char *area_list, pd_storage_row_cb cb,
-                           void *ctx)
+static int pg_area_records(pd_storage *st, const char *area_list, pd_storage_row_cb cb, void *ctx)
 {
     pg_storage *s = PG(st);
     areas a;
@@ -2840,7 +2859,7 @@ static int pg_conflicts_since(pd_storage *st, const char *area_list, int64_t sin
                               pd_storage_row_cb cb, void *ctx)
 {
     pg_storage *s = PG(st);
-    static const char *const names[] = {"id", "kind", "entity", "target",
+    static const char *const names[] = {"id",    "kind",  "entity",         "target",
                                         "field", "state", "resolved_value", "rev"};
     areas a;
     int rc = areas_parse(s, area_list, &a);
@@ -2918,10 +2937,9 @@ static int pg_stats(pd_storage *st, pd_srv_stats *out)
     conn_put(s, c);
     if (rc != PD_OK)
         return rc;
-    int64_t *f[] = {&out->users,      &out->devices,        &out->devices_revoked,
-                    &out->households, &out->members,        &out->visits,
-                    &out->photos,     &out->batches,        &out->batches_held,
-                    &out->forks,      &out->conflicts_open, &out->uploads_open,
+    int64_t *f[] = {&out->users,        &out->devices, &out->devices_revoked, &out->households,
+                    &out->members,      &out->visits,  &out->photos,          &out->batches,
+                    &out->batches_held, &out->forks,   &out->conflicts_open,  &out->uploads_open,
                     &out->revision};
     for (size_t i = 0; i < PD_ARRAY_LEN(f); i++)
         *f[i] = PQntuples(r) == 1 ? r_int(r, 0, (int)i) : 0;
@@ -2953,20 +2971,24 @@ static int pg_stats(pd_storage *st, pd_srv_stats *out)
 #define KO_CONFLICT_FROM                                                                           \
     "FROM conflicts c LEFT JOIN person_keys sk ON sk.pk = c.server_author "                        \
     "LEFT JOIN person_keys dk ON dk.pk = c.device_author "                                         \
-    "LEFT JOIN LATERAL (SELECT CASE c.entity WHEN 'household' THEN c.target "                     \
-    "WHEN 'member' THEN (SELECT m.household_id FROM member m WHERE m.prov = (SELECT prov FROM "     \
+    "LEFT JOIN LATERAL (SELECT CASE c.entity WHEN 'household' THEN c.target "                      \
+    "WHEN 'member' THEN (SELECT m.household_id FROM member m WHERE m.prov = (SELECT prov FROM "    \
     "record_key WHERE entity = 1 AND id = c.target) AND m.id = c.target) "                         \
     "WHEN 'visit' THEN (SELECT v.household_id FROM visit v WHERE v.prov = (SELECT prov FROM "      \
     "record_key WHERE entity = 2 AND id = c.target) AND v.id = c.target) END AS hid) x ON true "   \
     "LEFT JOIN record_key hk ON hk.entity = 0 AND hk.id = x.hid "                                  \
     "LEFT JOIN household hh ON hh.prov = hk.prov AND hh.id = x.hid "
 #define KO_CONFLICT_WHERE                                                                          \
-    "WHERE " KO_IN_AREAS("c.area") " AND ($2::text IS NULL OR c.kind = $2::text) "                 \
-    "AND ($3::text IS NULL OR c.area = $3::text OR starts_with(c.area, $3::text || '.')) "         \
-    "AND ($4::text IS NULL OR c.device_author IN (SELECT pk FROM person_keys WHERE user_id = "     \
-    "$4::text) OR c.server_author IN (SELECT pk FROM person_keys WHERE user_id = $4::text)) "      \
-    "AND ($5::text IS NULL OR ($5::text = 'open') = (c.resolved_at IS NULL)) "                     \
-    "AND ($6::bigint = 0 OR c.created_at < $6::bigint) "
+    "WHERE " KO_IN_AREAS(                                                                          \
+        "c.area") " AND ($2::text IS NULL OR c.kind = $2::text) "                                  \
+                  "AND ($3::text IS NULL OR c.area = $3::text OR starts_with(c.area, $3::text || " \
+                  "'.')) "                                                                         \
+                  "AND ($4::text IS NULL OR c.device_author IN (SELECT pk FROM person_keys WHERE " \
+                  "user_id = "                                                                     \
+                  "$4::text) OR c.server_author IN (SELECT pk FROM person_keys WHERE user_id = "   \
+                  "$4::text)) "                                                                    \
+                  "AND ($5::text IS NULL OR ($5::text = 'open') = (c.resolved_at IS NULL)) "       \
+                  "AND ($6::bigint = 0 OR c.created_at < $6::bigint) "
 
 static const char ko_sql_list[] = "SELECT " KO_CONFLICT_COLS KO_CONFLICT_FROM KO_CONFLICT_WHERE
                                   "ORDER BY c.created_at DESC, c.id DESC LIMIT $7::bigint "
@@ -3134,9 +3156,11 @@ static int pg_conflict_exists(pd_storage *st, const char *kind, const char *targ
     p_bool(&P, device_value == NULL);
     p_json(&P, device_value);
     PGresult *r;
-    int rc = ko_run(s, "SELECT 1 FROM conflicts WHERE kind = $1::text AND target = $2::text AND "
-                       "related = $3::text AND ($4::boolean OR device_value IS NOT DISTINCT FROM "
-                       "$5::jsonb) LIMIT 1", &P, "looking for a conflict", &r);
+    int rc = ko_run(s,
+                    "SELECT 1 FROM conflicts WHERE kind = $1::text AND target = $2::text AND "
+                    "related = $3::text AND ($4::boolean OR device_value IS NOT DISTINCT FROM "
+                    "$5::jsonb) LIMIT 1",
+                    &P, "looking for a conflict", &r);
     if (rc != PD_OK)
         return rc;
     *exists = PQntuples(r) > 0;
@@ -3155,11 +3179,13 @@ static bool one_of(const char *v, const char *const *list)
 static int pg_conflict_resolve(pd_storage *st, const pd_srv_resolution *r)
 {
     pg_storage *s = PG(st);
-    static const char *const kinds[] = {"server", "device", "value", "merge", "split", "revisit",
-                                        NULL};
+    static const char *const kinds[] = {"server", "device",  "value", "merge",
+                                        "split",  "revisit", NULL};
     if (!one_of(r->resolution, kinds))
-        return pg_fail(s, PD_ERR_INVALID, "conflict %lld: the resolution was refused: no "
-                       "resolution '%s'", (long long)r->id, r->resolution ? r->resolution : "");
+        return pg_fail(s, PD_ERR_INVALID,
+                       "conflict %lld: the resolution was refused: no "
+                       "resolution '%s'",
+                       (long long)r->id, r->resolution ? r->resolution : "");
     params P = {0};
     p_int(&P, r->id);
     p_text(&P, r->resolution);
@@ -3169,9 +3195,10 @@ static int pg_conflict_resolve(pd_storage *st, const pd_srv_resolution *r)
     p_text(&P, r->note && *r->note ? r->note : NULL);
     p_int(&P, r->rev);
     PGresult *res;
-    int rc = ko_run(s, "UPDATE conflicts SET resolution = $2::text, resolved_value = $3::jsonb, "
-                       "resolved_by = $4::text, resolved_at = $5::bigint, resolution_note = "
-                       "$6::text, rev = $7::bigint WHERE id = $1::bigint AND resolved_at IS NULL",
+    int rc = ko_run(s,
+                    "UPDATE conflicts SET resolution = $2::text, resolved_value = $3::jsonb, "
+                    "resolved_by = $4::text, resolved_at = $5::bigint, resolution_note = "
+                    "$6::text, rev = $7::bigint WHERE id = $1::bigint AND resolved_at IS NULL",
                     &P, "resolving a conflict", &res);
     if (rc != PD_OK)
         return rc;
@@ -3185,8 +3212,8 @@ static int pg_conflict_resolve(pd_storage *st, const pd_srv_resolution *r)
     if (rc != PD_OK)
         return rc;
     if (PQntuples(res) == 1)
-        rc = pg_fail(s, PD_ERR_STATE, "conflict %lld was already resolved by %s",
-                     (long long)r->id, r_text(res, 0, 0));
+        rc = pg_fail(s, PD_ERR_STATE, "conflict %lld was already resolved by %s", (long long)r->id,
+                     r_text(res, 0, 0));
     else
         rc = pg_fail(s, PD_ERR_NOTFOUND, "no conflict %lld", (long long)r->id);
     PQclear(res);
@@ -3198,10 +3225,12 @@ static int pg_nik_members(pd_storage *st, const char *nik, pd_storage_holder_cb 
     params P = {0};
     p_text(&P, nik);
     PGresult *r;
-    int rc = ko_run(PG(st), "SELECT m.id, m.household_id, m.status, COALESCE(h.source, ''), "
-                            "m.name, COALESCE(m.relationship, 0) FROM member m LEFT JOIN "
-                            "household h ON h.prov = m.prov AND h.id = m.household_id WHERE "
-                            "m.nik = $1::text ORDER BY m.id", &P, "looking up a NIK", &r);
+    int rc = ko_run(PG(st),
+                    "SELECT m.id, m.household_id, m.status, COALESCE(h.source, ''), "
+                    "m.name, COALESCE(m.relationship, 0) FROM member m LEFT JOIN "
+                    "household h ON h.prov = m.prov AND h.id = m.household_id WHERE "
+                    "m.nik = $1::text ORDER BY m.id",
+                    &P, "looking up a NIK", &r);
     if (rc != PD_OK)
         return rc;
     int stop = 0;
@@ -3223,10 +3252,12 @@ static int pg_kk_households(pd_storage *st, const char *kk, pd_storage_pair_cb c
     params P = {0};
     p_text(&P, kk);
     PGresult *r;
-    int rc = ko_run(PG(st), "SELECT id, head_name FROM household WHERE kk = $1::text UNION "
-                            "SELECT h.id, h.head_name FROM member m JOIN household h ON "
-                            "h.prov = m.prov AND h.id = m.household_id WHERE m.kk = $1::text "
-                            "ORDER BY 1", &P, "looking up a KK", &r);
+    int rc = ko_run(PG(st),
+                    "SELECT id, head_name FROM household WHERE kk = $1::text UNION "
+                    "SELECT h.id, h.head_name FROM member m JOIN household h ON "
+                    "h.prov = m.prov AND h.id = m.household_id WHERE m.kk = $1::text "
+                    "ORDER BY 1",
+                    &P, "looking up a KK", &r);
     if (rc != PD_OK)
         return rc;
     int stop = 0;
@@ -3237,7 +3268,7 @@ static int pg_kk_households(pd_storage *st, const char *kk, pd_storage_pair_cb c
 }
 
 #define KO_POINT_HH                                                                                \
-    "SELECT h.id, h.head_name, ''::text, h.lat, h.lon, -1.0::float8, 0::bigint, ''::text, "       \
+    "SELECT h.id, h.head_name, ''::text, h.lat, h.lon, -1.0::float8, 0::bigint, ''::text, "        \
     "''::text, NULL::bytea FROM household h "
 #define KO_POINT_VISIT                                                                             \
     "SELECT v.household_id, COALESCE(h.head_name, ''), v.id, v.lat, v.lon, "                       \
@@ -3274,10 +3305,12 @@ static int pg_points_in_box(pd_storage *st, double lat_min, double lat_max, doub
     p_real(&P, lon_min);
     p_real(&P, lon_max);
     PGresult *r;
-    int rc = ko_run(PG(st), KO_POINT_HH "WHERE h.lat BETWEEN $1::float8 AND $2::float8 AND h.lon "
-                            "BETWEEN $3::float8 AND $4::float8 UNION ALL " KO_POINT_VISIT
-                            "WHERE v.lat BETWEEN $1::float8 AND $2::float8 AND v.lon BETWEEN "
-                            "$3::float8 AND $4::float8 LIMIT 5000", &P, "listing locations", &r);
+    int rc = ko_run(PG(st),
+                    KO_POINT_HH "WHERE h.lat BETWEEN $1::float8 AND $2::float8 AND h.lon "
+                                "BETWEEN $3::float8 AND $4::float8 UNION ALL " KO_POINT_VISIT
+                                "WHERE v.lat BETWEEN $1::float8 AND $2::float8 AND v.lon BETWEEN "
+                                "$3::float8 AND $4::float8 LIMIT 5000",
+                    &P, "listing locations", &r);
     if (rc != PD_OK)
         return rc;
     int stop = ko_points(r, cb, ctx);
@@ -3291,10 +3324,14 @@ static int pg_household_points(pd_storage *st, const char *household_id, pd_stor
     params P = {0};
     p_text(&P, household_id);
     PGresult *r;
-    int rc = ko_run(PG(st), KO_POINT_HH "WHERE h.prov = " KEY_PROV("0", "$1::text") " AND h.id = "
-                            "$1::text UNION ALL " KO_POINT_VISIT "WHERE v.prov = "
-                            KEY_PROV("0", "$1::text") " AND v.household_id = $1::text "
-                            "ORDER BY 7, 3", &P, "listing locations", &r);
+    int rc =
+        ko_run(PG(st),
+               KO_POINT_HH "WHERE h.prov = " KEY_PROV(
+                   "0", "$1::text") " AND h.id = "
+                                    "$1::text UNION ALL " KO_POINT_VISIT "WHERE v.prov = " KEY_PROV(
+                                        "0", "$1::text") " AND v.household_id = $1::text "
+                                                         "ORDER BY 7, 3",
+               &P, "listing locations", &r);
     if (rc != PD_OK)
         return rc;
     int stop = ko_points(r, cb, ctx);
@@ -3318,9 +3355,12 @@ static int pg_household_audit(pd_storage *st, const char *household_id, int64_t 
         "COALESCE(seq, 0), COALESCE(entity, ''), COALESCE(target, ''), COALESCE(field, ''), "
         "old_value, new_value, COALESCE(rev, 0) FROM audit WHERE (entity = 'household' AND "
         "target = $1::text) OR (entity = 'member' AND target IN (SELECT id FROM member WHERE "
-        "prov = " KEY_PROV("0", "$1::text") " AND household_id = $1::text)) OR (entity = 'visit' "
-        "AND target IN (SELECT id FROM visit WHERE prov = " KEY_PROV("0", "$1::text") " AND "
-        "household_id = $1::text)) ORDER BY id DESC LIMIT $2::bigint) x ORDER BY id",
+        "prov = " KEY_PROV("0",
+                           "$1::text") " AND household_id = $1::text)) OR (entity = 'visit' "
+                                       "AND target IN (SELECT id FROM visit WHERE prov = " KEY_PROV(
+                                           "0", "$1::text") " AND "
+                                                            "household_id = $1::text)) ORDER BY id "
+                                                            "DESC LIMIT $2::bigint) x ORDER BY id",
         &P, "reading a household's history", &r);
     if (rc != PD_OK)
         return rc;
@@ -3356,12 +3396,14 @@ static int pg_record_get(pd_storage *st, pd_entity e, const char *id, pd_storage
     params P = {0};
     p_text(&P, id);
     PGresult *r;
-    int rc = ko_run(s, e == PD_ENT_HOUSEHOLD
-                           ? "SELECT " HH_COLS " FROM household h WHERE h.prov = "
-                             KEY_PROV("0", "$1::text") " AND h.id = $1::text"
-                           : "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = "
-                             KEY_PROV("1", "$1::text") " AND m.id = $1::text",
-                    &P, "reading a record", &r);
+    int rc = ko_run(
+        s,
+        e == PD_ENT_HOUSEHOLD
+            ? "SELECT " HH_COLS
+              " FROM household h WHERE h.prov = " KEY_PROV("0", "$1::text") " AND h.id = $1::text"
+            : "SELECT " MEMBER_COLS
+              " FROM member m WHERE m.prov = " KEY_PROV("1", "$1::text") " AND m.id = $1::text",
+        &P, "reading a record", &r);
     if (rc != PD_OK)
         return rc;
     rc = PQntuples(r) == 0 ? pg_fail(s, PD_ERR_NOTFOUND, "no %s %s", pd_entity_name(e), id)
@@ -3376,10 +3418,11 @@ static int pg_household_members(pd_storage *st, const char *household_id, pd_sto
     params P = {0};
     p_text(&P, household_id);
     PGresult *r;
-    int rc = ko_run(PG(st), "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = "
-                            KEY_PROV("0", "$1::text") " AND m.household_id = $1::text "
-                            "ORDER BY m.member_no, m.id", &P, "listing a household's members",
-                    &r);
+    int rc = ko_run(PG(st),
+                    "SELECT " MEMBER_COLS " FROM member m WHERE m.prov = " KEY_PROV(
+                        "0", "$1::text") " AND m.household_id = $1::text "
+                                         "ORDER BY m.member_no, m.id",
+                    &P, "listing a household's members", &r);
     if (rc != PD_OK)
         return rc;
     int stop = 0;
@@ -3394,7 +3437,8 @@ static int pg_task_add(pd_storage *st, const pd_srv_task *t, int64_t *id)
     pg_storage *s = PG(st);
     static const char *const kinds[] = {"revisit", NULL};
     if (!one_of(t->kind, kinds) || !t->household_id || !t->area || !t->created_by)
-        return pg_fail(s, PD_ERR_INVALID, "task refused: kind must be revisit, with a household, "
+        return pg_fail(s, PD_ERR_INVALID,
+                       "task refused: kind must be revisit, with a household, "
                        "an area and its author");
     params P = {0};
     p_text(&P, t->kind);
@@ -3407,10 +3451,12 @@ static int pg_task_add(pd_storage *st, const pd_srv_task *t, int64_t *id)
     p_int(&P, t->created_at);
     p_int(&P, t->rev);
     PGresult *r;
-    int rc = ko_run(s, "INSERT INTO tasks (kind, household_id, area, assignee, conflict_id, note, "
-                       "created_by, created_at, rev) VALUES ($1::text, $2::text, $3::text, "
-                       "$4::text, NULLIF($5::bigint, 0), $6::text, $7::text, $8::bigint, "
-                       "$9::bigint) RETURNING id", &P, "adding a task", &r);
+    int rc = ko_run(s,
+                    "INSERT INTO tasks (kind, household_id, area, assignee, conflict_id, note, "
+                    "created_by, created_at, rev) VALUES ($1::text, $2::text, $3::text, "
+                    "$4::text, NULLIF($5::bigint, 0), $6::text, $7::text, $8::bigint, "
+                    "$9::bigint) RETURNING id",
+                    &P, "adding a task", &r);
     if (rc != PD_OK)
         return rc;
     if (id && PQntuples(r) == 1)
@@ -3443,8 +3489,9 @@ static int pg_tasks_since(pd_storage *st, const char *area_list, const char *ass
             static const char sql[] =
                 "SELECT id, kind, household_id, area, assignee, COALESCE(conflict_id, 0), "
                 "note, created_by, created_at, rev FROM tasks t WHERE t.rev > $2::bigint "
-                "AND t.rev <= $4::bigint AND " KO_IN_AREAS("t.area") " AND ($3::text IS "
-                "NULL OR t.assignee = $3::text OR t.assignee = '') ORDER BY t.rev";
+                "AND t.rev <= $4::bigint AND " KO_IN_AREAS(
+                    "t.area") " AND ($3::text IS "
+                              "NULL OR t.assignee = $3::text OR t.assignee = '') ORDER BY t.rev";
             rc = run(s, c, sql_slot(c, sql), sql, &P, "listing tasks", &r);
             params_free(&P);
         }
@@ -3479,10 +3526,12 @@ static int pg_password_set(pd_storage *st, const char *user_id, const char *hash
     p_text(&P, hash);
     p_int(&P, at);
     PGresult *r;
-    int rc = ko_run(s, "INSERT INTO user_passwords (user_id, hash, set_at) SELECT $1::text, "
-                       "$2::text, $3::bigint WHERE EXISTS (SELECT 1 FROM users WHERE id = "
-                       "$1::text) ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash, "
-                       "set_at = EXCLUDED.set_at", &P, "setting a password", &r);
+    int rc = ko_run(s,
+                    "INSERT INTO user_passwords (user_id, hash, set_at) SELECT $1::text, "
+                    "$2::text, $3::bigint WHERE EXISTS (SELECT 1 FROM users WHERE id = "
+                    "$1::text) ON CONFLICT (user_id) DO UPDATE SET hash = EXCLUDED.hash, "
+                    "set_at = EXCLUDED.set_at",
+                    &P, "setting a password", &r);
     if (rc != PD_OK)
         return rc;
     long n = changes(r);
@@ -3524,17 +3573,21 @@ static int pg_session_add(pd_storage *st, const pd_srv_session *se)
     p_int(&P, se->created_at);
     p_int(&P, se->expires_at);
     PGresult *r;
-    int rc = ko_run(s, "INSERT INTO web_sessions (token_hash, user_id, csrf, created_at, "
-                       "expires_at) SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bigint "
-                       "WHERE EXISTS (SELECT 1 FROM users WHERE id = $2::text) ON CONFLICT DO "
-                       "NOTHING", &P, "adding a session", &r);
+    int rc = ko_run(s,
+                    "INSERT INTO web_sessions (token_hash, user_id, csrf, created_at, "
+                    "expires_at) SELECT $1::bytea, $2::text, $3::text, $4::bigint, $5::bigint "
+                    "WHERE EXISTS (SELECT 1 FROM users WHERE id = $2::text) ON CONFLICT DO "
+                    "NOTHING",
+                    &P, "adding a session", &r);
     if (rc != PD_OK)
         return rc;
     long n = changes(r);
     PQclear(r);
     return n == 1 ? PD_OK
-                  : pg_fail(s, PD_ERR_EXISTS, "adding a session: the token exists already (or "
-                            "user %s does not)", se->user_id);
+                  : pg_fail(s, PD_ERR_EXISTS,
+                            "adding a session: the token exists already (or "
+                            "user %s does not)",
+                            se->user_id);
 }
 
 static int pg_session_get(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES],
@@ -3544,8 +3597,10 @@ static int pg_session_get(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES
     params P = {0};
     p_blob(&P, token_hash, PD_HASH_BYTES);
     PGresult *r;
-    int rc = ko_run(s, "SELECT user_id, csrf, created_at, expires_at FROM web_sessions WHERE "
-                       "token_hash = $1::bytea", &P, "reading a session", &r);
+    int rc = ko_run(s,
+                    "SELECT user_id, csrf, created_at, expires_at FROM web_sessions WHERE "
+                    "token_hash = $1::bytea",
+                    &P, "reading a session", &r);
     if (rc != PD_OK)
         return rc;
     if (PQntuples(r) == 1) {
@@ -3584,8 +3639,8 @@ static int pg_login_failure_add(pd_storage *st, const char *subject, int64_t at)
     params P = {0};
     p_text(&P, subject);
     p_int(&P, at);
-    int rc = ko_run(s, "INSERT INTO login_failures (subject, at) VALUES ($1::text, $2::bigint)",
-                    &P, "counting a failed login", NULL);
+    int rc = ko_run(s, "INSERT INTO login_failures (subject, at) VALUES ($1::text, $2::bigint)", &P,
+                    "counting a failed login", NULL);
     if (rc != PD_OK)
         return rc;
     /* keep the table small: failures older than a day count for nothing */
@@ -3600,8 +3655,10 @@ static int pg_login_failures(pd_storage *st, const char *subject, int64_t since,
     p_text(&P, subject);
     p_int(&P, since);
     PGresult *r;
-    int rc = ko_run(PG(st), "SELECT count(*) FROM login_failures WHERE subject = $1::text AND "
-                            "at >= $2::bigint", &P, "counting failed logins", &r);
+    int rc = ko_run(PG(st),
+                    "SELECT count(*) FROM login_failures WHERE subject = $1::text AND "
+                    "at >= $2::bigint",
+                    &P, "counting failed logins", &r);
     if (rc != PD_OK)
         return rc;
     *count = PQntuples(r) == 1 ? r_int(r, 0, 0) : 0;
@@ -3633,17 +3690,26 @@ static int pg_desa_summary(pd_storage *st, const char *area_list, pd_storage_sum
     rc = ko_run(
         s,
         "WITH hh AS (SELECT h.desa AS desa, count(*) AS n, count(*) FILTER (WHERE EXISTS (SELECT "
-        "1 FROM visit v WHERE v.prov = h.prov AND v.household_id = h.id)) AS visited FROM "
-        AREA_JOIN "household h ON h.prov = substr(a.code, 1, 2) AND " AREA_ON("h.desa")
-        " GROUP BY h.desa), cf AS (SELECT c.area AS desa, count(*) FILTER (WHERE c.resolved_at "
-        "IS NULL) AS open, count(*) FILTER (WHERE c.resolved_at IS NOT NULL) AS done FROM "
-        "conflicts c WHERE " KO_IN_AREAS("c.area") " GROUP BY c.area), tk AS (SELECT t.area AS "
-        "desa, count(*) AS n FROM tasks t WHERE " KO_IN_AREAS("t.area") " GROUP BY t.area), "
-        "d AS (SELECT desa FROM hh UNION SELECT desa FROM cf UNION SELECT desa FROM tk) SELECT "
-        "d.desa, COALESCE(sh.name, ''), COALESCE(hh.n, 0), COALESCE(hh.visited, 0), "
-        "COALESCE(cf.open, 0), COALESCE(cf.done, 0), COALESCE(tk.n, 0) FROM d LEFT JOIN hh ON "
-        "hh.desa = d.desa LEFT JOIN cf ON cf.desa = d.desa LEFT JOIN tk ON tk.desa = d.desa "
-        "LEFT JOIN area_shape sh ON sh.code = d.desa ORDER BY d.desa",
+        "1 FROM visit v WHERE v.prov = h.prov AND v.household_id = h.id)) AS visited "
+        "FROM " AREA_JOIN "household h ON h.prov = substr(a.code, 1, 2) AND " AREA_ON(
+            "h.desa") " GROUP BY h.desa), cf AS (SELECT c.area AS desa, count(*) FILTER (WHERE "
+                      "c.resolved_at "
+                      "IS NULL) AS open, count(*) FILTER (WHERE c.resolved_at IS NOT NULL) AS done "
+                      "FROM "
+                      "conflicts c WHERE " KO_IN_AREAS(
+                          "c.area") " GROUP BY c.area), tk AS (SELECT t.area AS "
+                                    "desa, count(*) AS n FROM tasks t WHERE " KO_IN_AREAS(
+                                        "t.area") " GROUP BY t.area), "
+                                                  "d AS (SELECT desa FROM hh UNION SELECT desa "
+                                                  "FROM cf UNION SELECT desa FROM tk) SELECT "
+                                                  "d.desa, COALESCE(sh.name, ''), COALESCE(hh.n, "
+                                                  "0), COALESCE(hh.visited, 0), "
+                                                  "COALESCE(cf.open, 0), COALESCE(cf.done, 0), "
+                                                  "COALESCE(tk.n, 0) FROM d LEFT JOIN hh ON "
+                                                  "hh.desa = d.desa LEFT JOIN cf ON cf.desa = "
+                                                  "d.desa LEFT JOIN tk ON tk.desa = d.desa "
+                                                  "LEFT JOIN area_shape sh ON sh.code = d.desa "
+                                                  "ORDER BY d.desa",
         &P, "summarising an area", &r);
     if (rc != PD_OK)
         return rc;
@@ -3663,7 +3729,8 @@ static int pg_desa_summary(pd_storage *st, const char *area_list, pd_storage_sum
     return stop;
 }
 
-/* ==== end of the korcam block ================================================================== */
+/* ==== end of the korcam block ==================================================================
+ */
 
 static const pd_storage_ops pg_ops = {
     .name = "postgres",
@@ -3780,8 +3847,10 @@ static int pg_migrate(pg_storage *s, pg_conn *c, const pd_migration *m, int coun
     snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%d, 0)", LOCK_MIGRATE);
     rc = mig_exec(s, c, sql, "locking the schema");
     if (rc == PD_OK)
-        rc = mig_exec(s, c, "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT "
-                            "NULL)", "creating schema_version");
+        rc = mig_exec(s, c,
+                      "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT "
+                      "NULL)",
+                      "creating schema_version");
     int version = 0;
     if (rc == PD_OK) {
         PGresult *r = PQexec(c->pg, "SELECT COALESCE(max(version), 0) FROM schema_version");
@@ -3792,8 +3861,10 @@ static int pg_migrate(pg_storage *s, pg_conn *c, const pd_migration *m, int coun
         PQclear(r);
     }
     if (rc == PD_OK && version > latest)
-        rc = pg_fail(s, PD_ERR_VERSION, "database is schema version %d; this pendata knows up "
-                     "to %d: update pendata", version, latest);
+        rc = pg_fail(s, PD_ERR_VERSION,
+                     "database is schema version %d; this pendata knows up "
+                     "to %d: update pendata",
+                     version, latest);
     for (int i = 0; rc == PD_OK && version < latest && i < count; i++) {
         if (m[i].version <= version)
             continue;
@@ -3801,13 +3872,17 @@ static int pg_migrate(pg_storage *s, pg_conn *c, const pd_migration *m, int coun
         snprintf(ctx, sizeof ctx, "schema migration %s", m[i].name ? m[i].name : "?");
         rc = mig_exec(s, c, m[i].sql, ctx);
         if (rc == PD_OK && PQtransactionStatus(c->pg) != PQTRANS_INTRANS)
-            rc = pg_fail(s, PD_ERR_INTERNAL, "schema migration %s ends the transaction itself "
-                         "(it must not contain BEGIN/COMMIT)", m[i].name ? m[i].name : "?");
+            rc = pg_fail(s, PD_ERR_INTERNAL,
+                         "schema migration %s ends the transaction itself "
+                         "(it must not contain BEGIN/COMMIT)",
+                         m[i].name ? m[i].name : "?");
     }
     if (rc == PD_OK && version < latest) {
         /* latest is an int from the compiled-in list, not input */
-        snprintf(sql, sizeof sql, "DELETE FROM schema_version; INSERT INTO schema_version "
-                 "(version) VALUES (%d)", latest);
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM schema_version; INSERT INTO schema_version "
+                 "(version) VALUES (%d)",
+                 latest);
         rc = mig_exec(s, c, sql, "setting the schema version");
     }
     if (rc == PD_OK)
@@ -3817,7 +3892,8 @@ static int pg_migrate(pg_storage *s, pg_conn *c, const pd_migration *m, int coun
     return rc;
 }
 
-/* ---- opening ----------------------------------------------------------------------------------- */
+/* ---- opening -----------------------------------------------------------------------------------
+ */
 
 /* Copy url without our own query parameters into *conninfo; *pool gets pool=N. */
 static int parse_url(const char *url, char **conninfo, int *pool, pd_error *err)

@@ -32,6 +32,7 @@
 #define OFFSET_TYPE "application/offset+octet-stream"
 
 enum { ALG_NONE = 0, ALG_SHA1, ALG_SHA256, ALG_SHA512 };
+_Static_assert(SRV_TUS_DIGEST_MAX == crypto_hash_sha512_BYTES, "the largest digest");
 
 struct srv_patch {
     char id[PD_SRV_UPLOAD_ID_LEN + 1];
@@ -40,7 +41,7 @@ struct srv_patch {
     uint64_t written;
     bool overflow, io_error;
     int alg;
-    uint8_t expect[crypto_hash_sha512_BYTES];
+    uint8_t expect[SRV_TUS_DIGEST_MAX];
     pd_sha1 sha1;
     crypto_hash_sha256_state sha256;
     crypto_hash_sha512_state sha512;
@@ -83,18 +84,21 @@ static void expires_header(srv_resp *r, int64_t at)
     srv_resp_header(r, "Upload-Expires", "%s", d);
 }
 
-/* Parse a non-negative decimal header value; false if absent or malformed. */
-static bool header_u64(const srv_req *q, const char *name, int64_t *out)
+bool srv_tus_parse_u64(const char *v, int64_t *out)
 {
-    const char *v = q->header(q->hctx, name);
     if (!v || !*v || strlen(v) > 18 || strspn(v, "0123456789") != strlen(v))
         return false;
     *out = (int64_t)strtoll(v, NULL, 10);
     return true;
 }
 
-/* Find key in Upload-Metadata and base64-decode its value into out (NUL-terminated). */
-static bool metadata_get(const char *md, const char *key, char *out, size_t cap)
+/* Parse a non-negative decimal header value; false if absent or malformed. */
+static bool header_u64(const srv_req *q, const char *name, int64_t *out)
+{
+    return srv_tus_parse_u64(q->header(q->hctx, name), out);
+}
+
+bool srv_tus_metadata_get(const char *md, const char *key, char *out, size_t cap)
 {
     if (!md)
         return false;
@@ -203,7 +207,7 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
                               (long long)length, (unsigned long long)srv->cfg.max_upload_bytes);
     const char *md = q->header(q->hctx, "Upload-Metadata");
     char kind[16], hash_hex[80];
-    if (!metadata_get(md, "kind", kind, sizeof kind) ||
+    if (!srv_tus_metadata_get(md, "kind", kind, sizeof kind) ||
         (strcmp(kind, "bundle") != 0 && strcmp(kind, "photo") != 0))
         return srv_resp_error(r, 400, "bad_request",
                               "Upload-Metadata must name the kind: 'bundle' or 'photo'");
@@ -216,7 +220,7 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
     u.expires_at = now + srv->cfg.upload_ttl_ms;
     snprintf(u.state, sizeof u.state, "open");
     if (!strcmp(kind, "photo")) {
-        if (!metadata_get(md, "hash", hash_hex, sizeof hash_hex) ||
+        if (!srv_tus_metadata_get(md, "hash", hash_hex, sizeof hash_hex) ||
             !srv_unhex(hash_hex, u.photo_hash, PD_HASH_BYTES))
             return srv_resp_error(r, 400, "bad_request",
                                   "a photo upload needs its hash (64 hex) in Upload-Metadata");
@@ -340,31 +344,40 @@ void srv_tus_expire(pd_server *srv, int64_t now)
 /* ---- PATCH ------------------------------------------------------------------------------------
  */
 
-static bool parse_checksum(const char *h, srv_patch *p)
+int srv_tus_checksum_parse(const char *h, uint8_t expect[SRV_TUS_DIGEST_MAX], size_t *digest_len)
 {
     size_t n = strcspn(h, " ");
     size_t want;
+    int alg;
     if (n == 4 && !strncmp(h, "sha1", 4)) {
-        p->alg = ALG_SHA1;
+        alg = ALG_SHA1;
         want = PD_SHA1_BYTES;
     } else if (n == 6 && !strncmp(h, "sha256", 6)) {
-        p->alg = ALG_SHA256;
+        alg = ALG_SHA256;
         want = crypto_hash_sha256_BYTES;
     } else if (n == 6 && !strncmp(h, "sha512", 6)) {
-        p->alg = ALG_SHA512;
+        alg = ALG_SHA512;
         want = crypto_hash_sha512_BYTES;
     } else {
-        return false;
+        return 0;
     }
     const char *b64 = h + n;
     while (*b64 == ' ')
         b64++;
     size_t len = 0;
-    if (sodium_base642bin(p->expect, sizeof p->expect, b64, strlen(b64), NULL, &len, NULL,
+    if (sodium_base642bin(expect, SRV_TUS_DIGEST_MAX, b64, strlen(b64), NULL, &len, NULL,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         len != want)
-        return false;
-    return true;
+        return 0;
+    if (digest_len)
+        *digest_len = len;
+    return alg;
+}
+
+static bool parse_checksum(const char *h, srv_patch *p)
+{
+    p->alg = srv_tus_checksum_parse(h, p->expect, NULL);
+    return p->alg != ALG_NONE;
 }
 
 bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_patch **out,

@@ -6,6 +6,8 @@
 
 #include "pd_prelist.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -87,6 +89,35 @@ bool srv_valid_id(const char *id)
             return false;
     }
     return true;
+}
+
+/* Does a string of the JSON text hold the escape \u0000? (Outside strings a backslash is
+ * invalid JSON anyway: cJSON refuses it.) */
+static bool json_has_nul_escape(const uint8_t *p, size_t n)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!in_string) {
+            in_string = p[i] == '"';
+            continue;
+        }
+        if (p[i] == '"') {
+            in_string = false;
+        } else if (p[i] == '\\' && i + 1 < n) {
+            if (p[i + 1] == 'u' && i + 5 < n && p[i + 2] == '0' && p[i + 3] == '0' &&
+                p[i + 4] == '0' && p[i + 5] == '0')
+                return true;
+            i++; /* the escaped character, whatever it is */
+        }
+    }
+    return false;
+}
+
+cJSON *srv_json_parse(const uint8_t *body, size_t len)
+{
+    if (!body || json_has_nul_escape(body, len))
+        return NULL;
+    return cJSON_ParseWithLength((const char *)body, len);
 }
 
 bool srv_valid_text(const char *s, size_t max)

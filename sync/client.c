@@ -9,12 +9,12 @@
  *      and this device's own sealed batches that someone else may have uploaded, are asked about
  *      (GET /v1/receipts); one the server does not know goes back to the queue;
  *   3. every approved or voided batch not yet acknowledged goes up in bundles (pd_bundle, at
- *      most BUNDLE_MAX_BATCHES each): first the photos they name, then the bundle (tus), then commit;
- *      the bundle bytes are saved before the upload is created, its URL and offset before any
+ *      most BUNDLE_MAX_BATCHES each): first the photos they name, then the bundle (tus), then
+ * commit; the bundle bytes are saved before the upload is created, its URL and offset before any
  *      byte is sent, so an interrupted upload resumes byte-exact in the next run;
  *   4. receipts are checked with the pinned key: a valid applied/voided receipt is stored on its
- *      batch (state 'acknowledged'), held and forked batches wait ('uploaded'), a rejected one stays
- *      in the queue with its message in sync_state;
+ *      batch (state 'acknowledged'), held and forked batches wait ('uploaded'), a rejected one
+ * stays in the queue with its message in sync_state;
  *   5. the pull (client_pull.c).
  *
  * Keys used: settings server_url, server_sign_pk, server_recovery_pk, server_fingerprint,
@@ -30,8 +30,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define BUNDLE_MAX_BATCHES 500u          /* a batch and its record each: ≤ 1024 entries */
-#define BUNDLE_MAX_BYTES (48u << 20)     /* under the server's 64 MiB Tus-Max-Size */
+#define BUNDLE_MAX_BATCHES 500u      /* a batch and its record each: ≤ 1024 entries */
+#define BUNDLE_MAX_BYTES (48u << 20) /* under the server's 64 MiB Tus-Max-Size */
 #define BUNDLE_ENTRY_MAX (16u << 20)
 #define CODE_ALPHABET "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #define CODE_LEN 12
@@ -162,8 +162,8 @@ int pd_sync_state_set_blob(pd_store *store, const char *key, const uint8_t *p, s
 int pd_sync_state_del(pd_store *store, const char *key)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(pd_store_sqlite(store), "DELETE FROM sync_state WHERE key = ?1",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(pd_store_sqlite(store), "DELETE FROM sync_state WHERE key = ?1", -1,
+                                &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -222,7 +222,8 @@ static int setting_set_int(pd_store *store, const char *key, int64_t v)
     return kv_set(store, "settings", key, &x);
 }
 
-/* ---- fingerprints, codes, JSON helpers ---------------------------------------------------------- */
+/* ---- fingerprints, codes, JSON helpers ----------------------------------------------------------
+ */
 
 void pd_sync_fingerprint(const uint8_t sign_pk[PD_PUBKEY_BYTES],
                          char out[PD_SYNC_FINGERPRINT_LEN + 1])
@@ -457,7 +458,8 @@ static int store_fail_err(pd_store *store, const pd_error *e, int fallback)
     return pd_store_fail(store, code, "%s", e->msg[0] ? e->msg : pd_strerror(code));
 }
 
-/* ---- enrolment ------------------------------------------------------------------------------------ */
+/* ---- enrolment
+ * ------------------------------------------------------------------------------------ */
 
 static int find_person_identity(pd_store *store, const char *role, char found_role[16],
                                 uint8_t pk[PD_PUBKEY_BYTES], uint8_t *sk, bool *found)
@@ -513,8 +515,8 @@ static int store_identity(pd_store *store, const char *role, const char *person_
     if (rc != SQLITE_DONE)
         return pd_store_fail_sqlite(store, rc, "identity");
     if (sqlite3_changes(pd_store_sqlite(store)) != 1)
-        return pd_store_fail(store, PD_ERR_STATE,
-                             "this device already has a different %s key", role);
+        return pd_store_fail(store, PD_ERR_STATE, "this device already has a different %s key",
+                             role);
     return PD_OK;
 }
 
@@ -525,8 +527,8 @@ static int store_assignment(pd_store *store, const cJSON *areas)
     if (rc != SQLITE_OK)
         return pd_store_fail_sqlite(store, rc, "assignment");
     sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO assignment (desa, sls) VALUES (?1, '')",
-                            -1, &st, NULL);
+    rc = sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO assignment (desa, sls) VALUES (?1, '')", -1,
+                            &st, NULL);
     if (rc != SQLITE_OK)
         return pd_store_fail_sqlite(store, rc, "assignment");
     const cJSON *it;
@@ -571,8 +573,7 @@ static int parse_enrol(pd_http *h, const cJSON *j, const char *device_id, enrol_
                             "enrolment answer: the fingerprint it states is not its key's");
     if (!dev || strcmp(dev, device_id) != 0)
         return pd_error_set(err, PD_ERR_PROTOCOL,
-                            "enrolment answer names another device than this one (%s)",
-                            device_id);
+                            "enrolment answer names another device than this one (%s)", device_id);
     a->person_id = jstr(user, "id");
     a->role = jstr(user, "role");
     a->name = jstr(user, "name");
@@ -646,13 +647,12 @@ int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
     pd_http h;
     memset(&h, 0, sizeof h);
     uint8_t *user_sk = sodium_malloc(PD_SECKEY_BYTES);
-    uint8_t *device_sk = sodium_malloc(PD_SECKEY_BYTES);
     char *body = NULL;
     cJSON *req_json = NULL, *ans = NULL;
     pd_http_resp r;
     memset(&r, 0, sizeof r);
     bool in_tx = false;
-    if (!user_sk || !device_sk) {
+    if (!user_sk) {
         rc = pd_store_fail(store, PD_ERR_NOMEM, "no secure memory for keys");
         goto out;
     }
@@ -663,7 +663,7 @@ int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
         goto out;
     if (!reused)
         crypto_sign_keypair(user_pk, user_sk);
-    if ((rc = pd_keys_identity(store, "device", device_pk, device_sk)) != PD_OK)
+    if ((rc = pd_keys_identity(store, "device", device_pk, NULL)) != PD_OK)
         goto out;
     const char *device_id = pd_store_device_id(store);
 
@@ -686,9 +686,13 @@ int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
     }
     char url[PD_HTTP_URL_MAX];
     pd_http_url(&h, "/v1/enroll", url);
-    pd_http_req req = {.method = "POST", .url = url, .body = (const uint8_t *)body,
-                       .body_len = strlen(body), .content_type = "application/json",
-                       .gzip = true, .phase = PD_SYNC_PHASE_ENROLL};
+    pd_http_req req = {.method = "POST",
+                       .url = url,
+                       .body = (const uint8_t *)body,
+                       .body_len = strlen(body),
+                       .content_type = "application/json",
+                       .gzip = true,
+                       .phase = PD_SYNC_PHASE_ENROLL};
     if ((rc = pd_http_call(&h, &req, &r)) != PD_OK) {
         rc = store_fail_err(store, &h.err, rc);
         goto out;
@@ -751,8 +755,8 @@ int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
         (rc = setting_set_text(store, "person_id", a.person_id)) != PD_OK ||
         (rc = setting_set_text(store, "role", a.role)) != PD_OK ||
         (rc = setting_set_text(store, "person_name", a.name)) != PD_OK ||
-        (a.supervisor_id && (rc = setting_set_text(store, "supervisor_id", a.supervisor_id)) !=
-                                PD_OK) ||
+        (a.supervisor_id &&
+         (rc = setting_set_text(store, "supervisor_id", a.supervisor_id)) != PD_OK) ||
         (rc = setting_set_int(store, "enrolled_at", pd_sync_now_ms())) != PD_OK ||
         (rc = pd_keyring_put(store, &server_entry)) != PD_OK ||
         (rc = store_assignment(store, a.areas)) != PD_OK ||
@@ -789,12 +793,12 @@ out:
     cJSON_Delete(req_json);
     cJSON_free(body);
     sodium_free(user_sk);
-    sodium_free(device_sk);
     pd_http_close(&h);
     return rc;
 }
 
-/* ---- receipts ------------------------------------------------------------------------------------- */
+/* ---- receipts
+ * ------------------------------------------------------------------------------------- */
 
 int pd_receipt_parse(pd_receipt *out, const uint8_t *buf, size_t len,
                      const uint8_t server_pk[PD_PUBKEY_BYTES], pd_error *err)
@@ -808,8 +812,7 @@ int pd_receipt_parse(pd_receipt *out, const uint8_t *buf, size_t len,
         return pd_error_set(err, PD_ERR_CORRUPT, "receipt: bad magic or version");
     if (crypto_sign_verify_detached(buf + PD_RECEIPT_SIGNED_V1, buf, PD_RECEIPT_SIGNED_V1,
                                     server_pk) != 0)
-        return pd_error_set(err, PD_ERR_SIGNATURE,
-                            "receipt: not signed by the pinned server key");
+        return pd_error_set(err, PD_ERR_SIGNATURE, "receipt: not signed by the pinned server key");
     if (buf[5] < 1 || buf[5] > 4 || buf[6] || buf[7] || pd_sync_get_u32(buf + 92) != 0)
         return pd_error_set(err, PD_ERR_CORRUPT, "receipt: bad status or reserved bytes");
     memset(out, 0, sizeof *out);
@@ -915,8 +918,8 @@ static int batch_by_hash(pd_store *store, const uint8_t hash[PD_HASH_BYTES],
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(pd_store_sqlite(store),
-                                "SELECT author_pk, seq, state FROM batch WHERE hash = ?1", -1,
-                                &st, NULL);
+                                "SELECT author_pk, seq, state FROM batch WHERE hash = ?1", -1, &st,
+                                NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_blob(st, 1, hash, PD_HASH_BYTES, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -971,23 +974,26 @@ static int take_result(pd_store *store, pd_http *h, const cJSON *res, pd_sync_st
             return pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
         return PD_OK;
     }
-    int want = !strcmp(status, "applied") ? 1 : !strcmp(status, "voided") ? 2
-               : !strcmp(status, "held")  ? 3 : !strcmp(status, "fork")   ? 4 : 0;
+    int want = !strcmp(status, "applied")  ? 1
+               : !strcmp(status, "voided") ? 2
+               : !strcmp(status, "held")   ? 3
+               : !strcmp(status, "fork")   ? 4
+                                           : 0;
     if (!want)
-        return pd_error_set(&h->err, PD_ERR_PROTOCOL, "commit result: unknown status '%s'",
-                            status);
+        return pd_error_set(&h->err, PD_ERR_PROTOCOL, "commit result: unknown status '%s'", status);
     const char *rhex = jstr(res, "receipt");
     uint8_t receipt[PD_RECEIPT_BYTES_V1];
     pd_receipt rec;
     pd_error e = {0};
     if (!rhex || pd_sync_unhex(receipt, sizeof receipt, rhex) != 0)
-        return pd_error_set(&h->err, PD_ERR_PROTOCOL, "batch %llu: result '%s' without a "
-                            "receipt", (unsigned long long)seq, status);
+        return pd_error_set(&h->err, PD_ERR_PROTOCOL,
+                            "batch %llu: result '%s' without a "
+                            "receipt",
+                            (unsigned long long)seq, status);
     if ((rc = pd_receipt_parse(&rec, receipt, sizeof receipt, h->sign_pk, &e)) != PD_OK)
         return pd_error_set(&h->err, rc, "batch %llu: %s", (unsigned long long)seq, e.msg);
-    if (memcmp(rec.batch_hash, hash, PD_HASH_BYTES) || memcmp(rec.author_pk, author,
-                                                               PD_PUBKEY_BYTES) ||
-        rec.seq != seq || rec.status != want)
+    if (memcmp(rec.batch_hash, hash, PD_HASH_BYTES) ||
+        memcmp(rec.author_pk, author, PD_PUBKEY_BYTES) || rec.seq != seq || rec.status != want)
         return pd_error_set(&h->err, PD_ERR_PROTOCOL,
                             "batch %llu: the receipt is for another batch or status",
                             (unsigned long long)seq);
@@ -1025,7 +1031,8 @@ static int take_results(pd_store *store, pd_http *h, const cJSON *arr, pd_sync_s
     return PD_OK;
 }
 
-/* ---- the upload queue ------------------------------------------------------------------------------ */
+/* ---- the upload queue
+ * ------------------------------------------------------------------------------ */
 
 /* Build an up_batch from stored bytes and review record (checks they agree with the row). */
 static int describe(pd_store *store, const uint8_t *bytes, size_t len, const uint8_t *rec,
@@ -1114,8 +1121,8 @@ static int build_bundle(pd_store *store, const up_list *skip, uint8_t **bundle, 
             break;
         }
         pd_bundle_bytes(b, &blen_total);
-        if (in->n >= BUNDLE_MAX_BATCHES || (in->n && blen_total + blen + rlen + 10 >
-                                                         BUNDLE_MAX_BYTES))
+        if (in->n >= BUNDLE_MAX_BATCHES ||
+            (in->n && blen_total + blen + rlen + 10 > BUNDLE_MAX_BYTES))
             break; /* the rest go in the next bundle */
         if ((code = pd_bundle_add(b, PD_BUNDLE_BATCH, bytes, blen)) != PD_OK ||
             (code = pd_bundle_add(b, PD_BUNDLE_REVIEW, rec, rlen)) != PD_OK) {
@@ -1287,12 +1294,34 @@ static int clear_upload_state(pd_store *store)
     return PD_OK;
 }
 
+/* POST /v1/batches/commit for a complete upload: the results of every batch of its bundle,
+ * with their receipts. PD_OK with the answer in r (any status). */
+static int commit_upload(pd_http *h, const pd_tus_upload *u, pd_http_resp *r)
+{
+    const char *slash = strrchr(u->url, '/');
+    const char *id = slash ? slash + 1 : u->url;
+    char body[128], url[PD_HTTP_URL_MAX];
+    int bn = snprintf(body, sizeof body, "{\"upload\":\"%s\"}", id);
+    if (bn < 0 || (size_t)bn >= sizeof body || !valid_id(id, 64))
+        return pd_error_set(&h->err, PD_ERR_PROTOCOL, "upload URL %s has no usable id", u->url);
+    pd_http_url(h, "/v1/batches/commit", url);
+    pd_http_req req = {.method = "POST",
+                       .url = url,
+                       .body = (const uint8_t *)body,
+                       .body_len = (size_t)bn,
+                       .content_type = "application/json",
+                       .sign = true,
+                       .gzip = true,
+                       .phase = PD_SYNC_PHASE_RECEIPTS};
+    return pd_http_call(h, &req, r);
+}
+
 /* Send (or resume) the saved bundle and commit it. PD_ERR_NOTFOUND: the upload is gone, start
  * over. On success the upload state is cleared in the transaction that stores the receipts. */
 static int send_bundle(pd_store *store, pd_http *h, const uint8_t *bundle, size_t len,
                        const up_list *in, const char *resume_url, pd_sync_stats *stats)
 {
-    char create[PD_HTTP_URL_MAX], url[PD_HTTP_URL_MAX];
+    char create[PD_HTTP_URL_MAX];
     pd_http_url(h, "/v1/uploads", create);
     char *meta = NULL;
     const char *keys[] = {"kind"};
@@ -1316,31 +1345,29 @@ static int send_bundle(pd_store *store, pd_http *h, const uint8_t *bundle, size_
         snprintf(u.url, sizeof u.url, "%s", resume_url);
     state_ctx sc = {store, "upload.url", "upload.offset"};
     pd_tus_store ts = {save_resume_point, &sc};
-    rc = pd_tus_send(h, create, &u, &ts);
+    pd_http_resp r;
+    memset(&r, 0, sizeof r);
+    cJSON *j = NULL;
+    /* A commit answered 409 incomplete (the server lost bytes it had not made durable, say)
+     * sends the rest again (HEAD, PATCH) and commits once more. */
+    for (int tries = 0;; tries++) {
+        rc = pd_tus_send(h, create, &u, &ts);
+        if (rc != PD_OK) {
+            free(meta);
+            return rc;
+        }
+        rc = commit_upload(h, &u, &r);
+        if (rc != PD_OK || r.status != 409 || tries == 1)
+            break;
+        pd_http_resp_free(&r);
+    }
     free(meta);
     if (rc != PD_OK)
-        return rc;
+        goto out;
     stats->batches_uploaded += in->n;
 
-    /* Commit: the results of every batch of the bundle, with their receipts. */
-    const char *slash = strrchr(u.url, '/');
-    const char *id = slash ? slash + 1 : u.url;
-    char body[128];
-    int bn = snprintf(body, sizeof body, "{\"upload\":\"%s\"}", id);
-    if (bn < 0 || (size_t)bn >= sizeof body || !valid_id(id, 64))
-        return pd_error_set(&h->err, PD_ERR_PROTOCOL, "upload URL %s has no usable id", u.url);
-    pd_http_url(h, "/v1/batches/commit", url);
-    pd_http_req req = {.method = "POST", .url = url, .body = (const uint8_t *)body,
-                       .body_len = (size_t)bn, .content_type = "application/json",
-                       .sign = true, .gzip = true, .phase = PD_SYNC_PHASE_RECEIPTS};
-    pd_http_resp r;
-    cJSON *j = NULL;
-    rc = pd_http_call(h, &req, &r);
-    if (rc != PD_OK)
-        goto out;
     if (r.status == 404) {
-        rc = pd_error_set(&h->err, PD_ERR_NOTFOUND, "commit: the server no longer knows upload "
-                          "%s", id);
+        rc = pd_error_set(&h->err, PD_ERR_NOTFOUND, "commit: the server no longer knows %s", u.url);
         goto out;
     }
     if (r.status != 200) {
@@ -1356,16 +1383,15 @@ static int send_bundle(pd_store *store, pd_http *h, const uint8_t *bundle, size_
         goto out;
     }
     up_list mentioned = {0};
-    rc = take_results(store, h, cJSON_GetObjectItemCaseSensitive(j, "results"), stats,
-                      &mentioned);
+    rc = take_results(store, h, cJSON_GetObjectItemCaseSensitive(j, "results"), stats, &mentioned);
     /* A batch the answer does not mention waits for GET /v1/receipts. */
     for (size_t i = 0; rc == PD_OK && i < in->n; i++)
         if (!up_has(&mentioned, in->v[i].hash) &&
             (rc = batch_set_state(store, in->v[i].hash, "uploaded", NULL)) != PD_OK)
             pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
     free(mentioned.v);
-    if (rc == PD_OK && ((rc = clear_upload_state(store)) != PD_OK ||
-                        (rc = settle_server_diff(store)) != PD_OK))
+    if (rc == PD_OK &&
+        ((rc = clear_upload_state(store)) != PD_OK || (rc = settle_server_diff(store)) != PD_OK))
         pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
     if (rc != PD_OK) {
         pd_store_rollback(store);
@@ -1401,6 +1427,12 @@ static int resume_pending(pd_store *store, pd_http *h, up_list *done, pd_sync_st
         goto out;
     }
     rc = send_bundle(store, h, bundle, len, &in, url[0] ? url : NULL, stats);
+    if (rc == PD_ERR_INVALID) {
+        /* the server refused the bundle as a whole (422): never resume it; the batches stay
+         * queued and the error is reported */
+        clear_upload_state(store);
+        goto out;
+    }
     if (rc == PD_ERR_NOTFOUND) {
         /* Gone (expired, or lost by the server): the batches are still queued; a new bundle
          * carries them. */
@@ -1440,9 +1472,8 @@ static int ask_receipts(pd_store *store, pd_http *h, pd_sync_stats *stats)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         up_batch b;
         const uint8_t *rec = sqlite3_column_blob(st, 1);
-        if ((code = describe(store, sqlite3_column_blob(st, 0),
-                             (size_t)sqlite3_column_bytes(st, 0), rec,
-                             rec ? (size_t)sqlite3_column_bytes(st, 1) : 0, &b)) != PD_OK)
+        if ((code = describe(store, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                             rec, rec ? (size_t)sqlite3_column_bytes(st, 1) : 0, &b)) != PD_OK)
             break;
         b.uploaded = !strcmp((const char *)sqlite3_column_text(st, 2), "uploaded");
         if (up_push(&ask, &b) != PD_OK) {
@@ -1474,7 +1505,10 @@ static int ask_receipts(pd_store *store, pd_http *h, pd_sync_stats *stats)
         snprintf(path, sizeof path, "/v1/receipts?device=%s&since=%llu", ask.v[i].device,
                  (unsigned long long)(min - 1));
         pd_http_url(h, path, url);
-        pd_http_req req = {.method = "GET", .url = url, .sign = true, .gzip = true,
+        pd_http_req req = {.method = "GET",
+                           .url = url,
+                           .sign = true,
+                           .gzip = true,
                            .phase = PD_SYNC_PHASE_RECEIPTS};
         pd_http_resp r;
         cJSON *j = NULL;
@@ -1501,8 +1535,8 @@ static int ask_receipts(pd_store *store, pd_http *h, pd_sync_stats *stats)
                         up_has(&mentioned, ask.v[k].hash))
                         continue;
                     if ((code = batch_set_state(store, ask.v[k].hash,
-                                                ask.v[k].voided ? "voided" : "approved",
-                                                NULL)) != PD_OK)
+                                                ask.v[k].voided ? "voided" : "approved", NULL)) !=
+                        PD_OK)
                         pd_error_set(&h->err, code, "%s", pd_store_errmsg(store));
                 }
                 if (code == PD_OK && (code = settle_server_diff(store)) != PD_OK)
@@ -1555,6 +1589,8 @@ static int upload_queue(pd_store *store, pd_http *h, up_list *done, pd_sync_stat
         }
         rc = send_bundle(store, h, bundle, len, &in, NULL, stats);
         free(bundle);
+        if (rc == PD_ERR_INVALID)
+            clear_upload_state(store); /* refused whole (422): never resume it */
         for (size_t i = 0; rc == PD_OK && i < in.n; i++)
             if (up_push(done, &in.v[i]) != PD_OK)
                 rc = pd_error_set(&h->err, PD_ERR_NOMEM, "out of memory");
@@ -1564,7 +1600,8 @@ static int upload_queue(pd_store *store, pd_http *h, up_list *done, pd_sync_stat
     }
 }
 
-/* ---- the sync run ---------------------------------------------------------------------------------- */
+/* ---- the sync run
+ * ---------------------------------------------------------------------------------- */
 
 static void progress_none(void *ctx, pd_sync_phase phase, uint64_t done, uint64_t total)
 {
@@ -1623,7 +1660,7 @@ int pd_sync_run(pd_store *store, const pd_sync_options *opt, pd_sync_stats *stat
         (rc = ask_receipts(store, &h, stats)) != PD_OK ||
         (rc = upload_queue(store, &h, &done, stats)) != PD_OK ||
         (rc = pd_client_pull(store, &h, stats)) != PD_OK) {
-        if (h.err.msg[0])
+        if (h.err.msg[0] && h.err.code == rc)
             store_fail_err(store, &h.err, rc);
         goto out;
     }

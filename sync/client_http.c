@@ -44,11 +44,11 @@ void pd_http_cfg_from(pd_http_cfg *cfg, const pd_sync_options *opt)
     memset(&none, 0, sizeof none);
     if (!opt)
         opt = &none;
-    cfg->connect_timeout_ms = opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms
-                                                          : DEFAULT_CONNECT_MS;
+    cfg->connect_timeout_ms =
+        opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : DEFAULT_CONNECT_MS;
     cfg->stall_timeout_s = opt->stall_timeout_s > 0 ? opt->stall_timeout_s : DEFAULT_STALL_S;
-    cfg->stall_bytes_per_s = opt->stall_bytes_per_s > 0 ? opt->stall_bytes_per_s
-                                                        : DEFAULT_STALL_BPS;
+    cfg->stall_bytes_per_s =
+        opt->stall_bytes_per_s > 0 ? opt->stall_bytes_per_s : DEFAULT_STALL_BPS;
     cfg->max_attempts = opt->max_attempts ? opt->max_attempts : DEFAULT_ATTEMPTS;
     cfg->backoff_base_ms = opt->backoff_base_ms ? opt->backoff_base_ms : DEFAULT_BASE_MS;
     cfg->backoff_cap_ms = opt->backoff_cap_ms ? opt->backoff_cap_ms : DEFAULT_CAP_MS;
@@ -405,16 +405,16 @@ static int make_auth(pd_http *h, const pd_http_req *req, char *header, size_t ca
     pd_http_hash_hex(req->body, req->body_len, body_hex);
     long long t = (long long)(pd_http_now_ms(h) / 1000);
     char msg[SIGN_MSG_MAX];
-    int n = snprintf(msg, sizeof msg, "PD1\n%s\n%s\n%s\n%lld\n%s\n%s", h->device_id,
-                     req->method, target, t, nonce, body_hex);
+    int n = snprintf(msg, sizeof msg, "PD1\n%s\n%s\n%s\n%lld\n%s\n%s", h->device_id, req->method,
+                     target, t, nonce, body_hex);
     if (n < 0 || (size_t)n >= sizeof msg)
         return pd_error_set(&h->err, PD_ERR_TOOBIG, "request target too long to sign");
     uint8_t sig[PD_SIG_BYTES];
     crypto_sign_detached(sig, NULL, (const uint8_t *)msg, (size_t)n, h->device_sk);
     char sig_hex[2 * PD_SIG_BYTES + 1];
     pd_sync_hex(sig_hex, sig, sizeof sig);
-    n = snprintf(header, cap, "Pd-Auth: PD1 device=%s,time=%lld,nonce=%s,sig=%s", h->device_id,
-                 t, nonce, sig_hex);
+    n = snprintf(header, cap, "Pd-Auth: PD1 device=%s,time=%lld,nonce=%s,sig=%s", h->device_id, t,
+                 nonce, sig_hex);
     if (n < 0 || (size_t)n >= cap)
         return pd_error_set(&h->err, PD_ERR_TOOBIG, "Pd-Auth header too long");
     return PD_OK;
@@ -553,8 +553,7 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r)
         goto out;
     }
     if (r->sink_failed) {
-        rc = pd_error_set(&h->err, PD_ERR_IO, "%s %s: could not store the download", m,
-                          req->url);
+        rc = pd_error_set(&h->err, PD_ERR_IO, "%s %s: could not store the download", m, req->url);
         goto out;
     }
     long status = 0;
@@ -564,8 +563,8 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r)
         r->curl_rc = (int)cc;
         snprintf(r->curl_msg, sizeof r->curl_msg, "%s", curl_easy_strerror(cc));
         r->status = 0; /* an answer cut short is no answer */
-        rc = pd_error_set(&h->err, PD_ERR_NETWORK, "%s %s: %s", m, req->url,
-                          curl_easy_strerror(cc));
+        rc =
+            pd_error_set(&h->err, PD_ERR_NETWORK, "%s %s: %s", m, req->url, curl_easy_strerror(cc));
         goto out;
     }
     if (req->sign && h->pinned && is_json(r)) {
@@ -672,18 +671,40 @@ int pd_http_fail_status(pd_http *h, const char *what, const pd_http_resp *r)
     }
     int rc;
     switch (r->status) {
-    case 400: case 415: case 422: rc = PD_ERR_INVALID; break;
-    case 401: case 403: rc = PD_ERR_DENIED; break;
-    case 404: case 410: rc = PD_ERR_NOTFOUND; break;
+    case 400:
+    case 415:
+    case 422:
+        rc = PD_ERR_INVALID;
+        break;
+    case 401:
+    case 403:
+        rc = PD_ERR_DENIED;
+        break;
+    case 404:
+    case 410:
+        rc = PD_ERR_NOTFOUND;
+        break;
     case 409:
         rc = (!strcmp(code, "device_exists") || !strcmp(code, "key_in_use")) ? PD_ERR_EXISTS
                                                                              : PD_ERR_STATE;
         break;
-    case 412: rc = PD_ERR_VERSION; break;
-    case 413: rc = PD_ERR_TOOBIG; break;
-    case 460: rc = PD_ERR_CORRUPT; break;
-    case 503: case 423: case 429: rc = PD_ERR_BUSY; break;
-    default: rc = r->status >= 500 ? PD_ERR_NETWORK : PD_ERR_PROTOCOL; break;
+    case 412:
+        rc = PD_ERR_VERSION;
+        break;
+    case 413:
+        rc = PD_ERR_TOOBIG;
+        break;
+    case 460:
+        rc = PD_ERR_CORRUPT;
+        break;
+    case 503:
+    case 423:
+    case 429:
+        rc = PD_ERR_BUSY;
+        break;
+    default:
+        rc = r->status >= 500 ? PD_ERR_NETWORK : PD_ERR_PROTOCOL;
+        break;
     }
     return pd_error_set(&h->err, rc, "%s: HTTP %ld%s%s%s%s", what, r->status, code[0] ? " " : "",
                         code, msg[0] ? ": " : "", msg);

@@ -26,7 +26,7 @@
 
 #define PD_HTTP_URL_MAX 2048
 #define PD_HTTP_NONCE_HEX 32
-#define PD_HTTP_JSON_MAX (64u << 20) /* a JSON answer held in memory (a delta page) */
+#define PD_HTTP_JSON_MAX (64u << 20)  /* a JSON answer held in memory (a delta page) */
 #define PD_HTTP_ERROR_MAX (64u << 10) /* the body of an error answer */
 #define PD_HTTP_SKEW_WINDOW_MS 300000 /* PROTOCOL.md §4 */
 
@@ -93,10 +93,10 @@ typedef struct pd_http_req {
     /* The body of a 200/206 answer goes to sink (return 0 to go on) instead of memory. */
     int (*sink)(void *ctx, const uint8_t *p, size_t n);
     void *sink_ctx;
-    size_t max_body;           /* memory body cap; 0: PD_HTTP_JSON_MAX */
-    pd_sync_phase phase;       /* for progress */
-    uint64_t progress_base;    /* bytes already done before this request */
-    uint64_t progress_total;   /* the whole transfer (0: unknown) */
+    size_t max_body;         /* memory body cap; 0: PD_HTTP_JSON_MAX */
+    pd_sync_phase phase;     /* for progress */
+    uint64_t progress_base;  /* bytes already done before this request */
+    uint64_t progress_total; /* the whole transfer (0: unknown) */
 } pd_http_req;
 
 typedef struct pd_http_resp {
@@ -184,7 +184,6 @@ typedef struct pd_tus_upload {
     bool complete_at_create;   /* out: the server answered Pd-Complete at creation */
     bool resumed;              /* out: a HEAD found bytes the server already held */
     uint64_t resumed_at;       /* out: the offset the last such HEAD reported */
-    char commit[256];          /* out: Pd-Commit of the final PATCH, if any */
 } pd_tus_upload;
 
 /* Create (when url is "") or resume, and send every byte the server lacks. PD_ERR_NOTFOUND when

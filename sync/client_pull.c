@@ -38,7 +38,8 @@
 #define SQL_MAX 2048
 #define MAX_COLS 48
 
-/* ---- the prelist ------------------------------------------------------------------------------ */
+/* ---- the prelist ------------------------------------------------------------------------------
+ */
 
 typedef struct part_sink {
     pd_store *store;
@@ -205,8 +206,13 @@ static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sy
         }
         pd_http_resp r;
         part_sink sink = {.store = store, .r = &r, .fd = fd, .start = size, .total = -1};
-        pd_http_req req = {.method = "GET", .url = url, .headers = hdrs, .sign = true,
-                           .sink = part_write, .sink_ctx = &sink, .phase = PD_SYNC_PHASE_PRELIST,
+        pd_http_req req = {.method = "GET",
+                           .url = url,
+                           .headers = hdrs,
+                           .sign = true,
+                           .sink = part_write,
+                           .sink_ctx = &sink,
+                           .phase = PD_SYNC_PHASE_PRELIST,
                            .progress_base = size};
         int rc = pd_http_once(h, &req, &r);
         int fsrc = fsync(fd);
@@ -229,14 +235,21 @@ static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sy
             if (progressed)
                 attempt = 0;
             if (++attempt >= h->cfg.max_attempts)
-                return rc != PD_OK ? rc : pd_error_set(&h->err, PD_ERR_BUSY,
-                                                       "GET /v1/prelist: the server is busy");
+                return rc != PD_OK ? rc
+                                   : pd_error_set(&h->err, PD_ERR_BUSY,
+                                                  "GET /v1/prelist: the server is busy");
             pd_http_backoff(h, attempt - 1, ra);
             continue;
         }
         if (rc != PD_OK) {
             pd_http_resp_free(&r);
             return rc;
+        }
+        if (r.status == 401 && pd_http_auth_retry(h, &r)) {
+            pd_http_resp_free(&r);
+            if (++attempt >= h->cfg.max_attempts)
+                return pd_error_set(&h->err, PD_ERR_DENIED, "GET /v1/prelist: refused");
+            continue; /* the clock corrected, or a resent copy refused: once more */
         }
         if (r.status == 416) {
             int64_t first, total;
@@ -250,9 +263,9 @@ static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sy
             continue;
         }
         if (r.status == 404) {
-            rc = pd_http_fail_status(h, "GET /v1/prelist (no assignment for this person?)", &r);
+            /* no_area: this person has no assigned area (an admin, say): nothing to pull */
             pd_http_resp_free(&r);
-            return rc;
+            return PD_ERR_NOTFOUND;
         }
         if (r.status != 200 && r.status != 206) {
             rc = pd_http_fail_status(h, "GET /v1/prelist", &r);
@@ -283,6 +296,10 @@ static int pull_prelist(pd_store *store, pd_http *h, pd_sync_stats *stats, int64
         return pd_error_set(&h->err, PD_ERR_NOMEM, "out of memory");
     snprintf(part, plen, "%s/%s", home, PART_NAME);
     int rc = download_prelist(store, h, part, stats);
+    if (rc == PD_ERR_NOTFOUND) {
+        unlink(part);
+        goto out; /* the caller pulls nothing */
+    }
     if (rc != PD_OK)
         goto out;
     char etag[160], want[2 * PD_HASH_BYTES + 1], got[2 * PD_HASH_BYTES + 1];
@@ -359,12 +376,12 @@ out:
 
 /* ---- applying a delta ---------------------------------------------------------------------- */
 
-static const char *const hh_status[] = {"found", "found_new_head", "moved_within", "moved_out",
-                                        "joined_other", "not_found", "all_deceased", "refused",
-                                        "new_household"};
+static const char *const hh_status[] = {"found",        "found_new_head", "moved_within",
+                                        "moved_out",    "joined_other",   "not_found",
+                                        "all_deceased", "refused",        "new_household"};
 static const char *const m_status[] = {"active", "deceased", "moved", "duplicate"};
-static const char *const m_outcome[] = {"confirmed", "not_confirmed", "duplicate", "deceased",
-                                        "moved", "new"};
+static const char *const m_outcome[] = {"confirmed", "not_confirmed", "duplicate",
+                                        "deceased",  "moved",         "new"};
 static const char *const sources[] = {"prelist", "new"};
 
 /* A local-state column a package does not carry. */
@@ -441,8 +458,8 @@ static int kind_prepare(delta_ctx *c, kind_stmts *k)
     size_t n = k->nfields + k->nextra;
     if (n > MAX_COLS)
         return pd_error_set(&c->err, PD_ERR_INTERNAL, "too many columns");
-    int sl = snprintf(sel, sizeof sel, "SELECT %s",
-                      k->kind == PD_REC_HOUSEHOLD ? "hh_rowid" : "rowid");
+    int sl =
+        snprintf(sel, sizeof sel, "SELECT %s", k->kind == PD_REC_HOUSEHOLD ? "hh_rowid" : "rowid");
     int il = snprintf(ins, sizeof ins, "INSERT INTO %s (", k->table);
     int vl = 0;
     int ul = snprintf(upd, sizeof upd, "UPDATE %s SET ", k->table);
@@ -453,8 +470,8 @@ static int kind_prepare(delta_ctx *c, kind_stmts *k)
         sl += snprintf(sel + sl, sizeof sel - (size_t)sl, ", %s", name);
         il += snprintf(ins + il, sizeof ins - (size_t)il, "%s%s", i ? ", " : "", name);
         vl += snprintf(vals + vl, sizeof vals - (size_t)vl, "%s?%zu", i ? ", " : "", i + 1);
-        ul += snprintf(upd + ul, sizeof upd - (size_t)ul, "%s%s = ?%zu", i ? ", " : "", name,
-                       i + 1);
+        ul +=
+            snprintf(upd + ul, sizeof upd - (size_t)ul, "%s%s = ?%zu", i ? ", " : "", name, i + 1);
         if ((size_t)sl >= sizeof sel || (size_t)il >= sizeof ins || (size_t)vl >= sizeof vals ||
             (size_t)ul >= sizeof upd)
             return pd_error_set(&c->err, PD_ERR_INTERNAL, "statement too long");
@@ -483,11 +500,14 @@ static void kind_finalize(kind_stmts *k)
 static int bind_value(sqlite3_stmt *st, int idx, const pd_value *v)
 {
     switch (v->type) {
-    case PD_VAL_INT: return sqlite3_bind_int64(st, idx, v->i);
-    case PD_VAL_REAL: return sqlite3_bind_double(st, idx, v->r);
+    case PD_VAL_INT:
+        return sqlite3_bind_int64(st, idx, v->i);
+    case PD_VAL_REAL:
+        return sqlite3_bind_double(st, idx, v->r);
     case PD_VAL_TEXT:
         return sqlite3_bind_text(st, idx, (const char *)v->p, (int)v->len, SQLITE_TRANSIENT);
-    default: return sqlite3_bind_null(st, idx);
+    default:
+        return sqlite3_bind_null(st, idx);
     }
 }
 
@@ -495,8 +515,10 @@ static bool same(sqlite3_stmt *sel, int col, const pd_value *v)
 {
     int t = sqlite3_column_type(sel, col);
     switch (v->type) {
-    case PD_VAL_NULL: return t == SQLITE_NULL;
-    case PD_VAL_INT: return t == SQLITE_INTEGER && sqlite3_column_int64(sel, col) == v->i;
+    case PD_VAL_NULL:
+        return t == SQLITE_NULL;
+    case PD_VAL_INT:
+        return t == SQLITE_INTEGER && sqlite3_column_int64(sel, col) == v->i;
     case PD_VAL_REAL:
         return (t == SQLITE_FLOAT || t == SQLITE_INTEGER) &&
                sqlite3_column_double(sel, col) == v->r;
@@ -524,8 +546,8 @@ static int decode_row(delta_ctx *c, const kind_stmts *k, const cJSON *row, rec_i
 {
     memset(out, 0, sizeof *out);
     if (!cJSON_IsObject(row))
-        return pd_error_set(&c->err, PD_ERR_PROTOCOL, "delta: %s %zu is not an object",
-                            k->entity, index);
+        return pd_error_set(&c->err, PD_ERR_PROTOCOL, "delta: %s %zu is not an object", k->entity,
+                            index);
     /* The package's fields go through the package's validator; unknown members are ignored
      * (PROTOCOL.md §2), local-state columns are checked here. */
     cJSON *filtered = cJSON_CreateObject();
@@ -551,8 +573,7 @@ static int decode_row(delta_ctx *c, const kind_stmts *k, const cJSON *row, rec_i
     cJSON_free(line);
     if (rc != PD_OK) {
         /* the validator's messages name the record */
-        return pd_error_set(&c->err, rc == PD_ERR_NOMEM ? rc : PD_ERR_PROTOCOL, "delta: %s",
-                            e.msg);
+        return pd_error_set(&c->err, rc == PD_ERR_NOMEM ? rc : PD_ERR_PROTOCOL, "delta: %s", e.msg);
     }
     for (size_t x = 0; x < k->nextra; x++) {
         const extra_col *ec = &k->extra[x];
@@ -574,8 +595,9 @@ static int decode_row(delta_ctx *c, const kind_stmts *k, const cJSON *row, rec_i
             }
         if (!ok) {
             pd_rec_clear(&out->rec);
-            return pd_error_set(&c->err, PD_ERR_PROTOCOL, "delta: %s %.40s: %s is not a known value",
-                                k->entity, jstr_id(row), ec->name);
+            return pd_error_set(&c->err, PD_ERR_PROTOCOL,
+                                "delta: %s %.40s: %s is not a known value", k->entity, jstr_id(row),
+                                ec->name);
         }
     }
     return PD_OK;
@@ -699,8 +721,9 @@ static int apply_row(delta_ctx *c, kind_stmts *k, const cJSON *row, size_t index
                 const char *name;
                 col_name(k, i, &name);
                 v.type = PD_VAL_TEXT;
-                v.p = (const uint8_t *)(strcmp(name, "source") == 0 ? "prelist"
-                                        : strcmp(name, "status") == 0 && !hh ? "active" : "");
+                v.p = (const uint8_t *)(strcmp(name, "source") == 0          ? "prelist"
+                                        : strcmp(name, "status") == 0 && !hh ? "active"
+                                                                             : "");
                 v.len = strlen((const char *)v.p);
                 if (v.len == 0)
                     v.type = PD_VAL_NULL;
@@ -708,18 +731,17 @@ static int apply_row(delta_ctx *c, kind_stmts *k, const cJSON *row, size_t index
             bind_value(k->ins, (int)i + 1, &v);
         }
         if ((rc = step_reset(k->ins)) != SQLITE_OK) {
-            code = pd_error_sqlite(&c->err, c->db, rc, hh ? "delta: adding a household"
-                                                          : "delta: adding a member");
+            code = pd_error_sqlite(&c->err, c->db, rc,
+                                   hh ? "delta: adding a household" : "delta: adding a member");
             if (code == PD_ERR_INVALID || rc == SQLITE_CONSTRAINT)
-                code = pd_error_set(&c->err, PD_ERR_PROTOCOL,
-                                    "delta: %s %s cannot be added (%s)", k->entity, id,
-                                    sqlite3_errmsg(c->db));
+                code = pd_error_set(&c->err, PD_ERR_PROTOCOL, "delta: %s %s cannot be added (%s)",
+                                    k->entity, id, sqlite3_errmsg(c->db));
             goto out;
         }
         c->stats->records_pulled++;
         if (hh)
-            code = set_geo(c, sqlite3_last_insert_rowid(c->db), id, in.rec.u.hh.lat,
-                           in.rec.u.hh.lon);
+            code =
+                set_geo(c, sqlite3_last_insert_rowid(c->db), id, in.rec.u.hh.lat, in.rec.u.hh.lon);
         goto out;
     }
     if (rc != SQLITE_ROW) {
@@ -832,11 +854,24 @@ int pd_client_apply_delta(pd_store *store, const cJSON *page, pd_sync_stats *sta
     c.db = pd_store_sqlite(store);
     c.stats = stats;
     c.now = pd_sync_now_ms();
-    c.hh = (kind_stmts){PD_REC_HOUSEHOLD, "household", "household", hh_extra,
-                        PD_ARRAY_LEN(hh_extra), pd_rec_nfields(PD_REC_HOUSEHOLD), NULL, NULL,
+    c.hh = (kind_stmts){PD_REC_HOUSEHOLD,
+                        "household",
+                        "household",
+                        hh_extra,
+                        PD_ARRAY_LEN(hh_extra),
+                        pd_rec_nfields(PD_REC_HOUSEHOLD),
+                        NULL,
+                        NULL,
                         NULL};
-    c.m = (kind_stmts){PD_REC_MEMBER, "member", "member", m_extra, PD_ARRAY_LEN(m_extra),
-                       pd_rec_nfields(PD_REC_MEMBER), NULL, NULL, NULL};
+    c.m = (kind_stmts){PD_REC_MEMBER,
+                       "member",
+                       "member",
+                       m_extra,
+                       PD_ARRAY_LEN(m_extra),
+                       pd_rec_nfields(PD_REC_MEMBER),
+                       NULL,
+                       NULL,
+                       NULL};
     bool ok = true;
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(page, "format");
     const cJSON *more = cJSON_GetObjectItemCaseSensitive(page, "more");
@@ -888,9 +923,8 @@ int pd_client_apply_delta(pd_store *store, const cJSON *page, pd_sync_stats *sta
     }
     stats->conflicts_pulled += (uint64_t)cJSON_GetArraySize(conflicts);
     /* what the korcam decided, and revisit tasks (sync/korcam.c) */
-    if ((code = pd_korcam_delta_store(store, conflicts,
-                                      cJSON_GetObjectItemCaseSensitive(page, "tasks"),
-                                      &c.err)) != PD_OK)
+    if ((code = pd_korcam_delta_store(
+             store, conflicts, cJSON_GetObjectItemCaseSensitive(page, "tasks"), &c.err)) != PD_OK)
         goto out;
     if ((code = pd_sync_state_set_int(store, "cursor", cursor)) != PD_OK) {
         c.err = (pd_error){0};
@@ -922,7 +956,10 @@ int pd_client_pull(pd_store *store, pd_http *h, pd_sync_stats *stats)
     int64_t cursor = 0;
     int rc = pd_sync_state_get_int(store, "cursor", &cursor);
     if (rc == PD_ERR_NOTFOUND) {
-        if ((rc = pull_prelist(store, h, stats, &cursor)) != PD_OK)
+        rc = pull_prelist(store, h, stats, &cursor);
+        if (rc == PD_ERR_NOTFOUND)
+            return PD_OK; /* no area assigned: nothing to pull, and no cursor to keep */
+        if (rc != PD_OK)
             return rc;
     } else if (rc != PD_OK) {
         return pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
@@ -936,8 +973,12 @@ int pd_client_pull(pd_store *store, pd_http *h, pd_sync_stats *stats)
          * delta page over its body with "-" so a resumed page can be checked. The page also
          * names the `since` it answers, which must be ours: accept either, until the two
          * agree. */
-        pd_http_req req = {.method = "GET", .url = url, .sign = true, .gzip = true,
-                           .phase = PD_SYNC_PHASE_DELTA, .alt_sig_context = "-"};
+        pd_http_req req = {.method = "GET",
+                           .url = url,
+                           .sign = true,
+                           .gzip = true,
+                           .phase = PD_SYNC_PHASE_DELTA,
+                           .alt_sig_context = "-"};
         pd_http_resp r;
         cJSON *j = NULL;
         rc = pd_http_call(h, &req, &r);

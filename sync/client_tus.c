@@ -152,8 +152,13 @@ static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
             return pd_error_set(&h->err, PD_ERR_TOOBIG, "tus metadata too long");
         hdrs[1] = meta_hdr;
     }
-    pd_http_req req = {.method = "POST", .url = create_url, .headers = hdrs, .sign = u->sign,
-                       .tus = true, .phase = u->phase, .progress_total = u->length};
+    pd_http_req req = {.method = "POST",
+                       .url = create_url,
+                       .headers = hdrs,
+                       .sign = u->sign,
+                       .tus = true,
+                       .phase = u->phase,
+                       .progress_total = u->length};
     pd_http_resp r;
     int rc = pd_http_call(h, &req, &r);
     if (rc != PD_OK)
@@ -168,9 +173,10 @@ static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
     }
     *offset = r.has_offset ? (uint64_t)r.upload_offset : 0;
     if (*offset > u->length) {
-        rc = pd_error_set(&h->err, PD_ERR_PROTOCOL, "tus create: Upload-Offset %llu is past "
-                          "Upload-Length %llu", (unsigned long long)*offset,
-                          (unsigned long long)u->length);
+        rc = pd_error_set(&h->err, PD_ERR_PROTOCOL,
+                          "tus create: Upload-Offset %llu is past "
+                          "Upload-Length %llu",
+                          (unsigned long long)*offset, (unsigned long long)u->length);
         goto out;
     }
     u->complete_at_create = r.pd_complete && *offset == u->length;
@@ -184,8 +190,8 @@ out:
  * come back as PD_ERR_NETWORK / PD_ERR_BUSY for the caller's retry loop. */
 static int head_offset(pd_http *h, pd_tus_upload *u, uint64_t *offset)
 {
-    pd_http_req req = {.method = "HEAD", .url = u->url, .sign = u->sign, .tus = true,
-                       .phase = u->phase};
+    pd_http_req req = {
+        .method = "HEAD", .url = u->url, .sign = u->sign, .tus = true, .phase = u->phase};
     pd_http_resp r;
     int rc = pd_http_once(h, &req, &r);
     if (rc != PD_OK)
@@ -198,8 +204,7 @@ static int head_offset(pd_http *h, pd_tus_upload *u, uint64_t *offset)
     } else if (r.status != 200 && r.status != 204) {
         rc = pd_http_fail_status(h, "tus HEAD", &r);
     } else if (!r.has_offset || (uint64_t)r.upload_offset > u->length) {
-        rc = pd_error_set(&h->err, PD_ERR_PROTOCOL, "tus HEAD %s: no valid Upload-Offset",
-                          u->url);
+        rc = pd_error_set(&h->err, PD_ERR_PROTOCOL, "tus HEAD %s: no valid Upload-Offset", u->url);
     } else if (r.has_length && (uint64_t)r.upload_length != u->length) {
         /* Not the upload we think it is: start over rather than corrupt it. */
         rc = pd_error_set(&h->err, PD_ERR_NOTFOUND,
@@ -231,10 +236,18 @@ static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_nex
         snprintf(sum_hdr, sizeof sum_hdr, "Upload-Checksum: sha1 %s", b64);
         hdrs[1] = sum_hdr;
     }
-    pd_http_req req = {.method = "PATCH", .url = u->url, .body = chunk, .body_len = n,
-                       .content_type = "application/offset+octet-stream", .headers = hdrs,
-                       .sign = u->sign, .tus = true, .no_resend = true, .phase = u->phase,
-                       .progress_base = *offset, .progress_total = u->length};
+    pd_http_req req = {.method = "PATCH",
+                       .url = u->url,
+                       .body = chunk,
+                       .body_len = n,
+                       .content_type = "application/offset+octet-stream",
+                       .headers = hdrs,
+                       .sign = u->sign,
+                       .tus = true,
+                       .no_resend = true,
+                       .phase = u->phase,
+                       .progress_base = *offset,
+                       .progress_total = u->length};
     pd_http_resp r;
     int rc = pd_http_once(h, &req, &r);
     if (h->stats)
@@ -256,9 +269,6 @@ static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_nex
             goto out;
         }
         *offset = (uint64_t)r.upload_offset;
-        if (r.location[0] == '\0' && u->sign) {
-            /* Pd-Commit rides on the final PATCH (PROTOCOL.md §5). */
-        }
         *next = PATCH_OK;
     } else if (r.status == 409) {
         /* Our offset is not the server's: it says which in the answer (or HEAD will). */
@@ -339,15 +349,18 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
         known = next == PATCH_RETRY;
         if (++attempt >= h->cfg.max_attempts) {
             if (!h->err.msg[0] || h->err.code == PD_OK)
-                pd_error_set(&h->err, PD_ERR_NETWORK, "tus upload %s: no progress after %u "
-                             "attempts", u->url, attempt);
+                pd_error_set(&h->err, PD_ERR_NETWORK,
+                             "tus upload %s: no progress after %u "
+                             "attempts",
+                             u->url, attempt);
             return h->err.code ? h->err.code : PD_ERR_NETWORK;
         }
         pd_http_backoff(h, attempt - 1, 0);
     }
 }
 
-/* ---- a plain file to any tus server ------------------------------------------------------------ */
+/* ---- a plain file to any tus server ------------------------------------------------------------
+ */
 
 typedef struct file_state {
     const char *path;

@@ -28,7 +28,8 @@
 #define ID_MAX 255
 #define SKIP (-1) /* an entry without the shape of PROTOCOL.md §9.4: left out */
 
-/* ---- requests ------------------------------------------------------------------------------------ */
+/* ---- requests
+ * ------------------------------------------------------------------------------------ */
 
 static int call(pd_store *store, const pd_sync_options *opt, const char *method, const char *path,
                 const char *body, char **json)
@@ -138,8 +139,7 @@ int pd_korcam_list(pd_store *store, const pd_korcam_filter *f, const pd_sync_opt
         if (!plain(params[i].value))
             return pd_store_fail(store, PD_ERR_INVALID, "%s '%.64s' is not an id or code",
                                  params[i].key, params[i].value);
-        n += (size_t)snprintf(path + n, sizeof path - n, "&%s=%s", params[i].key,
-                              params[i].value);
+        n += (size_t)snprintf(path + n, sizeof path - n, "&%s=%s", params[i].key, params[i].value);
     }
     if (f->age_hours < 0 || f->limit < 0 || f->offset < 0)
         return pd_store_fail(store, PD_ERR_INVALID, "age, limit and offset must be >= 0");
@@ -204,7 +204,8 @@ int pd_korcam_summary(pd_store *store, const pd_sync_options *opt, char **json)
     return call(store, opt, "GET", "/v1/korcam/summary", NULL, json);
 }
 
-/* ---- what deltas bring --------------------------------------------------------------------------- */
+/* ---- what deltas bring
+ * --------------------------------------------------------------------------- */
 
 static const char *const conflict_upsert =
     "INSERT INTO conflict (id, kind, entity, target, field, household_id, related, state, "
@@ -284,14 +285,12 @@ static int bind_json_value(sqlite3_stmt *q, int i, const cJSON *v)
     return SQLITE_MISMATCH;
 }
 
-static int store_conflict(sqlite3 *db, sqlite3_stmt *q, const cJSON *c, int64_t now,
-                          pd_error *err)
+static int store_conflict(sqlite3 *db, sqlite3_stmt *q, const cJSON *c, int64_t now, pd_error *err)
 {
-    static const char *const kinds[] = {"field", "create", "duplicate_nik", "double_visit",
-                                        "duplicate_household", "moved_active"};
+    static const char *const kinds[] = {
+        "field", "create", "duplicate_nik", "double_visit", "duplicate_household", "moved_active"};
     static const char *const states[] = {"open", "resolved"};
-    static const char *const actions[] = {"server", "device", "value", "merge", "split",
-                                          "revisit"};
+    static const char *const actions[] = {"server", "device", "value", "merge", "split", "revisit"};
     int64_t id, rev, at;
     const char *kind, *entity, *target, *field, *hh, *rel, *state, *res, *by, *note;
     const cJSON *rv = cJSON_GetObjectItemCaseSensitive(c, "resolved_value");
@@ -376,8 +375,9 @@ int pd_korcam_delta_store(pd_store *store, const cJSON *conflicts, const cJSON *
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(db, task_upsert, -1, &qt, NULL);
     int code = rc == SQLITE_OK ? PD_OK
-                               : pd_error_sqlite(err, db, rc, "delta: preparing the korcam "
-                                                              "statements");
+                               : pd_error_sqlite(err, db, rc,
+                                                 "delta: preparing the korcam "
+                                                 "statements");
     int64_t now = pd_now_ms();
     const cJSON *it;
     cJSON_ArrayForEach(it, conflicts)
@@ -399,7 +399,8 @@ int pd_korcam_delta_store(pd_store *store, const cJSON *conflicts, const cJSON *
     return code;
 }
 
-/* ---- what this device received ------------------------------------------------------------------ */
+/* ---- what this device received ------------------------------------------------------------------
+ */
 
 static const char *col_text(sqlite3_stmt *q, int i)
 {
@@ -412,11 +413,12 @@ int pd_korcam_notices(pd_store *store, pd_korcam_notice_fn fn, void *ctx)
     sqlite3 *db = pd_store_sqlite(store);
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(
-        db, "SELECT c.id, c.kind, c.entity, c.target, c.field, c.household_id, "
-            "COALESCE(h.head_name, ''), c.related, c.state, COALESCE(c.resolution, ''), "
-            "c.resolved_value, COALESCE(c.resolved_by, ''), c.note, COALESCE(c.resolved_at, 0), "
-            "c.rev FROM conflict c LEFT JOIN household h ON h.id = c.household_id "
-            "ORDER BY c.state = 'open', c.resolved_at DESC, c.id DESC",
+        db,
+        "SELECT c.id, c.kind, c.entity, c.target, c.field, c.household_id, "
+        "COALESCE(h.head_name, ''), c.related, c.state, COALESCE(c.resolution, ''), "
+        "c.resolved_value, COALESCE(c.resolved_by, ''), c.note, COALESCE(c.resolved_at, 0), "
+        "c.rev FROM conflict c LEFT JOIN household h ON h.id = c.household_id "
+        "ORDER BY c.state = 'open', c.resolved_at DESC, c.id DESC",
         -1, &q, NULL);
     if (rc != SQLITE_OK)
         return pd_store_fail_sqlite(store, rc, "listing received conflicts");
@@ -467,11 +469,12 @@ int pd_korcam_tasks(pd_store *store, pd_korcam_task_fn fn, void *ctx)
     sqlite3 *db = pd_store_sqlite(store);
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(
-        db, "SELECT t.id, t.kind, t.household_id, COALESCE(h.head_name, ''), t.note, "
-            "t.created_by, COALESCE(t.conflict_id, 0), t.created_at, COALESCE((SELECT "
-            "min(v.visited_at) FROM visit v WHERE v.household_id = t.household_id AND "
-            "v.visited_at > t.created_at), 0) FROM task t LEFT JOIN household h ON "
-            "h.id = t.household_id ORDER BY t.created_at DESC, t.rowid DESC",
+        db,
+        "SELECT t.id, t.kind, t.household_id, COALESCE(h.head_name, ''), t.note, "
+        "t.created_by, COALESCE(t.conflict_id, 0), t.created_at, COALESCE((SELECT "
+        "min(v.visited_at) FROM visit v WHERE v.household_id = t.household_id AND "
+        "v.visited_at > t.created_at), 0) FROM task t LEFT JOIN household h ON "
+        "h.id = t.household_id ORDER BY t.created_at DESC, t.rowid DESC",
         -1, &q, NULL);
     if (rc != SQLITE_OK)
         return pd_store_fail_sqlite(store, rc, "listing tasks");

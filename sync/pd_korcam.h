@@ -56,7 +56,8 @@ int pd_korcam_resolve(pd_store *store, int64_t id, const pd_korcam_resolution *r
                       const pd_sync_options *opt, char **json);
 int pd_korcam_summary(pd_store *store, const pd_sync_options *opt, char **json);
 
-/* ---- what this device received ----------------------------------------------------------------- */
+/* ---- what this device received -----------------------------------------------------------------
+ */
 
 typedef struct pd_korcam_notice {
     int64_t id;
@@ -85,14 +86,15 @@ int pd_korcam_notices(pd_store *store, pd_korcam_notice_fn fn, void *ctx);
 /* Revisit tasks received, newest first. */
 int pd_korcam_tasks(pd_store *store, pd_korcam_task_fn fn, void *ctx);
 
-/* ---- for the sync client (client_pull.c) --------------------------------------------------------- */
+/* ---- for the sync client (client_pull.c)
+ * --------------------------------------------------------- */
 
 struct cJSON;
 /* Keep a delta page's `conflicts` and `tasks` (newest revision wins), inside the page's
  * transaction. Entries without the shape PROTOCOL.md §9.4 gives are left out; PD_ERR_PROTOCOL
  * (message in err) when `conflicts` or `tasks` is not an array, a storage failure otherwise. */
-int pd_korcam_delta_store(pd_store *store, const struct cJSON *conflicts,
-                          const struct cJSON *tasks, pd_error *err);
+int pd_korcam_delta_store(pd_store *store, const struct cJSON *conflicts, const struct cJSON *tasks,
+                          pd_error *err);
 
 #ifdef __cplusplus
 }

@@ -69,14 +69,16 @@ static struct {
 } K[ST__N];
 static int device_kills, server_kills;
 static int position[3]; /* device kills in the first half of a run, at 50-90 %, past 90 % */
-static int srv_phase[3]; /* 0 receiving, 1 verifying/applying, 2 between requests */
+static int64_t slow_sync_us = 1000000; /* the usual sync through the slowing proxy */
+static int srv_phase[3];               /* 0 receiving, 1 verifying/applying, 2 between requests */
 
 static int total_kills(void)
 {
     return device_kills + server_kills;
 }
 
-/* ---- running `pendata` ------------------------------------------------------------------------ */
+/* ---- running `pendata` ------------------------------------------------------------------------
+ */
 
 /* argv for `pendata --home HOME args...` (args NULL-terminated). */
 static void cli_argv(char **argv, int cap, const fdev *d, const char *const *args)
@@ -142,7 +144,8 @@ static void note_effect(enum step k, const fire_run *r, bool present)
         K[k].absent++;
 }
 
-/* ---- checks ------------------------------------------------------------------------------------ */
+/* ---- checks ------------------------------------------------------------------------------------
+ */
 
 static pd_store *open_dev(const fdev *d)
 {
@@ -172,10 +175,12 @@ static void check_device_store(const fdev *d, pd_store *s)
         fprintf(stderr, "%s: integrity_check: %s\n", d->name, msg);
     if (!strcmp(d->role, "supervisor")) {
         /* the review queue: one row per (author, seq), each row's hash is its bytes' */
-        CHECK_EQ_INT(fire_int(db, "SELECT count(*) FROM (SELECT author_pk, seq FROM batch GROUP BY 1, 2 "
-                                  "HAVING count(*) > 1)",
-                              NULL),
-                     0);
+        CHECK_EQ_INT(
+            fire_int(db,
+                     "SELECT count(*) FROM (SELECT author_pk, seq FROM batch GROUP BY 1, 2 "
+                     "HAVING count(*) > 1)",
+                     NULL),
+            0);
         return;
     }
     sqlite3_stmt *st = NULL;
@@ -207,12 +212,13 @@ static void check_device_store(const fdev *d, pd_store *s)
     }
     sqlite3_finalize(st);
     /* no op points at a batch that does not exist */
-    CHECK_EQ_INT(fire_int(db,
-                          "SELECT count(*) FROM op WHERE batch_seq IS NOT NULL AND batch_seq NOT IN "
-                          "(SELECT seq FROM batch WHERE author_pk = (SELECT sign_pk FROM identity "
-                          "WHERE role = 'enumerator'))",
-                          NULL),
-                 0);
+    CHECK_EQ_INT(
+        fire_int(db,
+                 "SELECT count(*) FROM op WHERE batch_seq IS NOT NULL AND batch_seq NOT IN "
+                 "(SELECT seq FROM batch WHERE author_pk = (SELECT sign_pk FROM identity "
+                 "WHERE role = 'enumerator'))",
+                 NULL),
+        0);
 }
 
 static void check_device(const fdev *d)
@@ -294,7 +300,8 @@ static int server_phase(void)
     return phase;
 }
 
-/* ---- the server ---------------------------------------------------------------------------------- */
+/* ---- the server
+ * ---------------------------------------------------------------------------------- */
 
 static void server_kill_and_restart(void)
 {
@@ -347,7 +354,8 @@ static bool wait_bundle_arrived(pid_t pid, int64_t max_wait_us)
     return hit;
 }
 
-/* ---- the steps of a field day ---------------------------------------------------------------------- */
+/* ---- the steps of a field day
+ * ---------------------------------------------------------------------- */
 
 static long long dev_count(const fdev *d, const char *sql, const char *param)
 {
@@ -405,9 +413,12 @@ static void do_visit(fdev *d)
 {
     char hh[32];
     hh_id(d->next_hh++, hh);
-    const char *args[] = {"visit",      hh,      "--outcome",   "found",
-                          "--gps",      "-6.9,107.6,8", "--provider", "gps",
-                          "--notes",    "rumah panggung, pintu biru", NULL};
+    const char *args[] = {"visit",      hh,
+                          "--outcome",  "found",
+                          "--gps",      "-6.9,107.6,8",
+                          "--provider", "gps",
+                          "--notes",    "rumah panggung, pintu biru",
+                          NULL};
     step(ST_VISIT, d, args, "SELECT count(*) FROM visit WHERE household_id = ?1", hh, false);
 }
 
@@ -539,10 +550,13 @@ static long long unacked(const fdev *d)
                      NULL);
 }
 
-static const char *const sync_args[] = {"sync",          "--chunk",     "8192", "--attempts",
-                                        "400",           "--backoff",   "10",   "--backoff-cap",
-                                        "200",           "--connect-timeout", "1000",
-                                        "--stall-timeout", "10",        NULL};
+static const char *const sync_args[] = {"sync", "--chunk",
+                                        "8192", "--attempts",
+                                        "400",  "--backoff",
+                                        "10",   "--backoff-cap",
+                                        "200",  "--connect-timeout",
+                                        "1000", "--stall-timeout",
+                                        "10",   NULL};
 
 /* A sync with kill points: the device's sync killed at a random moment, or the server killed (at
  * a random moment, or just after the bundle's last byte arrived) and restarted while the sync
@@ -551,7 +565,9 @@ static void do_sync(fdev *d)
 {
     char *argv[40];
     cli_argv(argv, 40, d, sync_args);
-    int mode = K[ST_SYNC].runs == 0 ? -1 : (int)fire_below(5) - 1; /* -1, 0: the device only */
+    /* -1, 0: the device only; 1: the server at random moments; 2, 4: the server in its verify and
+     * apply window first; 3: the server, then the device too */
+    int mode = K[ST_SYNC].runs == 0 ? -1 : (int)fire_below(6) - 1;
     if (mode <= 0) {
         fire_run r;
         kill_point(ST_SYNC, d, sync_args, &r);
@@ -574,8 +590,8 @@ static void do_sync(fdev *d)
         pid_t pid = fire_spawn(argv, out_path);
         bool hit = false;
         for (int kills = 0; kills < 3; kills++) {
-            if (mode == 1 || kills > 0) {
-                fire_sleep_us((int64_t)fire_below((uint64_t)K[ST_SYNC].avg_us + 1));
+            if (mode == 1 || mode == 3 || kills > 0) {
+                fire_sleep_us((int64_t)fire_below((uint64_t)slow_sync_us + 1));
                 hit = waitpid(pid, NULL, WNOHANG) == 0;
             } else {
                 hit = wait_bundle_arrived(pid, 20000000);
@@ -599,7 +615,7 @@ static void do_sync(fdev *d)
         if (WIFSIGNALED(status))
             check_device(d);
         else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !hit)
-            K[ST_SYNC].avg_us = (K[ST_SYNC].avg_us * 3 + (fire_now_us() - t0)) / 4;
+            slow_sync_us = (slow_sync_us * 3 + (fire_now_us() - t0)) / 4;
     }
     for (int i = 0; i < 6 && unacked(d) > 0; i++) {
         int code = 0;
@@ -624,8 +640,8 @@ static bool make_device(fdev *d, const char *name, const char *user, const char 
         return false;
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     const char *init[] = {"init", "--role", role, "--kdf", "test", NULL};
-    const char *enr[] = {"enroll", "--server", url, "--code", code, "--fingerprint",
-                         srv.fingerprint, NULL};
+    const char *enr[] = {"enroll",        "--server",      url, "--code", code,
+                         "--fingerprint", srv.fingerprint, NULL};
     if (!cli_run(d, init, NULL) || !cli_run(d, enr, NULL)) {
         fire_print_tail(out_path, 600);
         return false;
@@ -640,169 +656,12 @@ static bool make_device(fdev *d, const char *name, const char *user, const char 
     return true;
 }
 
-/* Columns the device's and the server's household tables share. */
-static int common_columns(sqlite3 *a, sqlite3 *b, char cols[][32], int cap)
-{
-    int n = 0;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(a, "SELECT name FROM pragma_table_info('household') ORDER BY cid", -1,
-                           &st, NULL) != SQLITE_OK)
-        return 0;
-    while (sqlite3_step(st) == SQLITE_ROW && n < cap) {
-        const char *c = (const char *)sqlite3_column_text(st, 0);
-        if (fire_int(b, "SELECT count(*) FROM pragma_table_info('household') WHERE name = ?1", c) ==
-            1)
-            snprintf(cols[n++], 32, "%s", c);
-    }
-    sqlite3_finalize(st);
-    return n;
-}
-
-/* Every value of column c of household id, as text with its type, from db. */
-static void hh_value(sqlite3 *db, const char *c, const char *id, char *out, size_t cap)
-{
-    char sql[200];
-    snprintf(sql, sizeof sql, "SELECT typeof(\"%s\") || ':' || quote(\"%s\") FROM household WHERE id = ?1",
-             c, c);
-    sqlite3_stmt *st = NULL;
-    out[0] = '\0';
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
-    }
-    sqlite3_finalize(st);
-}
-
 static void final_account(fdev *d, sqlite3 *sdb)
 {
     pd_store *s = open_dev(d);
     REQUIRE_VOID(s);
-    sqlite3 *db = pd_store_sqlite(s);
     check_device_store(d, s);
-    /* the same chain on both sides */
-    sqlite3_stmt *st = NULL;
-    REQUIRE_VOID(sqlite3_prepare_v2(db,
-                                    "SELECT seq, hash, state, receipt FROM batch WHERE author_pk = "
-                                    "(SELECT sign_pk FROM identity WHERE role = 'enumerator') "
-                                    "ORDER BY seq",
-                                    -1, &st, NULL) == SQLITE_OK);
-    long long nbatches = 0, applied_ops = 0, checked_ops = 0, voided = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        nbatches++;
-        int64_t seq = sqlite3_column_int64(st, 0);
-        const uint8_t *hash = sqlite3_column_blob(st, 1);
-        const char *state = (const char *)sqlite3_column_text(st, 2);
-        const uint8_t *rc = sqlite3_column_blob(st, 3);
-        CHECK(!strcmp(state, "acknowledged"));
-        REQUIRE_VOID(rc && sqlite3_column_bytes(st, 3) == PD_RECEIPT_BYTES_V1);
-        bool is_void = rc[5] == 2;
-        voided += is_void;
-        CHECK(rc[5] == 1 || rc[5] == 2);
-        /* the server's row of this batch */
-        sqlite3_stmt *q = NULL;
-        REQUIRE_VOID(sqlite3_prepare_v2(sdb,
-                                        "SELECT hash, state FROM batches WHERE device_id = ?1 AND "
-                                        "seq = ?2",
-                                        -1, &q, NULL) == SQLITE_OK);
-        sqlite3_bind_text(q, 1, d->device_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(q, 2, seq);
-        bool row = sqlite3_step(q) == SQLITE_ROW;
-        CHECK(row);
-        if (row) {
-            CHECK(!memcmp(sqlite3_column_blob(q, 0), hash, 32));
-            CHECK(!strcmp((const char *)sqlite3_column_text(q, 1), is_void ? "voided" : "applied"));
-        }
-        sqlite3_finalize(q);
-        /* each of its ops exactly once in the server's audit (none for a voided batch) */
-        sqlite3_stmt *ops = NULL;
-        REQUIRE_VOID(sqlite3_prepare_v2(db, "SELECT seq FROM op WHERE batch_seq = ?1 ORDER BY seq",
-                                        -1, &ops, NULL) == SQLITE_OK);
-        sqlite3_bind_int64(ops, 1, seq);
-        long long batch_ops = 0;
-        while (sqlite3_step(ops) == SQLITE_ROW) {
-            batch_ops++;
-            int64_t op_seq = sqlite3_column_int64(ops, 0);
-            sqlite3_stmt *a = NULL;
-            REQUIRE_VOID(sqlite3_prepare_v2(sdb,
-                                            "SELECT count(*) FROM audit WHERE batch_hash = ?1 AND "
-                                            "seq = ?2 AND action IN ('apply', 'merge', 'conflict')",
-                                            -1, &a, NULL) == SQLITE_OK);
-            sqlite3_bind_blob(a, 1, hash, 32, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(a, 2, op_seq);
-            long long n = sqlite3_step(a) == SQLITE_ROW ? sqlite3_column_int64(a, 0) : -1;
-            sqlite3_finalize(a);
-            if (n != (is_void ? 0 : 1))
-                fprintf(stderr, "%s: batch %lld op %lld is on the server %lld times\n", d->name,
-                        (long long)seq, (long long)op_seq, n);
-            CHECK_EQ_INT(n, is_void ? 0 : 1);
-            checked_ops++;
-            applied_ops += !is_void;
-        }
-        sqlite3_finalize(ops);
-        /* and nothing else of that batch */
-        sqlite3_stmt *a = NULL;
-        REQUIRE_VOID(sqlite3_prepare_v2(sdb,
-                                        "SELECT count(*) FROM audit WHERE batch_hash = ?1 AND "
-                                        "action IN ('apply', 'merge', 'conflict')",
-                                        -1, &a, NULL) == SQLITE_OK);
-        sqlite3_bind_blob(a, 1, hash, 32, SQLITE_TRANSIENT);
-        long long all = sqlite3_step(a) == SQLITE_ROW ? sqlite3_column_int64(a, 0) : -1;
-        sqlite3_finalize(a);
-        CHECK_EQ_INT(all, is_void ? 0 : batch_ops);
-    }
-    sqlite3_finalize(st);
-    /* the server holds no other batch of this device */
-    CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM batches WHERE device_id = ?1", d->device_id),
-                 nbatches);
-    /* no op left behind */
-    CHECK_EQ_INT(fire_int(db, "SELECT count(*) FROM op WHERE batch_seq IS NULL", NULL), 0);
-    /* the visits and photos it made are the server's */
-    CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM visit WHERE device_id = ?1", d->device_id),
-                 fire_int(db, "SELECT count(*) FROM visit", NULL));
-    sqlite3_stmt *v = NULL;
-    REQUIRE_VOID(sqlite3_prepare_v2(db, "SELECT id FROM visit", -1, &v, NULL) == SQLITE_OK);
-    while (sqlite3_step(v) == SQLITE_ROW)
-        CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM visit WHERE id = ?1",
-                              (const char *)sqlite3_column_text(v, 0)),
-                     1);
-    sqlite3_finalize(v);
-    REQUIRE_VOID(sqlite3_prepare_v2(db, "SELECT lower(hex(hash)) FROM photo", -1, &v, NULL) ==
-                 SQLITE_OK);
-    while (sqlite3_step(v) == SQLITE_ROW)
-        CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM photo WHERE hash = ?1",
-                              (const char *)sqlite3_column_text(v, 0)),
-                     1);
-    sqlite3_finalize(v);
-    /* device and server agree on every household, field by field */
-    char cols[64][32];
-    int nc = common_columns(db, sdb, cols, 64);
-    CHECK(nc >= 20);
-    sqlite3_stmt *h = NULL;
-    REQUIRE_VOID(sqlite3_prepare_v2(db, "SELECT id FROM household ORDER BY id", -1, &h, NULL) ==
-                 SQLITE_OK);
-    long long households = 0, differ = 0;
-    while (sqlite3_step(h) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(h, 0);
-        households++;
-        for (int c = 0; c < nc; c++) {
-            char a[512], b[512];
-            hh_value(db, cols[c], id, a, sizeof a);
-            hh_value(sdb, cols[c], id, b, sizeof b);
-            if (strcmp(a, b) != 0) {
-                if (differ++ < 5)
-                    fprintf(stderr, "%s: household %s.%s: device %s, server %s\n", d->name, id,
-                            cols[c], a, b);
-            }
-        }
-    }
-    sqlite3_finalize(h);
-    CHECK_EQ_INT(differ, 0);
-    CHECK_EQ_INT(households, fire_int(sdb, "SELECT count(*) FROM household", NULL));
-    fprintf(stderr,
-            "   %s: %lld batches (%lld voided), %lld ops checked, %lld applied exactly once; "
-            "%lld households x %d columns agree\n",
-            d->name, nbatches, voided, checked_ops, applied_ops, households, nc);
+    fire_account(s, sdb, d->name);
     pd_store_close(s);
 }
 
@@ -892,11 +751,13 @@ int main(void)
     fprintf(stderr, "kill points: %d (%d device, %d server) in %d rounds, %.1f s\n", total_kills(),
             device_kills, server_kills, round, (double)(fire_now_us() - t_start) / 1e6);
     for (int k = 0; k < ST__N; k++)
-        fprintf(stderr, "   %-14s %4d kills: %3d had taken effect, %3d had not (usual run %.0f ms)\n",
+        fprintf(stderr,
+                "   %-14s %4d kills: %3d had taken effect, %3d had not (usual run %.0f ms)\n",
                 step_name[k], K[k].kills, K[k].committed, K[k].absent, (double)K[k].avg_us / 1e3);
     fprintf(stderr, "   device kills at 0-50 %% of a run: %d, 50-90 %%: %d, past 90 %%: %d\n",
             position[0], position[1], position[2]);
-    fprintf(stderr, "   server kills: %d while receiving, %d while verifying/applying, %d between\n",
+    fprintf(stderr,
+            "   server kills: %d while receiving, %d while verifying/applying, %d between\n",
             srv_phase[0], srv_phase[1], srv_phase[2]);
     CHECK(total_kills() >= target);
     printf("FIRE crash kill_points=%d device=%d server=%d server_receiving=%d server_applying=%d "

@@ -23,13 +23,13 @@
 #include <time.h>
 
 /* Stop this test function (after cleanup) if cond fails. */
-#define REQUIRE_VOID_OR(cond, cleanup)                                                        \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            CHECK(cond);                                                                      \
-            cleanup;                                                                          \
-            return;                                                                           \
-        }                                                                                     \
+#define REQUIRE_VOID_OR(cond, cleanup)                                                             \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            CHECK(cond);                                                                           \
+            cleanup;                                                                               \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 #define AREA "32.73.01"
@@ -39,7 +39,8 @@ static char *root;
 static char *package;
 static uint8_t issuer_pk[PD_PUBKEY_BYTES];
 
-/* ---- a small deterministic RNG ---------------------------------------------------------------- */
+/* ---- a small deterministic RNG ----------------------------------------------------------------
+ */
 
 typedef struct rng {
     uint64_t s;
@@ -61,7 +62,8 @@ static double unit(rng *r)
     return (double)rnd(r) / 2147483648.0;
 }
 
-/* ---- store helpers ---------------------------------------------------------------------------- */
+/* ---- store helpers ----------------------------------------------------------------------------
+ */
 
 static pd_store *fresh_store(const char *name)
 {
@@ -90,7 +92,8 @@ static void pick(sqlite3 *db, rng *r, const char *count_sql, const char *row_sql
     out[0] = '\0';
     sqlite3_stmt *st = NULL;
     int64_t n = 0;
-    if (sqlite3_prepare_v2(db, count_sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(db, count_sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     if (n <= 0)
@@ -106,8 +109,8 @@ static void pick(sqlite3 *db, rng *r, const char *count_sql, const char *row_sql
 
 static void pick_household(sqlite3 *db, rng *r, char *out)
 {
-    pick(db, r, "SELECT COUNT(*) FROM household", "SELECT id FROM household ORDER BY id LIMIT 1 OFFSET ?1",
-         out, PD_ID_MAX);
+    pick(db, r, "SELECT COUNT(*) FROM household",
+         "SELECT id FROM household ORDER BY id LIMIT 1 OFFSET ?1", out, PD_ID_MAX);
 }
 
 static void pick_member(sqlite3 *db, rng *r, bool active, char *out)
@@ -117,8 +120,8 @@ static void pick_member(sqlite3 *db, rng *r, bool active, char *out)
              "SELECT id FROM member WHERE status = 'active' ORDER BY id LIMIT 1 OFFSET ?1", out,
              PD_ID_MAX);
     else
-        pick(db, r, "SELECT COUNT(*) FROM member", "SELECT id FROM member ORDER BY id LIMIT 1 OFFSET ?1",
-             out, PD_ID_MAX);
+        pick(db, r, "SELECT COUNT(*) FROM member",
+             "SELECT id FROM member ORDER BY id LIMIT 1 OFFSET ?1", out, PD_ID_MAX);
 }
 
 static int64_t q_int(sqlite3 *db, const char *sql, const char *arg)
@@ -152,12 +155,17 @@ static bool q_loc(sqlite3 *db, const char *hh, double *lat, double *lon)
     return ok;
 }
 
-/* ---- random values ---------------------------------------------------------------------------- */
+/* ---- random values ----------------------------------------------------------------------------
+ */
 
-static const char *const names[] = {
-    "Siti Aminah", "Budi Santoso", "Sri Rahayu", "Agus Salim", "Dewi Lestari", "Putu Ayu",
-    "José Manurung", "Ñoman Wayan", "O'Brien Siregar", "Robert'); DROP TABLE member;--",
-    "Nur \"Aini\"", "Ahmad bin Yusuf", "Fatimah binti Umar", "Ketut Sari", "Yohanes Pattinama"};
+static const char *const names[] = {"Siti Aminah",        "Budi Santoso",
+                                    "Sri Rahayu",         "Agus Salim",
+                                    "Dewi Lestari",       "Putu Ayu",
+                                    "José Manurung",      "Ñoman Wayan",
+                                    "O'Brien Siregar",    "Robert'); DROP TABLE member;--",
+                                    "Nur \"Aini\"",       "Ahmad bin Yusuf",
+                                    "Fatimah binti Umar", "Ketut Sari",
+                                    "Yohanes Pattinama"};
 
 static void random_date(rng *r, int y0, int y1, char out[32], int *y, int *m, int *d)
 {
@@ -189,30 +197,34 @@ static pd_value int_value(int64_t i)
     return v;
 }
 
-/* ---- one random change ------------------------------------------------------------------------ */
+/* ---- one random change ------------------------------------------------------------------------
+ */
 
 typedef struct run {
     pd_store *store;
     sqlite3 *db;
     rng r;
-    int64_t clock;      /* visits and photos move forward in time */
+    int64_t clock; /* visits and photos move forward in time */
     unsigned photo_no;
     int ok[8], tried[8];
 } run;
 
-static const char *const outcomes[] = {"found", "found_new_head", "moved_within", "moved_out",
-                                       "joined_other", "not_found", "all_deceased", "refused",
-                                       "new_household"};
-static const char *const member_outcomes[] = {"confirmed", "not_confirmed", "duplicate",
-                                              "deceased", "moved"};
+static const char *const outcomes[] = {"found",        "found_new_head", "moved_within",
+                                       "moved_out",    "joined_other",   "not_found",
+                                       "all_deceased", "refused",        "new_household"};
+static const char *const member_outcomes[] = {"confirmed", "not_confirmed", "duplicate", "deceased",
+                                              "moved"};
 static const char *const household_fields[] = {
-    "sls", "address", "head_name", "kk", "desa", "tenure", "floor_area", "floor_material",
-    "wall_material", "roof_material", "rooms", "water_source", "lighting", "power_va",
-    "cooking_fuel", "toilet", "asset_flags", "cattle", "goats", "pigs", "poultry", "land_m2",
-    "status", "no_such_field"};
+    "sls",           "address",       "head_name",    "kk",
+    "desa",          "tenure",        "floor_area",   "floor_material",
+    "wall_material", "roof_material", "rooms",        "water_source",
+    "lighting",      "power_va",      "cooking_fuel", "toilet",
+    "asset_flags",   "cattle",        "goats",        "pigs",
+    "poultry",       "land_m2",       "status",       "no_such_field"};
 static const char *const member_fields[] = {
-    "name", "nik", "kk", "sex", "birth_place", "birth_date", "relationship", "marital",
-    "disability", "chronic_illness", "schooling", "work", "programmes", "outcome", "member_no"};
+    "name",       "nik",          "kk",         "sex",        "birth_place",
+    "birth_date", "relationship", "marital",    "disability", "chronic_illness",
+    "schooling",  "work",         "programmes", "outcome",    "member_no"};
 
 static int do_visit(run *x)
 {
@@ -221,9 +233,12 @@ static int do_visit(run *x)
     x->clock += 30000 + below(&x->r, 300000);
     double lat = -6.88, lon = 107.59;
     q_loc(x->db, hh, &lat, &lon);
-    pd_gps g = {.lat = lat + (unit(&x->r) - 0.5) * 0.002, .lon = lon + (unit(&x->r) - 0.5) * 0.002,
-                .accuracy = 3 + below(&x->r, 80), .altitude = below(&x->r, 2) ? NAN : 700 + below(&x->r, 50),
-                .fix_time = x->clock - below(&x->r, 20000), .provider = "fused",
+    pd_gps g = {.lat = lat + (unit(&x->r) - 0.5) * 0.002,
+                .lon = lon + (unit(&x->r) - 0.5) * 0.002,
+                .accuracy = 3 + below(&x->r, 80),
+                .altitude = below(&x->r, 2) ? NAN : 700 + below(&x->r, 50),
+                .fix_time = x->clock - below(&x->r, 20000),
+                .provider = "fused",
                 .mock = below(&x->r, 20) == 0};
     if (below(&x->r, 15) == 0)
         g.lat = 95; /* invalid now and then */
@@ -243,10 +258,13 @@ static int do_visit(run *x)
         n++;
     }
     sqlite3_finalize(st);
-    pd_visit_in v = {.household_id = hh, .outcome = outcomes[below(&x->r, 9)],
-                     .visited_at = x->clock, .gps = below(&x->r, 8) ? &g : NULL,
+    pd_visit_in v = {.household_id = hh,
+                     .outcome = outcomes[below(&x->r, 9)],
+                     .visited_at = x->clock,
+                     .gps = below(&x->r, 8) ? &g : NULL,
                      .notes = below(&x->r, 3) ? NULL : names[below(&x->r, PD_ARRAY_LEN(names))],
-                     .members = mo, .member_count = n};
+                     .members = mo,
+                     .member_count = n};
     char id[PD_ID_MAX];
     return pd_visit_record(x->store, &v, id, NULL);
 }
@@ -334,8 +352,11 @@ static int do_member_add(run *x)
     int sex = 1 + (int)below(&x->r, 2);
     random_nik(&x->r, sex, y, m, d, below(&x->r, 8) != 0, nik);
     pd_member_new mn = {.name = names[below(&x->r, PD_ARRAY_LEN(names))],
-                        .nik = below(&x->r, 3) ? nik : NULL, .sex = sex, .birth_date = date,
-                        .birth_place = "Bandung", .relationship = 3 + (int)below(&x->r, 7),
+                        .nik = below(&x->r, 3) ? nik : NULL,
+                        .sex = sex,
+                        .birth_date = date,
+                        .birth_place = "Bandung",
+                        .relationship = 3 + (int)below(&x->r, 7),
                         .marital = born ? 1 : 1 + (int)below(&x->r, 4),
                         .reason = born ? "born" : "joined"};
     char id[PD_ID_MAX];
@@ -359,25 +380,31 @@ static int do_propose(run *x)
     int sex = 1 + (int)below(&x->r, 2);
     random_nik(&x->r, sex, y, m, d, true, nik);
     bool located = below(&x->r, 2);
-    pd_household_new h = {.desa = desa, .sls = "RT 001 / RW 001", .address = "Jl. Baru",
+    pd_household_new h = {.desa = desa,
+                          .sls = "RT 001 / RW 001",
+                          .address = "Jl. Baru",
                           .lat = located ? -6.88 + unit(&x->r) * 0.01 : NAN,
                           .lon = located ? 107.59 + unit(&x->r) * 0.01 : NAN,
-                          .head = {.name = names[below(&x->r, PD_ARRAY_LEN(names))], .nik = nik,
-                                   .sex = sex, .birth_date = date}};
+                          .head = {.name = names[below(&x->r, PD_ARRAY_LEN(names))],
+                                   .nik = nik,
+                                   .sex = sex,
+                                   .birth_date = date}};
     char id[PD_ID_MAX];
     return pd_household_propose(x->store, &h, id, NULL);
 }
 
 static int do_photo(run *x)
 {
-    static const char *const kinds[] = {"front", "wall", "floor", "kitchen", "toilet", "kk",
-                                        "ktp", "head", "roof"};
+    static const char *const kinds[] = {"front", "wall", "floor", "kitchen", "toilet",
+                                        "kk",    "ktp",  "head",  "roof"};
     char hh[PD_ID_MAX], visit[PD_ID_MAX];
     visit[0] = '\0';
     pick_household(x->db, &x->r, hh);
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(x->db, "SELECT id FROM visit WHERE household_id = ?1 ORDER BY rowid DESC "
-                              "LIMIT 1", -1, &st, NULL);
+    sqlite3_prepare_v2(x->db,
+                       "SELECT id FROM visit WHERE household_id = ?1 ORDER BY rowid DESC "
+                       "LIMIT 1",
+                       -1, &st, NULL);
     sqlite3_bind_text(st, 1, hh, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW && below(&x->r, 2))
         snprintf(visit, sizeof visit, "%s", sqlite3_column_text(st, 0));
@@ -385,7 +412,8 @@ static int do_photo(run *x)
     uint8_t jpeg[1024];
     /* now and then the same bytes again (refused: already stored) */
     unsigned variant = below(&x->r, 8) == 0 && x->photo_no ? x->photo_no - 1 : x->photo_no++;
-    size_t n = pd_fixture_jpeg(jpeg, 8 + below(&x->r, 40), 8 + below(&x->r, 40), variant + 1000 * (unsigned)x->r.s);
+    size_t n = pd_fixture_jpeg(jpeg, 8 + below(&x->r, 40), 8 + below(&x->r, 40),
+                               variant + 1000 * (unsigned)x->r.s);
     if (below(&x->r, 10) == 0)
         n -= 2; /* truncated: refused */
     x->clock += 1000;
@@ -395,9 +423,9 @@ static int do_photo(run *x)
 
 static int random_change(run *x)
 {
-    static int (*const kinds[])(run *) = {do_visit, do_visit, do_visit, do_household_set,
-                                          do_member_set, do_member_add, do_member_end,
-                                          do_propose, do_photo};
+    static int (*const kinds[])(run *) = {do_visit,         do_visit,      do_visit,
+                                          do_household_set, do_member_set, do_member_add,
+                                          do_member_end,    do_propose,    do_photo};
     unsigned k = below(&x->r, PD_ARRAY_LEN(kinds));
     int rc = kinds[k](x);
     unsigned slot = k < 3 ? 0 : k - 2;
@@ -407,11 +435,12 @@ static int random_change(run *x)
     return rc;
 }
 
-/* ---- replay ----------------------------------------------------------------------------------- */
+/* ---- replay -----------------------------------------------------------------------------------
+ */
 
 typedef struct replay {
-    sqlite3 *src;   /* the device that made the ops: where photo bytes come from */
-    sqlite3 *dst;   /* the fresh import */
+    sqlite3 *src; /* the device that made the ops: where photo bytes come from */
+    sqlite3 *dst; /* the fresh import */
     sqlite3_stmt *photo;
     int64_t last_seq, last_hlc, n;
     int bad_order, bad_check, bad_apply;
@@ -467,8 +496,9 @@ static void digest_ops_upto(sqlite3 *db, int64_t seq, uint8_t out[32])
 
 static bool fts_ok(sqlite3 *db)
 {
-    return sqlite3_exec(db, "INSERT INTO person_fts (person_fts) VALUES ('integrity-check');"
-                            "INSERT INTO address_fts (address_fts) VALUES ('integrity-check');",
+    return sqlite3_exec(db,
+                        "INSERT INTO person_fts (person_fts) VALUES ('integrity-check');"
+                        "INSERT INTO address_fts (address_fts) VALUES ('integrity-check');",
                         NULL, NULL, NULL) == SQLITE_OK;
 }
 
@@ -484,8 +514,13 @@ static void replay_reproduces_every_table(void)
         snprintf(b_name, sizeof b_name, "b%d", seed);
         pd_store *a = fresh_store(a_name);
         pd_store *b = fresh_store(b_name);
-        REQUIRE_VOID_OR(a && b, { pd_store_close(a); pd_store_close(b); });
-        run x = {.store = a, .db = pd_store_sqlite(a), .r = {.s = (uint64_t)seed * 0x9E3779B97F4A7C15ULL},
+        REQUIRE_VOID_OR(a && b, {
+            pd_store_close(a);
+            pd_store_close(b);
+        });
+        run x = {.store = a,
+                 .db = pd_store_sqlite(a),
+                 .r = {.s = (uint64_t)seed * 0x9E3779B97F4A7C15ULL},
                  .clock = (int64_t)time(NULL) * 1000 - 86400000};
         /* the fresh import and the device start equal */
         uint8_t da[32], db_[32];
@@ -505,7 +540,8 @@ static void replay_reproduces_every_table(void)
         uint8_t mid2[32];
         digest_ops_upto(x.db, mid_seq, mid2);
         CHECK(memcmp(mid, mid2, 32) == 0);
-        CHECK(sqlite3_exec(x.db, "UPDATE op SET field = 'x' WHERE seq = 1", NULL, NULL, NULL) != SQLITE_OK);
+        CHECK(sqlite3_exec(x.db, "UPDATE op SET field = 'x' WHERE seq = 1", NULL, NULL, NULL) !=
+              SQLITE_OK);
         CHECK(sqlite3_exec(x.db, "DELETE FROM op WHERE seq = 1", NULL, NULL, NULL) != SQLITE_OK);
         /* replay onto b in one transaction */
         replay r = {.src = x.db, .dst = pd_store_sqlite(b)};
@@ -544,8 +580,8 @@ static void replay_reproduces_every_table(void)
         pd_store_close(b);
     }
     /* every kind of change happened, and some were refused */
-    const char *what[] = {"visit", "household set", "member set", "member add", "member end",
-                          "propose", "photo"};
+    const char *what[] = {"visit",      "household set", "member set", "member add",
+                          "member end", "propose",       "photo"};
     for (int k = 0; k < 7; k++) {
         fprintf(stderr, "   %-14s %4d of %4d accepted\n", what[k], total_ok[k], total_tried[k]);
         CHECK(total_ok[k] > 0);
@@ -554,7 +590,8 @@ static void replay_reproduces_every_table(void)
     fprintf(stderr, "   %lld ops replayed over %d seeds\n", (long long)total_ops, seeds);
 }
 
-/* ---- apply refuses what is not an op ------------------------------------------------------------ */
+/* ---- apply refuses what is not an op ------------------------------------------------------------
+ */
 
 static void apply_refuses_bad_ops_and_changes_nothing(void)
 {
@@ -573,29 +610,67 @@ static void apply_refuses_bad_ops_and_changes_nothing(void)
     } cases[] = {
         {{.kind = "rename", .entity = "household", .target = hh}, PD_ERR_INVALID, "kind 'rename'"},
         {{.kind = "set", .entity = "village", .target = hh}, PD_ERR_INVALID, "unknown entity"},
-        {{.kind = "set", .entity = "household", .target = hh, .field = "no_such",
-          .new_value = {.type = PD_VAL_INT, .i = 1}}, PD_ERR_INVALID, "not a field an op may set"},
-        {{.kind = "set", .entity = "household", .target = hh, .field = "rev",
-          .new_value = {.type = PD_VAL_INT, .i = 9}}, PD_ERR_INVALID, "not a field an op may set"},
-        {{.kind = "set", .entity = "household", .target = hh, .field = "tenure",
-          .new_value = {.type = PD_VAL_INT, .i = 42}}, PD_ERR_INVALID, "household.tenure: 42"},
-        {{.kind = "set", .entity = "household", .target = "nobody", .field = "tenure",
-          .new_value = {.type = PD_VAL_INT, .i = 1}}, PD_ERR_NOTFOUND, "not found"},
-        {{.kind = "set", .entity = "member", .target = "x", .field = "status",
+        {{.kind = "set",
+          .entity = "household",
+          .target = hh,
+          .field = "no_such",
+          .new_value = {.type = PD_VAL_INT, .i = 1}},
+         PD_ERR_INVALID,
+         "not a field an op may set"},
+        {{.kind = "set",
+          .entity = "household",
+          .target = hh,
+          .field = "rev",
+          .new_value = {.type = PD_VAL_INT, .i = 9}},
+         PD_ERR_INVALID,
+         "not a field an op may set"},
+        {{.kind = "set",
+          .entity = "household",
+          .target = hh,
+          .field = "tenure",
+          .new_value = {.type = PD_VAL_INT, .i = 42}},
+         PD_ERR_INVALID,
+         "household.tenure: 42"},
+        {{.kind = "set",
+          .entity = "household",
+          .target = "nobody",
+          .field = "tenure",
+          .new_value = {.type = PD_VAL_INT, .i = 1}},
+         PD_ERR_NOTFOUND,
+         "not found"},
+        {{.kind = "set",
+          .entity = "member",
+          .target = "x",
+          .field = "status",
           .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"moved", .len = 5}},
-         PD_ERR_INVALID, "only by an 'end' op"},
-        {{.kind = "create", .entity = "household", .target = "N1",
+         PD_ERR_INVALID,
+         "only by an 'end' op"},
+        {{.kind = "create",
+          .entity = "household",
+          .target = "N1",
           .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"{\"sls\":", .len = 7}},
-         PD_ERR_INVALID, "not a JSON object"},
-        {{.kind = "create", .entity = "household", .target = "N1",
+         PD_ERR_INVALID,
+         "not a JSON object"},
+        {{.kind = "create",
+          .entity = "household",
+          .target = "N1",
           .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"{\"evil\":1}", .len = 10}},
-         PD_ERR_INVALID, "'evil' is not a field"},
-        {{.kind = "create", .entity = "member", .target = "X01",
-          .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"{\"household_id\":\"X\",\"member_no\":1}", .len = 34}},
-         PD_ERR_NOTFOUND, "household X: not found"},
-        {{.kind = "photo", .entity = "photo", .target = "00",
+         PD_ERR_INVALID,
+         "'evil' is not a field"},
+        {{.kind = "create",
+          .entity = "member",
+          .target = "X01",
+          .new_value = {.type = PD_VAL_TEXT,
+                        .p = (const uint8_t *)"{\"household_id\":\"X\",\"member_no\":1}",
+                        .len = 34}},
+         PD_ERR_NOTFOUND,
+         "household X: not found"},
+        {{.kind = "photo",
+          .entity = "photo",
+          .target = "00",
           .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"{}", .len = 2}},
-         PD_ERR_INVALID, "64-hex-digit hash"},
+         PD_ERR_INVALID,
+         "64-hex-digit hash"},
     };
     for (size_t i = 0; i < PD_ARRAY_LEN(cases); i++) {
         pd_error err = {0};
@@ -610,11 +685,15 @@ static void apply_refuses_bad_ops_and_changes_nothing(void)
     uint8_t jpeg[512];
     size_t n = pd_fixture_jpeg(jpeg, 8, 8, 1);
     char json[256];
-    snprintf(json, sizeof json, "{\"household_id\":\"%s\",\"visit_id\":null,\"kind\":\"front\","
-             "\"size\":%zu,\"taken_at\":1735689600000}", hh, n);
-    pd_op ph = {.kind = "photo", .entity = "photo",
-                .target = "00000000000000000000000000000000000000000000000000000000000000ff",
-                .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)json, .len = strlen(json)}};
+    snprintf(json, sizeof json,
+             "{\"household_id\":\"%s\",\"visit_id\":null,\"kind\":\"front\","
+             "\"size\":%zu,\"taken_at\":1735689600000}",
+             hh, n);
+    pd_op ph = {
+        .kind = "photo",
+        .entity = "photo",
+        .target = "00000000000000000000000000000000000000000000000000000000000000ff",
+        .new_value = {.type = PD_VAL_TEXT, .p = (const uint8_t *)json, .len = strlen(json)}};
     pd_error err = {0};
     CHECK_EQ_INT(pd_oplog_apply(db, &ph, NULL, NULL, &err), PD_ERR_NOTFOUND);
     pd_fixture_digest(db, 1, after);
@@ -622,7 +701,8 @@ static void apply_refuses_bad_ops_and_changes_nothing(void)
     pd_store_close(s);
 }
 
-/* ---- the field tables follow the schema --------------------------------------------------------- */
+/* ---- the field tables follow the schema ---------------------------------------------------------
+ */
 
 static void field_tables_match_the_schema(void)
 {
@@ -634,7 +714,8 @@ static void field_tables_match_the_schema(void)
         const pd_record *r = pd_record_of(tables[t]);
         CHECK(r != NULL);
         char sql[64];
-        snprintf(sql, sizeof sql, "SELECT name FROM pragma_table_info('%s') ORDER BY cid", tables[t]);
+        snprintf(sql, sizeof sql, "SELECT name FROM pragma_table_info('%s') ORDER BY cid",
+                 tables[t]);
         sqlite3_stmt *st = NULL;
         sqlite3_prepare_v2(db, sql, -1, &st, NULL);
         size_t i = 0;

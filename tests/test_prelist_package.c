@@ -561,6 +561,14 @@ static void not_a_package_and_other_versions(void)
     pd_prelist_resign(pkg, T.sk);
     refused("households limit", pkg, len, PD_ERR_TOOBIG);
     free(pkg);
+    /* a signed header whose area id is not a real area (found by the fuzzer: it once looped) */
+    pkg = fixture_pkg("Budi Santoso", &len);
+    memset(pkg + PD_PL_OFF_AREA, 0, PD_PRELIST_AREA_ID_MAX);
+    memcpy(pkg + PD_PL_OFF_AREA, "99.99", 5);
+    pd_prelist_resign(pkg, T.sk);
+    refused("unreal area id", pkg, len, PD_ERR_INVALID);
+    CHECK(strstr(pd_store_errmsg(T.store), "real area") != NULL);
+    free(pkg);
     /* a file that is not there */
     CHECK_EQ_INT(pd_prelist_import(T.store, "/nonexistent/x.pdpl", NULL, NULL), PD_ERR_NOTFOUND);
 }

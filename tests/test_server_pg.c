@@ -12,10 +12,10 @@
  * deadlocks answered PD_ERR_BUSY, the serialised duplicate-NIK check, and a retried call after
  * the connection was killed.
  */
-#include "storage.h"
-#include "storage_pg.h"
 #include "internal.h"
 #include "schema.h"
+#include "storage.h"
+#include "storage_pg.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -43,8 +43,8 @@ typedef struct testdb {
 
 static bool is_pg(void)
 {
-    return base_url && (!strncmp(base_url, "postgres://", 11) ||
-                        !strncmp(base_url, "postgresql://", 13));
+    return base_url &&
+           (!strncmp(base_url, "postgres://", 11) || !strncmp(base_url, "postgresql://", 13));
 }
 
 #ifdef PD_HAVE_PQ
@@ -162,7 +162,8 @@ static pd_storage *db_open(const testdb *d)
     return st;
 }
 
-/* ---- record helpers ---------------------------------------------------------------------------- */
+/* ---- record helpers ----------------------------------------------------------------------------
+ */
 
 static pd_value vtext(const char *s)
 {
@@ -194,9 +195,9 @@ static int add_household(pd_storage *st, const char *id, const char *desa, int64
     snprintf(kab, sizeof kab, "%.5s", desa);
     snprintf(kec, sizeof kec, "%.8s", desa);
     pd_srv_field f[] = {
-        {"id", vtext(id)},         {"prov", vtext(prov)},     {"kab", vtext(kab)},
-        {"kec", vtext(kec)},       {"desa", vtext(desa)},     {"head_name", vtext("Siti")},
-        {"member_count", vint(0)}, {"lat", vreal(-6.9175)},   {"lon", vint(107)},
+        {"id", vtext(id)},         {"prov", vtext(prov)},   {"kab", vtext(kab)},
+        {"kec", vtext(kec)},       {"desa", vtext(desa)},   {"head_name", vtext("Siti")},
+        {"member_count", vint(0)}, {"lat", vreal(-6.9175)}, {"lon", vint(107)},
     };
     int64_t rev = next_rev(st);
     if (rev_out)
@@ -222,9 +223,12 @@ static int add_visit(pd_storage *st, const char *id, const char *hh, const char 
                      const char *device)
 {
     pd_srv_field f[] = {
-        {"id", vtext(id)},           {"household_id", vtext(hh)},
-        {"outcome", vtext(outcome)}, {"visited_at", vint(1700000000000)},
-        {"device_id", vtext(device)}, {"accuracy_m", vreal(4.5)},
+        {"id", vtext(id)},
+        {"household_id", vtext(hh)},
+        {"outcome", vtext(outcome)},
+        {"visited_at", vint(1700000000000)},
+        {"device_id", vtext(device)},
+        {"accuracy_m", vreal(4.5)},
     };
     return st->ops->record_insert(st, PD_ENT_VISIT, f, PD_ARRAY_LEN(f), next_rev(st));
 }
@@ -253,7 +257,8 @@ static int collect_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
     return r->stop_after && r->n >= r->stop_after ? 7 : 0;
 }
 
-/* ---- tests of the interface (both backends) ---------------------------------------------------- */
+/* ---- tests of the interface (both backends) ----------------------------------------------------
+ */
 
 static void test_users_keys_devices_codes(void)
 {
@@ -265,10 +270,14 @@ static void test_users_keys_devices_codes(void)
         db_drop(&d);
         return;
     }
-    pd_srv_user s1 = {.id = "S1", .role = "supervisor", .name = "Budi", .area = "32.73.01",
-                      .created_at = 5};
-    pd_srv_user e1 = {.id = "E1", .role = "enumerator", .name = "Dewi", .area = "32.73.01.1001",
-                      .supervisor_id = "S1", .created_at = 6};
+    pd_srv_user s1 = {
+        .id = "S1", .role = "supervisor", .name = "Budi", .area = "32.73.01", .created_at = 5};
+    pd_srv_user e1 = {.id = "E1",
+                      .role = "enumerator",
+                      .name = "Dewi",
+                      .area = "32.73.01.1001",
+                      .supervisor_id = "S1",
+                      .created_at = 6};
     pd_srv_user e0 = e1;
     snprintf(e0.id, sizeof e0.id, "E0");
     pd_srv_user orphan = e1;
@@ -309,8 +318,8 @@ static void test_users_keys_devices_codes(void)
     CHECK(st->ops->device_add(st, &dv) == PD_OK);
     CHECK_EQ_INT(st->ops->device_add(st, &dv), PD_ERR_EXISTS);
     pd_srv_device dg;
-    CHECK(st->ops->device_get(st, "d1", &dg) == PD_OK && dg.revoked_at == 0 &&
-          dg.pk[0] == 0xd1 && dg.enrolled_at == 100);
+    CHECK(st->ops->device_get(st, "d1", &dg) == PD_OK && dg.revoked_at == 0 && dg.pk[0] == 0xd1 &&
+          dg.enrolled_at == 100);
     CHECK(st->ops->device_revoke(st, "d1", 200) == PD_OK);
     CHECK_EQ_INT(st->ops->device_revoke(st, "d1", 300), PD_ERR_STATE);
     CHECK_EQ_INT(st->ops->device_revoke(st, "zz", 300), PD_ERR_NOTFOUND);
@@ -395,8 +404,8 @@ static void test_listings(void)
 
     /* person keys: oldest first, only revisions that are stable */
     for (int i = 0; i < 3; i++) {
-        pd_srv_person_key k = {.user_id = "E1", .device_id = "d", .added_at = 30 - i,
-                               .rev = next_rev(st)};
+        pd_srv_person_key k = {
+            .user_id = "E1", .device_id = "d", .added_at = 30 - i, .rev = next_rev(st)};
         memset(k.pk, 0x10 + i, sizeof k.pk);
         CHECK(st->ops->person_key_add(st, &k) == PD_OK);
     }
@@ -406,8 +415,13 @@ static void test_listings(void)
     CHECK(kl.first[0] == 0x12); /* added_at 28 */
 
     /* uploads and blobs */
-    pd_srv_upload u = {.id = "u1", .device_id = "d1", .kind = "photo", .length = 10,
-                       .created_at = 1, .expires_at = 50, .state = "open",
+    pd_srv_upload u = {.id = "u1",
+                       .device_id = "d1",
+                       .kind = "photo",
+                       .length = 10,
+                       .created_at = 1,
+                       .expires_at = 50,
+                       .state = "open",
                        .has_photo_hash = true};
     memset(u.photo_hash, 0xee, sizeof u.photo_hash);
     CHECK(st->ops->upload_add(st, &u) == PD_OK);
@@ -541,8 +555,7 @@ static void test_batches(void)
     uint8_t receipt[PD_RECEIPT_BYTES];
     memset(receipt, 0x77, sizeof receipt);
     CHECK(st->ops->batch_set_state(st, "d1", 1, "applied", receipt, 5000) == PD_OK);
-    CHECK_EQ_INT(st->ops->batch_set_state(st, "d1", 3, "applied", receipt, 5000),
-                 PD_ERR_NOTFOUND);
+    CHECK_EQ_INT(st->ops->batch_set_state(st, "d1", 3, "applied", receipt, 5000), PD_ERR_NOTFOUND);
     CHECK(st->ops->batch_get(st, "d1", 1, &g) == PD_OK && g.has_receipt && g.receipt[9] == 0x77);
     pd_srv_batch_clear(&g);
     idlist l = {0};
@@ -564,8 +577,12 @@ static void test_batches(void)
     CHECK_EQ_INT(st->ops->quarantine_by_hash(st, h4, &g), PD_ERR_NOTFOUND);
 
     pd_srv_result r0 = {.idx = 0, .device_id = "d1", .seq = 1, .status = "applied"};
-    pd_srv_result r1 = {.idx = 1, .device_id = "d1", .seq = 2, .status = "rejected",
-                        .error = "bad_batch", .message = "nope"};
+    pd_srv_result r1 = {.idx = 1,
+                        .device_id = "d1",
+                        .seq = 2,
+                        .status = "rejected",
+                        .error = "bad_batch",
+                        .message = "nope"};
     CHECK(st->ops->result_put(st, "up1", &r1) == PD_OK);
     CHECK(st->ops->result_put(st, "up1", &r0) == PD_OK);
     r0.again = true;
@@ -631,9 +648,12 @@ static void test_records(void)
     CHECK_EQ_INT(add_member(st, "9999999999999999", 1, NULL), PD_ERR_INVALID); /* no household */
 
     /* refused inserts */
-    pd_srv_field bad_type[] = {{"id", vtext("X1")},   {"prov", vtext("32")},
-                               {"kab", vtext("32.73")}, {"kec", vtext("32.73.01")},
-                               {"desa", vtext("32.73.01.1001")}, {"rooms", vtext("three")}};
+    pd_srv_field bad_type[] = {{"id", vtext("X1")},
+                               {"prov", vtext("32")},
+                               {"kab", vtext("32.73")},
+                               {"kec", vtext("32.73.01")},
+                               {"desa", vtext("32.73.01.1001")},
+                               {"rooms", vtext("three")}};
     CHECK_EQ_INT(st->ops->record_insert(st, PD_ENT_HOUSEHOLD, bad_type, 6, 99), PD_ERR_INVALID);
     pd_srv_field missing[] = {{"id", vtext("X2")}, {"prov", vtext("32")}};
     CHECK_EQ_INT(st->ops->record_insert(st, PD_ENT_HOUSEHOLD, missing, 2, 99), PD_ERR_INVALID);
@@ -667,8 +687,8 @@ static void test_records(void)
     CHECK_EQ_INT(st->ops->field_change(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_head, &ch),
                  PD_ERR_NOTFOUND);
 
-    pd_srv_change mine = {.device_id = "d1", .has_author = true, .seq = 7, .hlc = 12345,
-                          .has_batch = true};
+    pd_srv_change mine = {
+        .device_id = "d1", .has_author = true, .seq = 7, .hlc = 12345, .has_batch = true};
     memset(mine.author_pk, 0x41, sizeof mine.author_pk);
     memset(mine.batch_hash, 0x42, sizeof mine.batch_hash);
     CHECK(st->ops->begin(st) == PD_OK);
@@ -677,8 +697,7 @@ static void test_records(void)
     CHECK(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_head, &nv, &mine) ==
           PD_OK);
     pd_value wrong = vtext("north");
-    CHECK_EQ_INT(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_lat, &wrong,
-                                    &mine),
+    CHECK_EQ_INT(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_lat, &wrong, &mine),
                  PD_ERR_INVALID);
     pd_value gps = vreal(-6.91);
     CHECK_EQ_INT(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "nope", c_lat, &gps, &mine),
@@ -686,8 +705,8 @@ static void test_records(void)
     CHECK(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_lat, &gps, &mine) ==
           PD_OK);
     pd_value three = vint(3);
-    CHECK(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_rooms, &three,
-                             &mine) == PD_OK);
+    CHECK(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_rooms, &three, &mine) ==
+          PD_OK);
     CHECK(st->ops->commit(st) == PD_OK);
     CHECK(st->ops->field_get(st, PD_ENT_HOUSEHOLD, "3273011001000001", c_head, &v) == PD_OK &&
           v.v.len == 11 && !memcmp(v.v.p, "Siti Aminah", 11));
@@ -773,11 +792,22 @@ static void test_records(void)
     pd_value base = vint(4), server = vreal(2.5), device = vtext("x\"y");
     pd_srv_change other = {.device_id = "d2", .seq = 3, .hlc = 9};
     uint8_t author[PD_PUBKEY_BYTES] = {7}, bh[PD_HASH_BYTES] = {8};
-    pd_srv_conflict cf = {.kind = "field", .entity = "household", .target = "3273011001000001",
-                          .field = "rooms", .area = "32.73.01.1001", .base_rev = 3,
-                          .base_value = &base, .server_value = &server, .server = &other,
-                          .device_value = &device, .device_id = "d1", .device_author = author,
-                          .device_seq = 5, .device_hlc = 6, .batch_seq = 2, .batch_hash = bh,
+    pd_srv_conflict cf = {.kind = "field",
+                          .entity = "household",
+                          .target = "3273011001000001",
+                          .field = "rooms",
+                          .area = "32.73.01.1001",
+                          .base_rev = 3,
+                          .base_value = &base,
+                          .server_value = &server,
+                          .server = &other,
+                          .device_value = &device,
+                          .device_id = "d1",
+                          .device_author = author,
+                          .device_seq = 5,
+                          .device_hlc = 6,
+                          .batch_seq = 2,
+                          .batch_hash = bh,
                           .created_at = 77};
     cf.rev = next_rev(st);
     int64_t id1 = 0, id2 = 0;
@@ -797,10 +827,18 @@ static void test_records(void)
     CHECK(rw.n == 1 && rw.rev[0] == cf2.rev);
 
     pd_value old = vtext("Siti");
-    pd_srv_audit au = {.at = 1, .action = "merge", .actor = "E1", .device_id = "d1",
-                       .batch_hash = bh, .seq = 2, .entity = "household",
-                       .target = "3273011001000001", .field = "head_name", .old_value = &old,
-                       .new_value = &nv, .rev = mine.rev};
+    pd_srv_audit au = {.at = 1,
+                       .action = "merge",
+                       .actor = "E1",
+                       .device_id = "d1",
+                       .batch_hash = bh,
+                       .seq = 2,
+                       .entity = "household",
+                       .target = "3273011001000001",
+                       .field = "head_name",
+                       .old_value = &old,
+                       .new_value = &nv,
+                       .rev = mine.rev};
     CHECK(st->ops->audit_add(st, &au) == PD_OK);
     pd_srv_audit au2 = {.at = 2, .action = "init", .actor = "operator"};
     CHECK(st->ops->audit_add(st, &au2) == PD_OK);
@@ -811,8 +849,7 @@ static void test_records(void)
     CHECK(stats.households == 5 && stats.members == 3 && stats.visits == 3 &&
           stats.conflicts_open == 2);
     int64_t cur = 0;
-    CHECK(st->ops->revision_current(st, &cur) == PD_OK && cur == stats.revision &&
-          cur >= cf2.rev);
+    CHECK(st->ops->revision_current(st, &cur) == PD_OK && cur == stats.revision && cur >= cf2.rev);
     pd_storage_close(st);
     db_drop(&d);
 }
@@ -861,7 +898,6 @@ static void test_transactions(void)
     pd_storage_close(st);
     db_drop(&d);
 }
-
 
 typedef struct kseen {
     int n;
@@ -921,8 +957,8 @@ static int holder_cb(void *ctx, const pd_srv_holder *h)
 {
     idlist *l = ctx;
     if (l->n < 8)
-        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%s:%s", h->member_id,
-                 h->household_source, h->status);
+        snprintf(l->ids[l->n], sizeof l->ids[l->n], "%s:%s:%s", h->member_id, h->household_source,
+                 h->status);
     l->n++;
     return 0;
 }
@@ -971,9 +1007,16 @@ static void test_korcam_block(void)
 
     uint8_t bh[PD_HASH_BYTES] = {3};
     pd_value dv = vint(5);
-    pd_srv_conflict cf = {.kind = "field", .entity = "member", .target = "H101", .field = "sex",
-                          .area = "32.73.01.1001", .device_value = &dv, .device_id = "d1",
-                          .device_author = k.pk, .batch_hash = bh, .created_at = 100,
+    pd_srv_conflict cf = {.kind = "field",
+                          .entity = "member",
+                          .target = "H101",
+                          .field = "sex",
+                          .area = "32.73.01.1001",
+                          .device_value = &dv,
+                          .device_id = "d1",
+                          .device_author = k.pk,
+                          .batch_hash = bh,
+                          .created_at = 100,
                           .rev = next_rev(st)};
     int64_t id1 = 0, id2 = 0;
     CHECK(st->ops->conflict_add(st, &cf, &id1) == PD_OK);
@@ -997,11 +1040,10 @@ static void test_korcam_block(void)
     CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, &ks.total) == PD_OK);
     CHECK(ks.n == 2 && ks.total == 2 && ks.ids[0] == id2 && ks.ids[1] == id1); /* newest first */
     CHECK(!strcmp(ks.household[0], "H1") && !strcmp(ks.household[1], "H1"));
-    CHECK(!strcmp(ks.related[0], "V9") && ks.device_type[1] == PD_VAL_INT &&
-          ks.device_int[1] == 5);
+    CHECK(!strcmp(ks.related[0], "V9") && ks.device_type[1] == PD_VAL_INT && ks.device_int[1] == 5);
     memset(&ks, 0, sizeof ks);
-    f = (pd_srv_conflict_filter){.areas = "32.73.01", .desa = "32.73.01.1001",
-                                 .enumerator = "E1", .state = "open"};
+    f = (pd_srv_conflict_filter){
+        .areas = "32.73.01", .desa = "32.73.01.1001", .enumerator = "E1", .state = "open"};
     CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, &ks.total) == PD_OK);
     CHECK(ks.n == 1 && ks.ids[0] == id1);
     memset(&ks, 0, sizeof ks);
@@ -1012,8 +1054,13 @@ static void test_korcam_block(void)
     f = (pd_srv_conflict_filter){.areas = "33"};
     CHECK(st->ops->conflicts_list(st, &f, conflict_cb, &ks, NULL) == PD_OK && ks.n == 0);
 
-    pd_srv_resolution res = {.id = id1, .resolution = "device", .value = &dv, .by = "K1",
-                             .at = 300, .note = "checked", .rev = next_rev(st)};
+    pd_srv_resolution res = {.id = id1,
+                             .resolution = "device",
+                             .value = &dv,
+                             .by = "K1",
+                             .at = 300,
+                             .note = "checked",
+                             .rev = next_rev(st)};
     CHECK(st->ops->conflict_resolve(st, &res) == PD_OK);
     CHECK_EQ_INT(st->ops->conflict_resolve(st, &res), PD_ERR_STATE);
     res.id = 999;
@@ -1026,9 +1073,15 @@ static void test_korcam_block(void)
     CHECK(ks.n == 1 && !strcmp(ks.resolution[0], "device"));
     CHECK_EQ_INT(st->ops->conflict_get(st, 999, conflict_cb, &ks), PD_ERR_NOTFOUND);
 
-    pd_srv_task t = {.kind = "revisit", .household_id = "H1", .area = "32.73.01.1001",
-                     .assignee = "E1", .conflict_id = id2, .note = "go back",
-                     .created_by = "K1", .created_at = 400, .rev = next_rev(st)};
+    pd_srv_task t = {.kind = "revisit",
+                     .household_id = "H1",
+                     .area = "32.73.01.1001",
+                     .assignee = "E1",
+                     .conflict_id = id2,
+                     .note = "go back",
+                     .created_by = "K1",
+                     .created_at = 400,
+                     .rev = next_rev(st)};
     int64_t tid = 0;
     CHECK(st->ops->task_add(st, &t, &tid) == PD_OK && tid > 0);
     pd_srv_task t2 = t;
@@ -1057,8 +1110,12 @@ static void test_korcam_block(void)
     CHECK(st->ops->household_points(st, "H1", point_cb, &l) == PD_OK);
     CHECK(l.n == 1 && !strcmp(l.ids[0], "H1:"));
     pd_value nv = vtext("new");
-    pd_srv_audit au = {.at = 1, .action = "apply", .actor = "E1", .entity = "visit",
-                       .target = "V1", .new_value = &nv};
+    pd_srv_audit au = {.at = 1,
+                       .action = "apply",
+                       .actor = "E1",
+                       .entity = "visit",
+                       .target = "V1",
+                       .new_value = &nv};
     CHECK(st->ops->audit_add(st, &au) == PD_OK);
     au.entity = "household";
     au.target = "H2";
@@ -1164,7 +1221,8 @@ static void test_pg_concurrent_migration(void)
     snprintf(want, sizeof want, "1:%d",
              pd_schema_latest(pd_schema_server_pg, pd_schema_server_pg_count));
     CHECK(pg_value(d.name, "SELECT count(*) || ':' || max(version) FROM schema_version", v,
-                   sizeof v) && !strcmp(v, want));
+                   sizeof v) &&
+          !strcmp(v, want));
     db_drop(&d);
 }
 
@@ -1201,10 +1259,12 @@ static void test_pg_partitions(void)
     CHECK(add_visit(st, "V1", "N-dev9-000001", "found", "dev9") == PD_OK);
     CHECK(add_visit(st, "V2", "UNKNOWN", "found", "dev9") == PD_OK);
     char v[64];
-    CHECK(pg_value(d.name, "SELECT (SELECT count(*) FROM household_p32) || ',' || (SELECT "
+    CHECK(pg_value(d.name,
+                   "SELECT (SELECT count(*) FROM household_p32) || ',' || (SELECT "
                    "count(*) FROM household_p35) || ',' || (SELECT count(*) FROM member_p35) "
                    "|| ',' || (SELECT count(*) FROM visit_p35) || ',' || (SELECT count(*) FROM "
-                   "visit_other) || ',' || (SELECT count(*) FROM record_key)", v, sizeof v));
+                   "visit_other) || ',' || (SELECT count(*) FROM record_key)",
+                   v, sizeof v));
     CHECK_EQ_INT(strcmp(v, "1,1,1,1,1,5"), 0);
     pd_storage_close(st);
     db_drop(&d);
@@ -1250,26 +1310,36 @@ static void test_pg_values(void)
     }
     pd_value base = vint(-42), server = vreal(3), device = vtext("a\"b\\c\n");
     uint8_t author[PD_PUBKEY_BYTES] = {1}, bh[PD_HASH_BYTES] = {2};
-    pd_srv_conflict cf = {.kind = "field", .entity = "household", .target = "H", .field = "f",
-                          .area = "32.73.01.1001", .base_value = &base, .server_value = &server,
-                          .device_value = &device, .device_id = "d1", .device_author = author,
-                          .batch_hash = bh, .rev = next_rev(st)};
+    pd_srv_conflict cf = {.kind = "field",
+                          .entity = "household",
+                          .target = "H",
+                          .field = "f",
+                          .area = "32.73.01.1001",
+                          .base_value = &base,
+                          .server_value = &server,
+                          .device_value = &device,
+                          .device_id = "d1",
+                          .device_author = author,
+                          .batch_hash = bh,
+                          .rev = next_rev(st)};
     CHECK(st->ops->conflict_add(st, &cf, NULL) == PD_OK);
     uint8_t blob[3] = {0, 0xff, 0x10};
     pd_value old = {.type = PD_VAL_BLOB, .p = blob, .len = 3};
     pd_value odd = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"\xff\xfe", .len = 2};
-    pd_srv_audit au = {.at = 1, .action = "merge", .actor = "E1", .old_value = &old,
-                       .new_value = &odd};
+    pd_srv_audit au = {
+        .at = 1, .action = "merge", .actor = "E1", .old_value = &old, .new_value = &odd};
     CHECK(st->ops->audit_add(st, &au) == PD_OK);
     char v[256];
-    CHECK(pg_value(d.name, "SELECT base_value::text || ' ' || server_value::text || ' ' || "
-                   "device_value::text FROM conflicts", v, sizeof v));
+    CHECK(pg_value(d.name,
+                   "SELECT base_value::text || ' ' || server_value::text || ' ' || "
+                   "device_value::text FROM conflicts",
+                   v, sizeof v));
     CHECK_EQ_INT(strcmp(v, "-42 3.0 \"a\\\"b\\\\c\\n\""), 0);
     CHECK(pg_value(d.name, "SELECT old_value::text || ' ' || new_value::text FROM audit", v,
                    sizeof v));
     CHECK_EQ_INT(strcmp(v, "{\"blob\": \"00ff10\"} {\"text_hex\": \"fffe\"}"), 0);
     CHECK(pg_sql(d.name, "UPDATE conflicts SET resolved_value = '{\"blob\": \"0a0b\"}', "
-                 "resolved_at = 5"));
+                         "resolved_at = 5"));
     resolved r = {0};
     CHECK(st->ops->conflicts_since(st, "32", 0, resolved_cb, &r) == PD_OK);
     CHECK(r.n == 1 && r.type == PD_VAL_BLOB && r.len == 2 && r.bytes[0] == 0x0a &&
@@ -1454,8 +1524,10 @@ static void test_pg_no_lost_updates(void)
     char c[32];
     CHECK(pg_value(d.name, "SELECT count(*) FROM batches", c, sizeof c));
     CHECK_EQ_INT(atoi(c), done);
-    fprintf(stderr, "   %d transactions from %d threads over 2 handles, %d retried after "
-            "PD_ERR_BUSY\n", done, LU_THREADS, retries);
+    fprintf(stderr,
+            "   %d transactions from %d threads over 2 handles, %d retried after "
+            "PD_ERR_BUSY\n",
+            done, LU_THREADS, retries);
     pd_storage_close(p1);
     pd_storage_close(p2);
     db_drop(&d);
@@ -1597,8 +1669,10 @@ static void test_pg_reconnect(void)
     pd_srv_user u = {.id = "U1", .role = "admin", .name = "Op"};
     CHECK(st->ops->user_add(st, &u) == PD_OK);
     char sql[256], v[32];
-    snprintf(sql, sizeof sql, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-             "WHERE datname = '%s' AND application_name = 'pendata-server'", d.name);
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "WHERE datname = '%s' AND application_name = 'pendata-server'",
+             d.name);
     CHECK(pg_value(d.name, sql, v, sizeof v) && atoi(v) == 1);
     usleep(50 * 1000);
     pd_srv_user got;

@@ -54,9 +54,9 @@ static void test_enrol_with_a_wrong_fingerprint_stores_nothing(void)
     REQUIRE_VOID(th_code(&srv, "E0002", code) == PD_OK);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
     pd_sync_options o = th_options();
-    CHECK_EQ_INT(pd_sync_enroll(d, url, code, "0000-1111-2222-3333-4444-5555-6666-7777", NULL,
-                                &o, NULL),
-                 PD_ERR_SIGNATURE);
+    CHECK_EQ_INT(
+        pd_sync_enroll(d, url, code, "0000-1111-2222-3333-4444-5555-6666-7777", NULL, &o, NULL),
+        PD_ERR_SIGNATURE);
     CHECK(strstr(pd_store_errmsg(d), "fingerprint") != NULL);
     CHECK_EQ_INT(th_count(d, "SELECT count(*) FROM settings WHERE key LIKE 'server%'"), 0);
     CHECK_EQ_INT(th_count(d, "SELECT count(*) FROM keyring"), 0);
@@ -128,9 +128,9 @@ static void test_visit_seal_approve_sync_gives_a_receipt_in_three_upload_request
     REQUIRE_VOID(sqlite3_step(q) == SQLITE_ROW);
     pd_receipt r;
     pd_error e = {0};
-    CHECK_EQ_INT(pd_receipt_parse(&r, sqlite3_column_blob(q, 0),
-                                  (size_t)sqlite3_column_bytes(q, 0), pk, &e),
-                 PD_OK);
+    CHECK_EQ_INT(
+        pd_receipt_parse(&r, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), pk, &e),
+        PD_OK);
     CHECK_EQ_INT(r.status, 1);
     CHECK(!memcmp(r.batch_hash, sqlite3_column_blob(q, 1), PD_HASH_BYTES));
     CHECK_EQ_INT(r.seq, 1);
@@ -293,9 +293,9 @@ static void test_a_returned_batch_travels_voided_and_is_acknowledged(void)
                        NULL);
     sqlite3_bind_int64(q, 1, seq);
     REQUIRE_VOID(sqlite3_step(q) == SQLITE_ROW);
-    CHECK_EQ_INT(pd_receipt_parse(&r, sqlite3_column_blob(q, 0),
-                                  (size_t)sqlite3_column_bytes(q, 0), pk, &e),
-                 PD_OK);
+    CHECK_EQ_INT(
+        pd_receipt_parse(&r, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), pk, &e),
+        PD_OK);
     CHECK_EQ_INT(r.status, 2);
     sqlite3_finalize(q);
 }
@@ -314,8 +314,12 @@ static void test_photos_go_up_once_and_known_ones_are_skipped(void)
     /* the second enumerator attaches the very same bytes: the server has them already */
     const char *hh = "3273011001000030";
     char vid[PD_ID_MAX];
-    pd_gps fix = {.lat = -6.9, .lon = 107.6, .accuracy = 5, .altitude = NAN,
-                  .fix_time = pd_sync_now_ms() - 1000, .provider = "gps"};
+    pd_gps fix = {.lat = -6.9,
+                  .lon = 107.6,
+                  .accuracy = 5,
+                  .altitude = NAN,
+                  .fix_time = pd_sync_now_ms() - 1000,
+                  .provider = "gps"};
     pd_visit_in v = {.household_id = hh, .outcome = "found", .gps = &fix};
     REQUIRE_VOID(pd_visit_record(enu2, &v, vid, NULL) == PD_OK);
     size_t len;
@@ -360,6 +364,21 @@ static void test_the_supervisor_uploads_and_the_enumerator_learns_its_receipt(vo
     CHECK(!strcmp(state, "acknowledged"));
 }
 
+static void test_a_person_without_an_area_has_nothing_to_pull(void)
+{
+    pd_store *a = th_device(dir, "admin", "admin");
+    REQUIRE_VOID(a);
+    REQUIRE_VOID(th_enrol(a, &srv, srv.port, "A0001") == PD_OK);
+    pd_sync_options o = th_options();
+    pd_sync_stats st;
+    CHECK_EQ_INT(pd_sync_run(a, &o, &st), PD_OK);
+    CHECK(!st.prelist_imported);
+    CHECK_EQ_INT(st.requests, 1);
+    CHECK_EQ_INT(th_count(a, "SELECT count(*) FROM household"), 0);
+    CHECK_EQ_INT(th_count(a, "SELECT count(*) FROM sync_state WHERE key = 'cursor'"), 0);
+    pd_store_close(a);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -382,6 +401,7 @@ int main(void)
             RUN(test_photos_go_up_once_and_known_ones_are_skipped);
             RUN(test_the_supervisor_uploads_and_the_enumerator_learns_its_receipt);
         }
+        RUN(test_a_person_without_an_area_has_nothing_to_pull);
     }
     pd_store_close(enu);
     pd_store_close(enu2);

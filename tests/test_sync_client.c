@@ -90,8 +90,7 @@ static void make_receipt(uint8_t r[PD_RECEIPT_BYTES_V1], uint8_t status, const u
 
 static void test_a_receipt_is_checked_byte_by_byte(void)
 {
-    uint8_t pk[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES], pk2[PD_PUBKEY_BYTES],
-        sk2[PD_SECKEY_BYTES];
+    uint8_t pk[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES], pk2[PD_PUBKEY_BYTES], sk2[PD_SECKEY_BYTES];
     crypto_sign_keypair(pk, sk);
     crypto_sign_keypair(pk2, sk2);
     uint8_t r[PD_RECEIPT_BYTES_V1];
@@ -127,7 +126,8 @@ static void test_tus_metadata_is_key_space_base64(void)
     free(m);
 }
 
-/* ---- deltas ----------------------------------------------------------------------------------- */
+/* ---- deltas -----------------------------------------------------------------------------------
+ */
 
 static pd_store *store_with_prelist(const char *name)
 {
@@ -166,8 +166,8 @@ static int apply(pd_store *s, const char *json)
 #define HH1 "3273011001000001"
 #define M_REST "\"disability\":0,\"chronic_illness\":0,\"programmes\":0"
 /* the required fields of a whole household row */
-#define HH_REST                                                                                \
-    "\"sls\":\"RT 001 / RW 002\",\"address\":\"Jl. Baru 1\",\"member_count\":1,"          \
+#define HH_REST                                                                                    \
+    "\"sls\":\"RT 001 / RW 002\",\"address\":\"Jl. Baru 1\",\"member_count\":1,"                   \
     "\"asset_flags\":0,\"cattle\":0,\"goats\":0,\"pigs\":0,\"poultry\":0,\"land_m2\":0"
 
 static void test_a_delta_page_is_applied_with_its_cursor(void)
@@ -179,7 +179,8 @@ static void test_a_delta_page_is_applied_with_its_cursor(void)
              "{\"format\":\"pd-delta-1\",\"since\":10,\"cursor\":15,\"more\":false,"
              "\"server_time\":1,\"households\":[{\"id\":\"%s\",\"rev\":12,\"prov\":\"32\","
              "\"kab\":\"32.73\",\"kec\":\"32.73.01\",\"desa\":\"%s\"," HH_REST ","
-             "\"head_name\":\"Siti\",\"roof_material\":2,\"status\":\"found\",\"hh_rowid\":999,\"future_field\":[1]}],"
+             "\"head_name\":\"Siti\",\"roof_material\":2,\"status\":\"found\",\"hh_rowid\":999,"
+             "\"future_field\":[1]}],"
              "\"members\":[{\"id\":\"%s09\",\"household_id\":\"%s\",\"rev\":13,\"member_no\":9,"
              "\"name\":\"Rina\",\"sex\":2,\"relationship\":3,\"status\":\"active\"," M_REST "}],"
              "\"conflicts\":[{\"id\":1}],\"keyring\":[],\"tasks\":[]}",
@@ -224,8 +225,7 @@ static void test_a_bad_record_anywhere_in_a_page_changes_nothing(void)
         int rc = apply(s, page);
         CHECK(rc == PD_ERR_PROTOCOL || rc == PD_ERR_INVALID);
         CHECK(pd_store_errmsg(s)[0] != '\0');
-        CHECK_EQ_INT(th_count(s, "SELECT roof_material FROM household WHERE id = '" HH1 "'"),
-                     roof);
+        CHECK_EQ_INT(th_count(s, "SELECT roof_material FROM household WHERE id = '" HH1 "'"), roof);
         CHECK_EQ_INT(th_count(s, "SELECT value FROM sync_state WHERE key = 'cursor'"), 10);
         CHECK_EQ_INT(th_count(s, "SELECT count(*) FROM member WHERE id = '" HH1 "09'"), 0);
     }
@@ -292,13 +292,12 @@ static void test_sync_needs_an_enrolled_device(void)
     pd_sync_options o = th_options();
     CHECK_EQ_INT(pd_sync_enroll(s, "ftp://example.org", "AAAA-BBBB-CCCC", NULL, NULL, &o, NULL),
                  PD_ERR_INVALID);
-    CHECK_EQ_INT(pd_sync_enroll(s, "http://127.0.0.1:1/x?y=1", "AAAA-BBBB-CCCC", NULL, NULL, &o,
-                                NULL),
-                 PD_ERR_INVALID);
+    CHECK_EQ_INT(
+        pd_sync_enroll(s, "http://127.0.0.1:1/x?y=1", "AAAA-BBBB-CCCC", NULL, NULL, &o, NULL),
+        PD_ERR_INVALID);
     CHECK_EQ_INT(pd_sync_enroll(s, "http://127.0.0.1:1", "AAAA-BBBB-CCCC", "abc", NULL, &o, NULL),
                  PD_ERR_INVALID);
-    CHECK_EQ_INT(pd_sync_enroll(s, "http://127.0.0.1:1", "AAAA-BBBB-CCCC", NULL, "chief", &o,
-                                NULL),
+    CHECK_EQ_INT(pd_sync_enroll(s, "http://127.0.0.1:1", "AAAA-BBBB-CCCC", NULL, "chief", &o, NULL),
                  PD_ERR_INVALID);
     pd_store_close(s);
 }

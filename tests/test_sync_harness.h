@@ -38,14 +38,14 @@
 #define TH_PIN "482915"
 
 /* REQUIRE for a void test function (testutil's REQUIRE ends main). */
-#define REQUIRE_VOID(cond)                                                                    \
-    do {                                                                                      \
-        pd_test_checks++;                                                                     \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);       \
-            pd_test_failures++;                                                               \
-            return;                                                                           \
-        }                                                                                     \
+#define REQUIRE_VOID(cond)                                                                         \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
+            pd_test_failures++;                                                                    \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 #define TH_AREA "32.73.01.1001"
 
@@ -75,7 +75,8 @@ static TH_UNUSED pd_sync_options th_options(void)
     return o;
 }
 
-/* ---- the server ------------------------------------------------------------------------------- */
+/* ---- the server -------------------------------------------------------------------------------
+ */
 
 typedef struct th_server {
     char dir[512];
@@ -87,7 +88,8 @@ typedef struct th_server {
 } th_server;
 
 /* A server database with a supervisor S0001 (kecamatan 32.73.01), enumerators E0001 and E0002 in
- * desa 32.73.01.1001 supervised by S0001, and a generated prelist of `households` there. */
+ * desa 32.73.01.1001 supervised by S0001, an admin A0001 without an area, and a generated prelist
+ * of `households` there. */
 static TH_UNUSED int th_server_create(th_server *s, const char *dir, uint32_t households)
 {
     memset(s, 0, sizeof *s);
@@ -106,8 +108,10 @@ static TH_UNUSED int th_server_create(th_server *s, const char *dir, uint32_t ho
     pd_server_user sup = {"S0001", "supervisor", "Budi Santoso", "32.73.01", NULL};
     pd_server_user e1 = {"E0001", "enumerator", "Dewi Lestari", TH_AREA, "S0001"};
     pd_server_user e2 = {"E0002", "enumerator", "Agus Salim", TH_AREA, "S0001"};
+    pd_server_user adm = {"A0001", "admin", "Operator Pusat", NULL, NULL};
     pd_server_load_stats ls;
     if ((rc = pd_server_user_add(srv, &sup)) != PD_OK ||
+        (rc = pd_server_user_add(srv, &adm)) != PD_OK ||
         (rc = pd_server_user_add(srv, &e1)) != PD_OK ||
         (rc = pd_server_user_add(srv, &e2)) != PD_OK ||
         (rc = pd_server_load_generated(srv, TH_AREA, 7, households, &ls)) != PD_OK)
@@ -201,12 +205,13 @@ static TH_UNUSED int th_server_status(th_server *s, pd_server_status *st)
     return rc;
 }
 
-/* ---- the access log: what the server received -------------------------------------------------- */
+/* ---- the access log: what the server received --------------------------------------------------
+ */
 
 typedef struct th_log {
-    size_t patch_ok;     /* PATCHes answered 204 */
-    uint64_t patch_in;   /* their body bytes */
-    size_t patch_other;  /* PATCHes answered otherwise */
+    size_t patch_ok;    /* PATCHes answered 204 */
+    uint64_t patch_in;  /* their body bytes */
+    size_t patch_other; /* PATCHes answered otherwise */
     size_t heads, posts, commits, deltas, prelists, prelist_partial, receipts, total;
 } th_log;
 
@@ -260,7 +265,8 @@ static TH_UNUSED long th_log_size(const th_server *s)
     return stat(s->log, &sb) == 0 ? (long)sb.st_size : 0;
 }
 
-/* ---- the proxy -------------------------------------------------------------------------------- */
+/* ---- the proxy --------------------------------------------------------------------------------
+ */
 
 #define TH_PROXY_CONNS 32
 
@@ -424,8 +430,7 @@ static TH_UNUSED int th_proxy_start(th_proxy *x, int target_port)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (bind(x->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(x->listen_fd, 16) != 0 ||
+    if (bind(x->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(x->listen_fd, 16) != 0 ||
         getsockname(x->listen_fd, (struct sockaddr *)&a, &len) != 0)
         return -1;
     x->port = ntohs(a.sin_port);
@@ -444,7 +449,8 @@ static TH_UNUSED void th_proxy_stop(th_proxy *x)
     close(x->stop_pipe[1]);
 }
 
-/* ---- devices ------------------------------------------------------------------------------------ */
+/* ---- devices ------------------------------------------------------------------------------------
+ */
 
 /* A new store in dir/name with a person identity for role. */
 static TH_UNUSED pd_store *th_device(const char *dir, const char *name, const char *role)
@@ -498,9 +504,9 @@ static TH_UNUSED int th_set_url(pd_store *s, int port)
 /* A small but valid JPEG of about `size` bytes whose content depends on seed. */
 static TH_UNUSED uint8_t *th_jpeg(size_t size, uint32_t seed, size_t *len)
 {
-    static const uint8_t head[] = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0x10, 0x00,
-                                   0x10, 0x01, 0x01, 0x11, 0x00, 0xFF, 0xDA, 0x00, 0x08, 0x01,
-                                   0x01, 0x00, 0x00, 0x3F, 0x00};
+    static const uint8_t head[] = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x00, 0x10,
+                                   0x00, 0x10, 0x01, 0x01, 0x11, 0x00, 0xFF, 0xDA, 0x00,
+                                   0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00};
     if (size < sizeof head + 16)
         size = sizeof head + 16;
     uint8_t *p = malloc(size);
@@ -536,14 +542,21 @@ static TH_UNUSED int th_first_queued(void *ctx, const pd_outbox_entry *e)
 
 /* Visit `visits` households of the prelist (from index `from`), with `photos` photos of
  * photo_bytes each on the first visit, a correction on each, and seal. */
-static TH_UNUSED int th_field_work(pd_store *enu, int from, int visits, int photos, size_t photo_bytes)
+static TH_UNUSED int th_field_work(pd_store *enu, int from, int visits, int photos,
+                                   size_t photo_bytes)
 {
     for (int i = 0; i < visits; i++) {
         char hh[32], vid[PD_ID_MAX];
         snprintf(hh, sizeof hh, "3273011001%06d", from + i + 1);
-        pd_gps fix = {.lat = -6.9 + 0.0001 * i, .lon = 107.6, .accuracy = 8, .altitude = NAN,
-                      .fix_time = pd_sync_now_ms() - 1000, .provider = "gps"};
-        pd_visit_in v = {.household_id = hh, .outcome = "found", .gps = &fix,
+        pd_gps fix = {.lat = -6.9 + 0.0001 * i,
+                      .lon = 107.6,
+                      .accuracy = 8,
+                      .altitude = NAN,
+                      .fix_time = pd_sync_now_ms() - 1000,
+                      .provider = "gps"};
+        pd_visit_in v = {.household_id = hh,
+                         .outcome = "found",
+                         .gps = &fix,
                          .notes = "pintu depan dicat biru, rumah panggung"};
         if (pd_visit_record(enu, &v, vid, NULL) != PD_OK) {
             fprintf(stderr, "visit %s: %s\n", hh, pd_store_errmsg(enu));
@@ -555,12 +568,12 @@ static TH_UNUSED int th_field_work(pd_store *enu, int from, int visits, int phot
             return -1;
         }
         static const char *const kinds[] = {"front", "wall", "floor", "kitchen", "toilet",
-                                            "kk", "ktp", "head", "roof"};
+                                            "kk",    "ktp",  "head",  "roof"};
         for (int k = 0; i == 0 && k < photos; k++) {
             size_t len;
             uint8_t *jpeg = th_jpeg(photo_bytes, (uint32_t)(from * 100 + k + 1), &len);
-            int rc = jpeg ? pd_photo_add(enu, hh, vid, kinds[k % 9], jpeg, len, 0, NULL)
-                          : PD_ERR_NOMEM;
+            int rc =
+                jpeg ? pd_photo_add(enu, hh, vid, kinds[k % 9], jpeg, len, 0, NULL) : PD_ERR_NOMEM;
             free(jpeg);
             if (rc != PD_OK) {
                 fprintf(stderr, "photo: %s\n", pd_store_errmsg(enu));
@@ -578,7 +591,8 @@ static TH_UNUSED int th_field_work(pd_store *enu, int from, int visits, int phot
 
 /* The supervisor takes batch `seq` of the enumerator, approves (or returns) it, and the decision
  * goes back to the enumerator's device. */
-static TH_UNUSED int th_review(pd_store *enu, pd_store *sup, uint64_t seq, const char *return_reason)
+static TH_UNUSED int th_review(pd_store *enu, pd_store *sup, uint64_t seq,
+                               const char *return_reason)
 {
     uint8_t *file = NULL, *back = NULL;
     size_t len = 0, back_len = 0;

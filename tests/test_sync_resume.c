@@ -117,8 +117,7 @@ static pid_t spawn_sync(const char *home, const char *out)
         }
         setenv("PENDATA_PIN", TH_PIN, 1);
         execl(bin, bin, "--home", home, "--json", "sync", "--chunk", "8192", "--attempts", "200",
-              "--backoff", "10", "--backoff-cap", "200", "--connect-timeout", "1000",
-              (char *)NULL);
+              "--backoff", "10", "--backoff-cap", "200", "--connect-timeout", "1000", (char *)NULL);
         _exit(127);
     }
     return pid;

@@ -30,17 +30,17 @@ static int expect(int rc, int want, const pd_error *e, const char *fragment, con
     return 1;
 }
 
-#define BAD(call, frag)                                                                       \
-    do {                                                                                      \
-        pd_error e_ = {0};                                                                    \
-        pd_error *err = &e_;                                                                  \
-        expect((call), PD_ERR_INVALID, err, frag, #call);                                     \
+#define BAD(call, frag)                                                                            \
+    do {                                                                                           \
+        pd_error e_ = {0};                                                                         \
+        pd_error *err = &e_;                                                                       \
+        expect((call), PD_ERR_INVALID, err, frag, #call);                                          \
     } while (0)
-#define GOOD(call)                                                                            \
-    do {                                                                                      \
-        pd_error e_ = {0};                                                                    \
-        pd_error *err = &e_;                                                                  \
-        expect((call), PD_OK, err, NULL, #call);                                              \
+#define GOOD(call)                                                                                 \
+    do {                                                                                           \
+        pd_error e_ = {0};                                                                         \
+        pd_error *err = &e_;                                                                       \
+        expect((call), PD_OK, err, NULL, #call);                                                   \
     } while (0)
 
 static void nik_accepts_real_ones(void)
@@ -48,10 +48,10 @@ static void nik_accepts_real_ones(void)
     pd_warnings w = {0};
     GOOD(pd_validate_nik("3273014508900001", 2, "1990-08-05", &w, err)); /* woman: 45 = 5 + 40 */
     GOOD(pd_validate_nik("3273010508900002", 1, "1990-08-05", &w, err));
-    GOOD(pd_validate_nik("3273010508900002", 0, NULL, &w, err));          /* sex unknown */
-    GOOD(pd_validate_nik("3273012902920001", 0, NULL, &w, err));          /* 29 Feb 1992 */
-    GOOD(pd_validate_nik("3273016902000001", 2, NULL, &w, err));          /* 29 Feb 2000, woman */
-    GOOD(pd_validate_nik("1101013112990001", 1, NULL, &w, err));          /* Aceh, 31 Dec 99 */
+    GOOD(pd_validate_nik("3273010508900002", 0, NULL, &w, err)); /* sex unknown */
+    GOOD(pd_validate_nik("3273012902920001", 0, NULL, &w, err)); /* 29 Feb 1992 */
+    GOOD(pd_validate_nik("3273016902000001", 2, NULL, &w, err)); /* 29 Feb 2000, woman */
+    GOOD(pd_validate_nik("1101013112990001", 1, NULL, &w, err)); /* Aceh, 31 Dec 99 */
     CHECK_EQ_INT(w.count, 0);
 }
 
@@ -68,7 +68,8 @@ static void nik_refuses_each_defect(void)
     BAD(pd_validate_nik("3273994508900001", 0, NULL, NULL, err), "not a known kecamatan code");
     BAD(pd_validate_nik("3273011513900001", 0, NULL, NULL, err), "month 13");
     BAD(pd_validate_nik("3273011500900001", 0, NULL, NULL, err), "month 00");
-    BAD(pd_validate_nik("3273013002900001", 0, NULL, NULL, err), "day 30 of month 02 does not exist");
+    BAD(pd_validate_nik("3273013002900001", 0, NULL, NULL, err),
+        "day 30 of month 02 does not exist");
     BAD(pd_validate_nik("3273017002900001", 0, NULL, NULL, err), "day 30 (day - 40, a woman)");
     BAD(pd_validate_nik("3273012902930001", 0, NULL, NULL, err), "does not exist"); /* no 29 Feb */
     BAD(pd_validate_nik("3273010008900001", 0, NULL, NULL, err), "day 00");
@@ -126,8 +127,13 @@ static void kk_numbers(void)
 
 static pd_gps fix_at(double lat, double lon, double acc, int64_t t)
 {
-    pd_gps g = {.lat = lat, .lon = lon, .accuracy = acc, .altitude = NAN, .fix_time = t,
-                .provider = "gps", .mock = 0};
+    pd_gps g = {.lat = lat,
+                .lon = lon,
+                .accuracy = acc,
+                .altitude = NAN,
+                .fix_time = t,
+                .provider = "gps",
+                .mock = 0};
     return g;
 }
 
@@ -202,12 +208,15 @@ static void dates(void)
 static void text_utf8_and_limits(void)
 {
     GOOD(pd_validate_text("name", "Siti Nurhaliza", PD_NAME_MAX, 0, err));
-    GOOD(pd_validate_text("name", "S\xC3\xADti \xE2\x80\x94 \xF0\x9F\x98\x80", PD_NAME_MAX, 0, err));
+    GOOD(
+        pd_validate_text("name", "S\xC3\xADti \xE2\x80\x94 \xF0\x9F\x98\x80", PD_NAME_MAX, 0, err));
     GOOD(pd_validate_text("name", "Robert'); DROP TABLE member;--", PD_NAME_MAX, 0, err));
     BAD(pd_validate_text("name", "Siti \xC3\x28", PD_NAME_MAX, 0, err), "name: not valid UTF-8");
-    BAD(pd_validate_text("name", "\xC0\xAF", PD_NAME_MAX, 0, err), "not valid UTF-8"); /* overlong */
+    BAD(pd_validate_text("name", "\xC0\xAF", PD_NAME_MAX, 0, err),
+        "not valid UTF-8"); /* overlong */
     BAD(pd_validate_text("name", "\xE0\x80\xAF", PD_NAME_MAX, 0, err), "not valid UTF-8");
-    BAD(pd_validate_text("name", "\xED\xA0\x80", PD_NAME_MAX, 0, err), "not valid UTF-8"); /* surrogate */
+    BAD(pd_validate_text("name", "\xED\xA0\x80", PD_NAME_MAX, 0, err),
+        "not valid UTF-8"); /* surrogate */
     BAD(pd_validate_text("name", "\xF4\x90\x80\x80", PD_NAME_MAX, 0, err), "not valid UTF-8");
     BAD(pd_validate_text("name", "ab\xE2\x82", PD_NAME_MAX, 0, err), "not valid UTF-8"); /* cut */
     BAD(pd_validate_text("name", "\xFF", PD_NAME_MAX, 0, err), "not valid UTF-8");
@@ -252,7 +261,8 @@ static void codes_and_areas(void)
     GOOD(pd_validate_area("kec", "32.73.01", err));
     GOOD(pd_validate_area("kab", "32.73", err));
     GOOD(pd_validate_area("prov", "32", err));
-    BAD(pd_validate_area("desa", "32.73.01.9999", err), "desa: 32.73.01.9999 is not a real area code");
+    BAD(pd_validate_area("desa", "32.73.01.9999", err),
+        "desa: 32.73.01.9999 is not a real area code");
     BAD(pd_validate_area("kec", "32.73.99", err), "not a real area code");
     BAD(pd_validate_area("desa", "3273011001", err), "is not an area code");
     BAD(pd_validate_area("desa", "32.73.01.1001'; --", err), "is not an area code");

@@ -26,12 +26,12 @@
 #include <time.h>
 
 /* Like REQUIRE, in a test function that returns nothing. */
-#define REQUIRE_V(cond)                                                                       \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            CHECK(cond);                                                                      \
-            return;                                                                           \
-        }                                                                                     \
+#define REQUIRE_V(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            CHECK(cond);                                                                           \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 #define AREA "32.73.01" /* Sukasari, Kota Bandung */
@@ -93,25 +93,25 @@ static void digest(uint8_t out[32])
 }
 
 /* Assert that a call failed with `code`, a message containing `fragment`, and no change at all. */
-#define REFUSED(call, code, fragment)                                                         \
-    do {                                                                                      \
-        uint8_t before_[32], after_[32];                                                      \
-        digest(before_);                                                                      \
-        int rc_ = (call);                                                                     \
-        digest(after_);                                                                       \
-        CHECK_EQ_INT(rc_, code);                                                              \
-        if (!strstr(pd_store_errmsg(store), fragment)) {                                      \
-            pd_test_failures++;                                                               \
-            fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__,       \
-                    pd_store_errmsg(store), fragment);                                        \
-        }                                                                                     \
-        CHECK(memcmp(before_, after_, 32) == 0);                                              \
+#define REFUSED(call, code, fragment)                                                              \
+    do {                                                                                           \
+        uint8_t before_[32], after_[32];                                                           \
+        digest(before_);                                                                           \
+        int rc_ = (call);                                                                          \
+        digest(after_);                                                                            \
+        CHECK_EQ_INT(rc_, code);                                                                   \
+        if (!strstr(pd_store_errmsg(store), fragment)) {                                           \
+            pd_test_failures++;                                                                    \
+            fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__,            \
+                    pd_store_errmsg(store), fragment);                                             \
+        }                                                                                          \
+        CHECK(memcmp(before_, after_, 32) == 0);                                                   \
     } while (0)
 
 static pd_gps fix(double lat, double lon, double acc, int64_t t)
 {
-    pd_gps g = {.lat = lat, .lon = lon, .accuracy = acc, .altitude = NAN, .fix_time = t,
-                .provider = "gps"};
+    pd_gps g = {
+        .lat = lat, .lon = lon, .accuracy = acc, .altitude = NAN, .fix_time = t, .provider = "gps"};
     return g;
 }
 
@@ -126,7 +126,8 @@ static void load_households(void)
     hh_ids = calloc(HOUSEHOLDS + 10, sizeof *hh_ids);
     hh_lat = calloc(HOUSEHOLDS + 10, sizeof *hh_lat);
     hh_lon = calloc(HOUSEHOLDS + 10, sizeof *hh_lon);
-    sqlite3_prepare_v2(db, "SELECT id, lat, lon FROM household WHERE source = 'prelist' ORDER BY id",
+    sqlite3_prepare_v2(db,
+                       "SELECT id, lat, lon FROM household WHERE source = 'prelist' ORDER BY id",
                        -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW && hh_count < HOUSEHOLDS + 10) {
         snprintf(hh_ids[hh_count], PD_ID_MAX, "%s", sqlite3_column_text(st, 0));
@@ -167,7 +168,8 @@ static int setup(void)
     return hh_count == HOUSEHOLDS ? PD_OK : PD_ERR_INTERNAL;
 }
 
-/* ---- households proposed in the field --------------------------------------------------------- */
+/* ---- households proposed in the field ---------------------------------------------------------
+ */
 
 #define PROPOSALS 20
 static char proposed[PROPOSALS][PD_ID_MAX];
@@ -182,11 +184,13 @@ static void proposals_get_ids_no_device_can_repeat(void)
         snprintf(name, sizeof name, "Kepala Baru %d", i);
         /* a man born 05-08-1990 registered in Sukasari, serial 9000 + i */
         snprintf(nik, sizeof nik, "3273010508909%03d", i + 1);
-        pd_household_new h = {.desa = desa, .sls = "RT 009 / RW 001",
-                              .address = "Jl. Usulan Baru No. 1", .lat = hh_lat[i] + 0.0001,
-                              .lon = hh_lon[i] + 0.0001,
-                              .head = {.name = name, .nik = nik, .sex = 1,
-                                       .birth_date = "1990-08-05", .marital = 2}};
+        pd_household_new h = {
+            .desa = desa,
+            .sls = "RT 009 / RW 001",
+            .address = "Jl. Usulan Baru No. 1",
+            .lat = hh_lat[i] + 0.0001,
+            .lon = hh_lon[i] + 0.0001,
+            .head = {.name = name, .nik = nik, .sex = 1, .birth_date = "1990-08-05", .marital = 2}};
         pd_warnings w = {0};
         int rc = pd_household_propose(store, &h, proposed[i], &w);
         CHECK_EQ_INT(rc, PD_OK);
@@ -205,18 +209,21 @@ static void proposals_get_ids_no_device_can_repeat(void)
     CHECK_EQ_INT(q_int("SELECT relationship FROM member WHERE id = ?1", mid), 1);
     CHECK_EQ_INT(q_int("SELECT member_count FROM household WHERE id = ?1", proposed[0]), 1);
     CHECK_EQ_INT(q_int("SELECT COUNT(*) FROM household_geo g JOIN household h ON "
-                       "h.hh_rowid = g.hh_rowid WHERE h.id = ?1", proposed[0]), 1);
+                       "h.hh_rowid = g.hh_rowid WHERE h.id = ?1",
+                       proposed[0]),
+                 1);
     char head[64];
     q_text("SELECT head_name FROM household WHERE id = ?1", proposed[3], head, sizeof head);
     CHECK(strcmp(head, "Kepala Baru 3") == 0);
 
     /* outside the kecamatan's prelists: not this device's area */
-    pd_household_new far = {.desa = "11.01.01.2001", .lat = NAN, .lon = NAN,
-                            .head = {.name = "Jauh"}};
+    pd_household_new far = {
+        .desa = "11.01.01.2001", .lat = NAN, .lon = NAN, .head = {.name = "Jauh"}};
     char id[PD_ID_MAX];
-    REFUSED(pd_household_propose(store, &far, id, NULL), PD_ERR_DENIED, "not in this device's assignment");
-    pd_household_new nodesa = {.desa = "32.73.01.9999", .lat = NAN, .lon = NAN,
-                               .head = {.name = "X"}};
+    REFUSED(pd_household_propose(store, &far, id, NULL), PD_ERR_DENIED,
+            "not in this device's assignment");
+    pd_household_new nodesa = {
+        .desa = "32.73.01.9999", .lat = NAN, .lon = NAN, .head = {.name = "X"}};
     REFUSED(pd_household_propose(store, &nodesa, id, NULL), PD_ERR_INVALID, "not a real area code");
     pd_household_new nohead = {.desa = desa, .lat = NAN, .lon = NAN};
     REFUSED(pd_household_propose(store, &nohead, id, NULL), PD_ERR_INVALID, "member.name: missing");
@@ -224,9 +231,9 @@ static void proposals_get_ids_no_device_can_repeat(void)
 
 /* ---- visits --------------------------------------------------------------------------------- */
 
-static const char *const outcomes[] = {"found", "found_new_head", "moved_within", "moved_out",
-                                       "joined_other", "not_found", "all_deceased", "refused",
-                                       "new_household"};
+static const char *const outcomes[] = {"found",        "found_new_head", "moved_within",
+                                       "moved_out",    "joined_other",   "not_found",
+                                       "all_deceased", "refused",        "new_household"};
 
 static void five_hundred_visits_cover_every_outcome(void)
 {
@@ -254,21 +261,28 @@ static void five_hundred_visits_cover_every_outcome(void)
         size_t nm = 0;
         if (o == 0 || o == 6) {
             sqlite3_stmt *st = NULL;
-            sqlite3_prepare_v2(db, "SELECT id FROM member WHERE household_id = ?1 AND status = "
-                                   "'active' ORDER BY id LIMIT 16", -1, &st, NULL);
+            sqlite3_prepare_v2(db,
+                               "SELECT id FROM member WHERE household_id = ?1 AND status = "
+                               "'active' ORDER BY id LIMIT 16",
+                               -1, &st, NULL);
             sqlite3_bind_text(st, 1, hh, -1, SQLITE_STATIC);
             while (sqlite3_step(st) == SQLITE_ROW) {
                 snprintf(ids[nm], PD_ID_MAX, "%s", sqlite3_column_text(st, 0));
                 mo[nm].member_id = ids[nm];
-                mo[nm].outcome = o == 6 ? "deceased" : (nm == 1 && i % 4 == 0) ? "not_confirmed"
-                                                                               : "confirmed";
+                mo[nm].outcome = o == 6                    ? "deceased"
+                                 : (nm == 1 && i % 4 == 0) ? "not_confirmed"
+                                                           : "confirmed";
                 nm++;
             }
             sqlite3_finalize(st);
         }
-        pd_visit_in v = {.household_id = hh, .outcome = outcomes[o], .visited_at = at, .gps = &g,
+        pd_visit_in v = {.household_id = hh,
+                         .outcome = outcomes[o],
+                         .visited_at = at,
+                         .gps = &g,
                          .notes = (i % 7 == 0) ? "Rumah di ujung gang,\nsebelah masjid." : NULL,
-                         .members = mo, .member_count = nm};
+                         .members = mo,
+                         .member_count = nm};
         char id[PD_ID_MAX];
         pd_warnings w = {0};
         int rc = pd_visit_record(store, &v, id, &w);
@@ -287,9 +301,11 @@ static void five_hundred_visits_cover_every_outcome(void)
         CHECK(strcmp(status, outcomes[o]) == 0);
         if (i % 50 == 0) {
             sqlite3_stmt *st = NULL;
-            sqlite3_prepare_v2(db, "SELECT g.min_lat, g.max_lat, g.min_lon, g.max_lon FROM "
-                                   "household_geo g JOIN household h ON h.hh_rowid = g.hh_rowid "
-                                   "WHERE h.id = ?1", -1, &st, NULL);
+            sqlite3_prepare_v2(db,
+                               "SELECT g.min_lat, g.max_lat, g.min_lon, g.max_lon FROM "
+                               "household_geo g JOIN household h ON h.hh_rowid = g.hh_rowid "
+                               "WHERE h.id = ?1",
+                               -1, &st, NULL);
             sqlite3_bind_text(st, 1, hh, -1, SQLITE_STATIC);
             CHECK(sqlite3_step(st) == SQLITE_ROW);
             CHECK(fabs(sqlite3_column_double(st, 0) - lat) < 3e-5); /* float32 boxes */
@@ -312,14 +328,19 @@ static void five_hundred_visits_cover_every_outcome(void)
     CHECK(q_int("SELECT COUNT(*) FROM member WHERE outcome = 'not_confirmed'", NULL) > 0);
     /* member_count follows the active members */
     CHECK_EQ_INT(q_int("SELECT COUNT(*) FROM household h WHERE member_count <> (SELECT COUNT(*) "
-                       "FROM member m WHERE m.household_id = h.id AND m.status = 'active')", NULL),
+                       "FROM member m WHERE m.household_id = h.id AND m.status = 'active')",
+                       NULL),
                  0);
     /* every visit op carries the household's revision; ops are in strict seq and clock order */
-    CHECK_EQ_INT(q_int("SELECT COUNT(*) FROM op a JOIN op b ON b.seq = a.seq + 1 WHERE b.hlc <= a.hlc",
-                       NULL), 0);
+    CHECK_EQ_INT(
+        q_int("SELECT COUNT(*) FROM op a JOIN op b ON b.seq = a.seq + 1 WHERE b.hlc <= a.hlc",
+              NULL),
+        0);
     CHECK_EQ_INT(q_int("SELECT COUNT(*) FROM op o JOIN household h ON h.id = "
                        "json_extract(o.new_value, '$.household_id') WHERE o.kind = 'visit' AND "
-                       "o.base_rev <> h.rev", NULL), 0);
+                       "o.base_rev <> h.rev",
+                       NULL),
+                 0);
     char visit_id[PD_ID_MAX];
     q_text("SELECT id FROM visit ORDER BY rowid LIMIT 1", NULL, visit_id, sizeof visit_id);
     CHECK(visit_id[0] == 'V' && strstr(visit_id, pd_store_device_id(store)) == visit_id + 1);
@@ -332,7 +353,8 @@ static void visits_refuse_bad_input_and_change_nothing(void)
     pd_gps g = fix(91.0, 107.6, 5, at);
     pd_visit_in v = {.household_id = hh, .outcome = "found", .visited_at = at, .gps = &g};
     char id[PD_ID_MAX];
-    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID, "gps.lat: 91.000000 is outside -90..90");
+    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID,
+            "gps.lat: 91.000000 is outside -90..90");
     g = fix(-6.88, 181.0, 5, at);
     REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID, "gps.lon");
     g = fix(NAN, 107.6, 5, at);
@@ -343,12 +365,15 @@ static void visits_refuse_bad_input_and_change_nothing(void)
     REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID, "gps.fix_time");
     g = fix(-6.88, 107.6, 5, at);
     v.outcome = "visited";
-    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID, "outcome: 'visited' is not one of");
+    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID,
+            "outcome: 'visited' is not one of");
     v.outcome = "new_household";
-    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID, "new_household is for a household proposed");
+    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_INVALID,
+            "new_household is for a household proposed");
     v.outcome = "found";
     v.household_id = "3273011001999999";
-    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_NOTFOUND, "household 3273011001999999: not found");
+    REFUSED(pd_visit_record(store, &v, id, NULL), PD_ERR_NOTFOUND,
+            "household 3273011001999999: not found");
     v.household_id = hh;
     char other[PD_ID_MAX + 4];
     snprintf(other, sizeof other, "%s01", hh_ids[8]);
@@ -399,8 +424,8 @@ static void warnings_are_recorded_with_the_visit(void)
 
     /* 40 seconds later, 8 km away (still in Indonesia): a jump, and outside the desa */
     pd_gps far = fix(hh_lat[11] + 0.072, hh_lon[11], 5.0, at + 40000);
-    pd_visit_in v2 = {.household_id = hh_ids[12], .outcome = "found", .visited_at = at + 40000,
-                      .gps = &far};
+    pd_visit_in v2 = {
+        .household_id = hh_ids[12], .outcome = "found", .visited_at = at + 40000, .gps = &far};
     pd_warnings w2 = {0};
     CHECK_EQ_INT(pd_visit_record(store, &v2, id, &w2), PD_OK);
     CHECK(pd_warnings_has(&w2, PD_WARN_GPS_JUMP));
@@ -411,8 +436,8 @@ static void warnings_are_recorded_with_the_visit(void)
 
     /* two minutes later, back at home: no jump */
     pd_gps back = fix(hh_lat[13], hh_lon[13], 5.0, at + 160000);
-    pd_visit_in v3 = {.household_id = hh_ids[13], .outcome = "found", .visited_at = at + 160000,
-                      .gps = &back};
+    pd_visit_in v3 = {
+        .household_id = hh_ids[13], .outcome = "found", .visited_at = at + 160000, .gps = &back};
     pd_warnings w3 = {0};
     CHECK_EQ_INT(pd_visit_record(store, &v3, id, &w3), PD_OK);
     CHECK_EQ_INT(w3.count, 0);
@@ -420,14 +445,17 @@ static void warnings_are_recorded_with_the_visit(void)
     /* a NIK that another household already has: a warning when set, recorded at the visit */
     char nik[20], target[PD_ID_MAX + 4];
     q_text("SELECT nik FROM member WHERE household_id = ?1 AND status = 'active' AND nik NOT LIKE "
-           "'9999%' ORDER BY id LIMIT 1", hh_ids[20], nik, sizeof nik);
+           "'9999%' ORDER BY id LIMIT 1",
+           hh_ids[20], nik, sizeof nik);
     REQUIRE_V(nik[0]);
     /* give it to a member of household 21 whose sex matches the NIK */
     int female = (nik[6] - '0') >= 4;
     {
         sqlite3_stmt *st = NULL;
-        sqlite3_prepare_v2(db, "SELECT id, birth_date FROM member WHERE household_id = ?1 AND "
-                               "status = 'active' AND sex = ?2 ORDER BY id LIMIT 1", -1, &st, NULL);
+        sqlite3_prepare_v2(db,
+                           "SELECT id, birth_date FROM member WHERE household_id = ?1 AND "
+                           "status = 'active' AND sex = ?2 ORDER BY id LIMIT 1",
+                           -1, &st, NULL);
         sqlite3_bind_text(st, 1, hh_ids[21], -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, female ? 2 : 1);
         target[0] = '\0';
@@ -444,8 +472,8 @@ static void warnings_are_recorded_with_the_visit(void)
         fprintf(stderr, "nik set: %s\n", pd_store_errmsg(store));
     CHECK(pd_warnings_has(&w4, PD_WARN_NIK_DUPLICATE));
     pd_gps g5 = fix(hh_lat[21], hh_lon[21], 5.0, at + 400000);
-    pd_visit_in v5 = {.household_id = hh_ids[21], .outcome = "found", .visited_at = at + 400000,
-                      .gps = &g5};
+    pd_visit_in v5 = {
+        .household_id = hh_ids[21], .outcome = "found", .visited_at = at + 400000, .gps = &g5};
     pd_warnings w5 = {0};
     CHECK_EQ_INT(pd_visit_record(store, &v5, id, &w5), PD_OK);
     CHECK(pd_warnings_has(&w5, PD_WARN_NIK_DUPLICATE));
@@ -461,9 +489,13 @@ static void members_join_leave_and_are_corrected(void)
     int64_t count = q_int("SELECT member_count FROM household WHERE id = ?1", hh);
     int64_t max_no = q_int("SELECT MAX(member_no) FROM member WHERE household_id = ?1", hh);
     /* a baby born this year, no NIK yet (placeholder: a warning, not a refusal) */
-    pd_member_new baby = {.name = "Bayi Putri", .nik = "9999999999999995", .sex = 2,
-                          .birth_date = "2024-11-02", .birth_place = "Bandung",
-                          .relationship = PD_REL_GRANDCHILD, .reason = "born"};
+    pd_member_new baby = {.name = "Bayi Putri",
+                          .nik = "9999999999999995",
+                          .sex = 2,
+                          .birth_date = "2024-11-02",
+                          .birth_place = "Bandung",
+                          .relationship = PD_REL_GRANDCHILD,
+                          .reason = "born"};
     char id[PD_ID_MAX];
     pd_warnings w = {0};
     CHECK_EQ_INT(pd_member_add(store, hh, &baby, id, &w), PD_OK);
@@ -480,9 +512,13 @@ static void members_join_leave_and_are_corrected(void)
     CHECK(strcmp(field, "born") == 0);
 
     /* someone joined: a woman, NIK consistent with sex and birth date */
-    pd_member_new joined = {.name = "Siti Nurhaliza", .nik = "3273014508900123", .sex = 2,
-                            .birth_date = "1990-08-05", .relationship = PD_REL_OTHER,
-                            .marital = 1, .reason = "joined"};
+    pd_member_new joined = {.name = "Siti Nurhaliza",
+                            .nik = "3273014508900123",
+                            .sex = 2,
+                            .birth_date = "1990-08-05",
+                            .relationship = PD_REL_OTHER,
+                            .marital = 1,
+                            .reason = "joined"};
     char siti[PD_ID_MAX];
     CHECK_EQ_INT(pd_member_add(store, hh, &joined, siti, NULL), PD_OK);
     CHECK_EQ_INT(q_int("SELECT member_count FROM household WHERE id = ?1", hh), count + 2);
@@ -495,12 +531,15 @@ static void members_join_leave_and_are_corrected(void)
     CHECK(strcmp(outcome, "moved") == 0);
     CHECK_EQ_INT(q_int("SELECT member_count FROM household WHERE id = ?1", hh), count + 1);
     REFUSED(pd_member_end(store, siti, "deceased"), PD_ERR_STATE, "already ended (moved)");
-    REFUSED(pd_member_end(store, id, "emigrated"), PD_ERR_INVALID, "reason: 'emigrated' is not one of");
+    REFUSED(pd_member_end(store, id, "emigrated"), PD_ERR_INVALID,
+            "reason: 'emigrated' is not one of");
 
     /* the head's name corrected: head_name follows, in the same transaction */
     char head[PD_ID_MAX];
-    q_text("SELECT id FROM member WHERE household_id = ?1 AND relationship = 1", hh, head, sizeof head);
-    pd_value name = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"Ahmad Fauzi Corrected",
+    q_text("SELECT id FROM member WHERE household_id = ?1 AND relationship = 1", hh, head,
+           sizeof head);
+    pd_value name = {.type = PD_VAL_TEXT,
+                     .p = (const uint8_t *)"Ahmad Fauzi Corrected",
                      .len = strlen("Ahmad Fauzi Corrected")};
     int64_t ops = q_int("SELECT COUNT(*) FROM op", NULL);
     CHECK_EQ_INT(pd_member_set(store, head, "name", &name, NULL), PD_OK);
@@ -513,8 +552,10 @@ static void members_join_leave_and_are_corrected(void)
     CHECK_EQ_INT(q_int("SELECT COUNT(*) FROM op", NULL), ops + 2);
     /* set ops carry old and new values and the revision */
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "SELECT old_value, new_value, base_rev FROM op WHERE kind = 'set' AND "
-                           "target = ?1 AND field = 'name'", -1, &st, NULL);
+    sqlite3_prepare_v2(db,
+                       "SELECT old_value, new_value, base_rev FROM op WHERE kind = 'set' AND "
+                       "target = ?1 AND field = 'name'",
+                       -1, &st, NULL);
     sqlite3_bind_text(st, 1, head, -1, SQLITE_STATIC);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
     CHECK(sqlite3_column_type(st, 0) == SQLITE_TEXT);
@@ -536,7 +577,8 @@ static void members_join_leave_and_are_corrected(void)
     CHECK_EQ_INT(pd_member_set(store, id, "relationship", &v, NULL), PD_OK);
     /* a second head is refused */
     CHECK_EQ_INT(pd_field_parse("member", "relationship", "1", &v, &err), PD_OK);
-    REFUSED(pd_member_set(store, id, "relationship", &v, NULL), PD_ERR_INVALID, "already has a head");
+    REFUSED(pd_member_set(store, id, "relationship", &v, NULL), PD_ERR_INVALID,
+            "already has a head");
 
     /* SQL in a name is only text: stored verbatim, nothing else happens */
     const char *evil = "Robert'); DROP TABLE member;--";
@@ -556,8 +598,9 @@ static void member_and_household_bad_input_changes_nothing(void)
     int64_t sex = 0;
     {
         sqlite3_stmt *st = NULL;
-        sqlite3_prepare_v2(db, "SELECT id, nik, sex FROM member WHERE household_id = ?1 AND "
-                               "nik NOT LIKE '9999%' AND sex IS NOT NULL ORDER BY id LIMIT 1",
+        sqlite3_prepare_v2(db,
+                           "SELECT id, nik, sex FROM member WHERE household_id = ?1 AND "
+                           "nik NOT LIKE '9999%' AND sex IS NOT NULL ORDER BY id LIMIT 1",
                            -1, &st, NULL);
         sqlite3_bind_text(st, 1, hh, -1, SQLITE_STATIC);
         REQUIRE_V(sqlite3_step(st) == SQLITE_ROW);
@@ -567,7 +610,8 @@ static void member_and_household_bad_input_changes_nothing(void)
         sqlite3_finalize(st);
     }
     pd_value v = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"327301450890", .len = 12};
-    REFUSED(pd_member_set(store, m, "nik", &v, NULL), PD_ERR_INVALID, "member.nik: must be 16 digits");
+    REFUSED(pd_member_set(store, m, "nik", &v, NULL), PD_ERR_INVALID,
+            "member.nik: must be 16 digits");
     v.p = (const uint8_t *)"3273013002900001";
     v.len = 16;
     REFUSED(pd_member_set(store, m, "nik", &v, NULL), PD_ERR_INVALID, "does not exist");
@@ -577,36 +621,46 @@ static void member_and_household_bad_input_changes_nothing(void)
     pd_value s = {.type = PD_VAL_INT, .i = sex == 1 ? 2 : 1};
     REFUSED(pd_member_set(store, m, "sex", &s, NULL), PD_ERR_INVALID, "but sex is");
     s.i = 3;
-    REFUSED(pd_member_set(store, m, "sex", &s, NULL), PD_ERR_INVALID, "member.sex: 3 is not a known code");
+    REFUSED(pd_member_set(store, m, "sex", &s, NULL), PD_ERR_INVALID,
+            "member.sex: 3 is not a known code");
     pd_value t = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"x", .len = 1};
     REFUSED(pd_member_set(store, m, "favourite_colour", &t, NULL), PD_ERR_INVALID,
             "member.favourite_colour: no such field");
     REFUSED(pd_member_set(store, m, "status", &t, NULL), PD_ERR_INVALID, "not a correctable field");
     REFUSED(pd_household_set(store, hh, "id", &t, NULL), PD_ERR_INVALID, "not a correctable field");
-    REFUSED(pd_household_set(store, hh, "rev", &s, NULL), PD_ERR_INVALID, "not a correctable field");
-    REFUSED(pd_household_set(store, hh, "member_count", &s, NULL), PD_ERR_INVALID, "not a correctable");
-    REFUSED(pd_household_set(store, hh, "tenure", &t, NULL), PD_ERR_INVALID, "household.tenure: must be an integer");
+    REFUSED(pd_household_set(store, hh, "rev", &s, NULL), PD_ERR_INVALID,
+            "not a correctable field");
+    REFUSED(pd_household_set(store, hh, "member_count", &s, NULL), PD_ERR_INVALID,
+            "not a correctable");
+    REFUSED(pd_household_set(store, hh, "tenure", &t, NULL), PD_ERR_INVALID,
+            "household.tenure: must be an integer");
     pd_value big = {.type = PD_VAL_INT, .i = 6};
-    REFUSED(pd_household_set(store, hh, "tenure", &big, NULL), PD_ERR_INVALID, "household.tenure: 6 is not a known code");
+    REFUSED(pd_household_set(store, hh, "tenure", &big, NULL), PD_ERR_INVALID,
+            "household.tenure: 6 is not a known code");
     big.i = 1 << 20;
     REFUSED(pd_household_set(store, hh, "asset_flags", &big, NULL), PD_ERR_INVALID, "bits outside");
     pd_value other_kec = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"32.73.02.1001", .len = 13};
-    REFUSED(pd_household_set(store, hh, "desa", &other_kec, NULL), PD_ERR_INVALID, "is not a desa of kecamatan 32.73.01");
+    REFUSED(pd_household_set(store, hh, "desa", &other_kec, NULL), PD_ERR_INVALID,
+            "is not a desa of kecamatan 32.73.01");
     pd_value bad_utf8 = {.type = PD_VAL_TEXT, .p = (const uint8_t *)"Jl. \xFF", .len = 5};
-    REFUSED(pd_household_set(store, hh, "address", &bad_utf8, NULL), PD_ERR_INVALID, "household.address: not valid UTF-8");
+    REFUSED(pd_household_set(store, hh, "address", &bad_utf8, NULL), PD_ERR_INVALID,
+            "household.address: not valid UTF-8");
     pd_value null = {0};
-    REFUSED(pd_household_set(store, hh, "head_name", &null, NULL), PD_ERR_INVALID, "may not be empty");
-    REFUSED(pd_household_set(store, "no-such-household", "rooms", &s, NULL), PD_ERR_NOTFOUND, "not found");
-    pd_member_new bad = {.name = "Anak", .nik = "3273014508900001", .sex = 1,
-                         .relationship = 3, .reason = "joined"};
+    REFUSED(pd_household_set(store, hh, "head_name", &null, NULL), PD_ERR_INVALID,
+            "may not be empty");
+    REFUSED(pd_household_set(store, "no-such-household", "rooms", &s, NULL), PD_ERR_NOTFOUND,
+            "not found");
+    pd_member_new bad = {
+        .name = "Anak", .nik = "3273014508900001", .sex = 1, .relationship = 3, .reason = "joined"};
     char id[PD_ID_MAX];
-    REFUSED(pd_member_add(store, hh, &bad, id, NULL), PD_ERR_INVALID, "means a woman, but sex is male");
+    REFUSED(pd_member_add(store, hh, &bad, id, NULL), PD_ERR_INVALID,
+            "means a woman, but sex is male");
     pd_member_new born = {.name = "Anak", .relationship = 3, .reason = "born"};
     REFUSED(pd_member_add(store, hh, &born, id, NULL), PD_ERR_INVALID, "birth_date: required");
     pd_member_new norel = {.name = "Anak", .reason = "joined"};
     REFUSED(pd_member_add(store, hh, &norel, id, NULL), PD_ERR_INVALID, "relationship: missing");
-    pd_member_new future = {.name = "Anak", .relationship = 3, .birth_date = "2999-01-01",
-                            .reason = "born"};
+    pd_member_new future = {
+        .name = "Anak", .relationship = 3, .birth_date = "2999-01-01", .reason = "born"};
     REFUSED(pd_member_add(store, hh, &future, id, NULL), PD_ERR_INVALID, "in the future");
     char longname[PD_NAME_MAX + 2];
     memset(longname, 'a', sizeof longname - 1);
@@ -615,7 +669,8 @@ static void member_and_household_bad_input_changes_nothing(void)
     REFUSED(pd_member_add(store, hh, &lng, id, NULL), PD_ERR_INVALID, "longer than 100 bytes");
     pd_member_new badname = {.name = "Bad \xC0\xAF", .relationship = 3, .reason = "joined"};
     REFUSED(pd_member_add(store, hh, &badname, id, NULL), PD_ERR_INVALID, "not valid UTF-8");
-    REFUSED(pd_member_add(store, "no-such-household", &norel, id, NULL), PD_ERR_INVALID, "relationship");
+    REFUSED(pd_member_add(store, "no-such-household", &norel, id, NULL), PD_ERR_INVALID,
+            "relationship");
     (void)nik;
 }
 
@@ -623,8 +678,8 @@ static void member_and_household_bad_input_changes_nothing(void)
 
 static void photos_are_checked_and_content_addressed(void)
 {
-    static const char *const kinds[] = {"front", "wall", "floor", "kitchen", "toilet", "kk",
-                                        "ktp", "head", "roof"};
+    static const char *const kinds[] = {"front", "wall", "floor", "kitchen", "toilet",
+                                        "kk",    "ktp",  "head",  "roof"};
     const char *hh = hh_ids[50];
     char visit[PD_ID_MAX];
     q_text("SELECT id FROM visit ORDER BY rowid LIMIT 1", NULL, visit, sizeof visit);
@@ -648,7 +703,8 @@ static void photos_are_checked_and_content_addressed(void)
     CHECK_EQ_INT(q_int("SELECT COUNT(*) FROM photo WHERE visit_id IS NOT NULL", NULL), 1);
     /* the same bytes again */
     size_t n = pd_fixture_jpeg(jpeg, 16, 16, 0);
-    REFUSED(pd_photo_add(store, hh, NULL, "front", jpeg, n, 0, NULL), PD_ERR_EXISTS, "already stored");
+    REFUSED(pd_photo_add(store, hh, NULL, "front", jpeg, n, 0, NULL), PD_ERR_EXISTS,
+            "already stored");
     /* not a JPEG */
     static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 0};
     REFUSED(pd_photo_add(store, hh, NULL, "front", png, sizeof png, 0, NULL), PD_ERR_INVALID,
@@ -732,7 +788,8 @@ static void search_by_name_nik_kk_address_area_status_and_place(void)
     CHECK_EQ_INT(rc, PD_OK);
     CHECK(has(accent, hh_ids[30]));
     int64_t sitis = q_int("SELECT COUNT(DISTINCT household_id) FROM member WHERE name LIKE 'siti%' "
-                          "OR name LIKE '% siti%'", NULL);
+                          "OR name LIKE '% siti%'",
+                          NULL);
     CHECK(sitis > 1);
     CHECK((int64_t)accent->n >= sitis);
     q.name = "SITI";
@@ -779,12 +836,14 @@ static void search_by_name_nik_kk_address_area_status_and_place(void)
     free(byd);
     pd_find_query qs = {.status = "unvisited", .limit = PD_FIND_MAX_LIMIT};
     hits *bys = find(&qs, &rc);
-    CHECK_EQ_INT((int64_t)bys->n, q_int("SELECT COUNT(*) FROM household WHERE status IS NULL", NULL));
+    CHECK_EQ_INT((int64_t)bys->n,
+                 q_int("SELECT COUNT(*) FROM household WHERE status IS NULL", NULL));
     free(bys);
     pd_find_query qr = {.status = "refused", .desa = hh, .limit = PD_FIND_MAX_LIMIT};
     hits *byr = find(&qr, &rc);
     CHECK_EQ_INT((int64_t)byr->n, q_int("SELECT COUNT(*) FROM household WHERE status = 'refused' "
-                                        "AND desa = ?1", hh));
+                                        "AND desa = ?1",
+                                        hh));
     free(byr);
 
     /* nearest: the household at the point itself first, then the same order as a brute-force
@@ -793,9 +852,11 @@ static void search_by_name_nik_kk_address_area_status_and_place(void)
     double lat = 0, lon = 0;
     {
         sqlite3_stmt *st = NULL;
-        sqlite3_prepare_v2(db, "SELECT (g.min_lat + g.max_lat) / 2, (g.min_lon + g.max_lon) / 2 "
-                               "FROM household_geo g JOIN household h ON h.hh_rowid = g.hh_rowid "
-                               "WHERE h.id = ?1", -1, &st, NULL);
+        sqlite3_prepare_v2(db,
+                           "SELECT (g.min_lat + g.max_lat) / 2, (g.min_lon + g.max_lon) / 2 "
+                           "FROM household_geo g JOIN household h ON h.hh_rowid = g.hh_rowid "
+                           "WHERE h.id = ?1",
+                           -1, &st, NULL);
         sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
         CHECK(sqlite3_step(st) == SQLITE_ROW);
         lat = sqlite3_column_double(st, 0);
@@ -815,17 +876,18 @@ static void search_by_name_nik_kk_address_area_status_and_place(void)
     dh *all = calloc(total, sizeof *all);
     size_t k = 0;
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "SELECT h.id, COALESCE((SELECT v.lat FROM visit v WHERE v.household_id "
-                           "= h.id AND v.lat IS NOT NULL ORDER BY v.rowid DESC LIMIT 1), h.lat), "
-                           "COALESCE((SELECT v.lon FROM visit v WHERE v.household_id = h.id AND "
-                           "v.lat IS NOT NULL ORDER BY v.rowid DESC LIMIT 1), h.lon) FROM household h",
+    sqlite3_prepare_v2(db,
+                       "SELECT h.id, COALESCE((SELECT v.lat FROM visit v WHERE v.household_id "
+                       "= h.id AND v.lat IS NOT NULL ORDER BY v.rowid DESC LIMIT 1), h.lat), "
+                       "COALESCE((SELECT v.lon FROM visit v WHERE v.household_id = h.id AND "
+                       "v.lat IS NOT NULL ORDER BY v.rowid DESC LIMIT 1), h.lon) FROM household h",
                        -1, &st, NULL);
     while (sqlite3_step(st) == SQLITE_ROW && k < total) {
         if (sqlite3_column_type(st, 1) == SQLITE_NULL)
             continue;
         snprintf(all[k].id, PD_ID_MAX, "%s", sqlite3_column_text(st, 0));
-        all[k].d = pd_geo_distance_m(lat, lon, sqlite3_column_double(st, 1),
-                                     sqlite3_column_double(st, 2));
+        all[k].d =
+            pd_geo_distance_m(lat, lon, sqlite3_column_double(st, 1), sqlite3_column_double(st, 2));
         k++;
     }
     sqlite3_finalize(st);
@@ -841,8 +903,8 @@ static void search_by_name_nik_kk_address_area_status_and_place(void)
     free(all);
     free(near);
     /* nearest and unvisited together; and far away (a point in Papua) still finds the nearest */
-    pd_find_query qpu = {.near = 1, .near_lat = lat, .near_lon = lon, .status = "unvisited",
-                         .limit = 5};
+    pd_find_query qpu = {
+        .near = 1, .near_lat = lat, .near_lon = lon, .status = "unvisited", .limit = 5};
     hits *nu = find(&qpu, &rc);
     CHECK_EQ_INT(nu->n, 5);
     for (size_t i = 0; i < nu->n; i++)
@@ -905,7 +967,8 @@ static void op_log_is_append_only_and_seals(void)
     CHECK_EQ_INT(pd_oplog_since(store, total - 5, count_op, a), PD_OK);
     CHECK_EQ_INT(a[0], 5);
     /* the table refuses rewriting and deleting */
-    CHECK(sqlite3_exec(db, "UPDATE op SET new_value = 'x' WHERE seq = 1", NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(db, "UPDATE op SET new_value = 'x' WHERE seq = 1", NULL, NULL, NULL) !=
+          SQLITE_OK);
     CHECK(sqlite3_exec(db, "DELETE FROM op WHERE seq = 1", NULL, NULL, NULL) != SQLITE_OK);
 }
 

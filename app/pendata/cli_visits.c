@@ -64,8 +64,8 @@ int cli_parse_time(const char *s, int64_t *ms)
     tm.tm_hour = atoi(s + 11);
     tm.tm_min = atoi(s + 14);
     tm.tm_sec = atoi(s + 17);
-    if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
+    if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+        tm.tm_sec > 60)
         return -1;
     const char *p = s + sizeof shape - 1;
     int frac = 0;
@@ -189,9 +189,12 @@ cJSON *cli_int_json(int64_t i)
 cJSON *cli_value_json(const pd_value *v)
 {
     switch (v->type) {
-    case PD_VAL_NULL: return cJSON_CreateNull();
-    case PD_VAL_INT: return cli_int_json(v->i);
-    case PD_VAL_REAL: return cJSON_CreateNumber(v->r);
+    case PD_VAL_NULL:
+        return cJSON_CreateNull();
+    case PD_VAL_INT:
+        return cli_int_json(v->i);
+    case PD_VAL_REAL:
+        return cJSON_CreateNumber(v->r);
     case PD_VAL_TEXT:
     case PD_VAL_BLOB: {
         size_t n = v->type == PD_VAL_TEXT ? v->len + 1 : 2 * v->len + 1;
@@ -217,13 +220,21 @@ cJSON *cli_value_json(const pd_value *v)
 const char *cli_value_text(const pd_value *v, char *buf, size_t cap)
 {
     switch (v->type) {
-    case PD_VAL_NULL: snprintf(buf, cap, "NULL"); break;
-    case PD_VAL_INT: snprintf(buf, cap, "%lld", (long long)v->i); break;
-    case PD_VAL_REAL: snprintf(buf, cap, "%.9g", v->r); break;
+    case PD_VAL_NULL:
+        snprintf(buf, cap, "NULL");
+        break;
+    case PD_VAL_INT:
+        snprintf(buf, cap, "%lld", (long long)v->i);
+        break;
+    case PD_VAL_REAL:
+        snprintf(buf, cap, "%.9g", v->r);
+        break;
     case PD_VAL_TEXT:
         snprintf(buf, cap, "'%.*s'", v->len > 200 ? 200 : (int)v->len, (const char *)v->p);
         break;
-    case PD_VAL_BLOB: snprintf(buf, cap, "%zu bytes", v->len); break;
+    case PD_VAL_BLOB:
+        snprintf(buf, cap, "%zu bytes", v->len);
+        break;
     }
     return buf;
 }

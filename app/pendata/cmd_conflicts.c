@@ -106,7 +106,8 @@ static int print_server_json(cli *c, char *json)
     return cli_print_json(c, j);
 }
 
-/* ---- the server's queue ------------------------------------------------------------------------ */
+/* ---- the server's queue ------------------------------------------------------------------------
+ */
 
 static void print_list(const cJSON *j)
 {
@@ -299,17 +300,18 @@ static void print_summary(const cJSON *j)
     {
         put(jstr(d, "desa"), 17);
         put(jstr(d, "name")[0] ? jstr(d, "name") : "-", 25);
-        printf("%10.0f %8.0f %8.0f %6.0f %8.0f %8.0f\n", jnum(d, "households"),
-               jnum(d, "visited"), jnum(d, "pending"), jnum(d, "conflicts_open"),
-               jnum(d, "conflicts_resolved"), jnum(d, "tasks"));
+        printf("%10.0f %8.0f %8.0f %6.0f %8.0f %8.0f\n", jnum(d, "households"), jnum(d, "visited"),
+               jnum(d, "pending"), jnum(d, "conflicts_open"), jnum(d, "conflicts_resolved"),
+               jnum(d, "tasks"));
     }
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "total");
     printf("%-16s %-24s %10.0f %8.0f %8.0f %6.0f %8.0f %8.0f\n", "all", jstr(j, "area"),
-           jnum(t, "households"), jnum(t, "visited"), jnum(t, "pending"),
-           jnum(t, "conflicts_open"), jnum(t, "conflicts_resolved"), jnum(t, "tasks"));
+           jnum(t, "households"), jnum(t, "visited"), jnum(t, "pending"), jnum(t, "conflicts_open"),
+           jnum(t, "conflicts_resolved"), jnum(t, "tasks"));
 }
 
-/* ---- what this device received ---------------------------------------------------------------- */
+/* ---- what this device received ----------------------------------------------------------------
+ */
 
 typedef struct local_ctx {
     cJSON *arr; /* --json */
@@ -454,7 +456,8 @@ static int cmd_local(cli *c, pd_store *store, bool notices, bool tasks)
     return c->json ? cli_print_json(c, doc) : CLI_OK;
 }
 
-/* ---- the command --------------------------------------------------------------------------------- */
+/* ---- the command
+ * --------------------------------------------------------------------------------- */
 
 static bool is_korcam(pd_store *store)
 {
@@ -570,8 +573,7 @@ static int run_resolve(cli *c, pd_store *store, int argc, char **argv)
             chosen++;
         } else if (cli_opt(argc, argv, &i, "--take", &v)) {
             if (!v || (strcmp(v, "server") != 0 && strcmp(v, "device") != 0)) {
-                fprintf(stderr, "%s: conflicts resolve: --take server or --take device\n",
-                        c->prog);
+                fprintf(stderr, "%s: conflicts resolve: --take server or --take device\n", c->prog);
                 return CLI_USAGE;
             }
             r.action = v;
@@ -603,8 +605,10 @@ static int run_resolve(cli *c, pd_store *store, int argc, char **argv)
         }
     }
     if (chosen != 1) {
-        fprintf(stderr, "%s: conflicts resolve: give exactly one of --take, --value, "
-                "--merge-into, --split, --revisit\n", c->prog);
+        fprintf(stderr,
+                "%s: conflicts resolve: give exactly one of --take, --value, "
+                "--merge-into, --split, --revisit\n",
+                c->prog);
         return CLI_USAGE;
     }
     char *json = NULL;
@@ -676,7 +680,8 @@ int cmd_conflicts(cli *c, int argc, char **argv)
         if (rc == CLI_OK)
             rc = cmd_local(c, store, false, true);
     } else if (!is_korcam(store)) {
-        rc = cli_fail(c, "conflicts", "only a korcam's device works the conflict queue (this "
+        rc = cli_fail(c, "conflicts",
+                      "only a korcam's device works the conflict queue (this "
                       "device has no korcam identity); `pendata conflicts` lists what syncs "
                       "brought");
     } else if (!strcmp(sub, "show")) {

@@ -88,8 +88,7 @@ int cmd_enroll(cli *c, int argc, char **argv)
     } else {
         printf("enrolled device %s as %s %s (%s)\nserver fingerprint %s; %zu area(s), %zu "
                "key(s) in the keyring\n",
-               pd_store_device_id(s), r.role, r.person_id, r.name, r.fingerprint, r.areas,
-               r.keys);
+               pd_store_device_id(s), r.role, r.person_id, r.name, r.fingerprint, r.areas, r.keys);
     }
     status = CLI_OK;
 out:

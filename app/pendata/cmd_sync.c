@@ -21,21 +21,22 @@ static const char *USAGE =
 
 static void print_help(void)
 {
-    printf("usage: pendata %s\n\n"
-           "Sync with the server: approved and voided batches (and the photos they name) go up\n"
-           "as one resumable upload, their signed receipts come back, then the prelist (first\n"
-           "time) or the changes since the last sync come down. An interrupted sync resumes\n"
-           "where it stopped: no byte the server already holds is sent again.\n\n"
-           "  --server URL          another address of the same server (default: the one enrolled)\n"
-           "  --chunk BYTES         bytes per upload request (default 256 KiB)\n"
-           "  --connect-timeout MS  give up connecting after MS (default 15000)\n"
-           "  --stall-timeout S     a transfer that stalls S seconds is retried (default 60)\n"
-           "  --attempts N          tries of a request that makes no progress (default 8)\n"
-           "  --backoff MS          first retry delay; doubles, full jitter, capped at 30 s\n"
-           "  --ca-file PEM         an extra CA bundle for https\n\n"
-           "Exit status 0 when the sync completed (held, rejected or forked batches are\n"
-           "reported), 1 otherwise; --json prints the figures either way.\n",
-           USAGE);
+    printf(
+        "usage: pendata %s\n\n"
+        "Sync with the server: approved and voided batches (and the photos they name) go up\n"
+        "as one resumable upload, their signed receipts come back, then the prelist (first\n"
+        "time) or the changes since the last sync come down. An interrupted sync resumes\n"
+        "where it stopped: no byte the server already holds is sent again.\n\n"
+        "  --server URL          another address of the same server (default: the one enrolled)\n"
+        "  --chunk BYTES         bytes per upload request (default 256 KiB)\n"
+        "  --connect-timeout MS  give up connecting after MS (default 15000)\n"
+        "  --stall-timeout S     a transfer that stalls S seconds is retried (default 60)\n"
+        "  --attempts N          tries of a request that makes no progress (default 8)\n"
+        "  --backoff MS          first retry delay; doubles, full jitter, capped at 30 s\n"
+        "  --ca-file PEM         an extra CA bundle for https\n\n"
+        "Exit status 0 when the sync completed (held, rejected or forked batches are\n"
+        "reported), 1 otherwise; --json prints the figures either way.\n",
+        USAGE);
 }
 
 /* ---- progress bar (stderr, terminals only) ------------------------------------------------- */
@@ -44,17 +45,24 @@ typedef struct bar {
     bool drawn;
     struct timespec last;
     int last_phase;
+    uint64_t last_done;
 } bar;
 
 static const char *phase_name(pd_sync_phase p)
 {
     switch (p) {
-    case PD_SYNC_PHASE_ENROLL: return "enrol";
-    case PD_SYNC_PHASE_PHOTOS: return "photos";
-    case PD_SYNC_PHASE_UPLOAD: return "upload";
-    case PD_SYNC_PHASE_RECEIPTS: return "receipts";
-    case PD_SYNC_PHASE_PRELIST: return "prelist";
-    case PD_SYNC_PHASE_DELTA: return "changes";
+    case PD_SYNC_PHASE_ENROLL:
+        return "enrol";
+    case PD_SYNC_PHASE_PHOTOS:
+        return "photos";
+    case PD_SYNC_PHASE_UPLOAD:
+        return "upload";
+    case PD_SYNC_PHASE_RECEIPTS:
+        return "receipts";
+    case PD_SYNC_PHASE_PRELIST:
+        return "prelist";
+    case PD_SYNC_PHASE_DELTA:
+        return "changes";
     }
     return "sync";
 }
@@ -66,8 +74,9 @@ static void on_progress(void *ctx, pd_sync_phase phase, uint64_t done, uint64_t 
     clock_gettime(CLOCK_MONOTONIC, &now);
     long ms = (now.tv_sec - b->last.tv_sec) * 1000 + (now.tv_nsec - b->last.tv_nsec) / 1000000;
     bool end = total && done >= total;
-    if (b->drawn && (int)phase == b->last_phase && ms < 100 && !end)
+    if (b->drawn && (int)phase == b->last_phase && (done == b->last_done || (ms < 100 && !end)))
         return;
+    b->last_done = done;
     b->last = now;
     b->last_phase = (int)phase;
     char line[96];
@@ -120,9 +129,8 @@ static void print_stats(const pd_sync_stats *s, bool ok, bool json)
                (unsigned long long)s->bytes_sent, (unsigned long long)s->bytes_received,
                (unsigned long long)s->retries, (unsigned long long)s->upload_body_bytes,
                (unsigned long long)s->upload_length, (unsigned long long)s->upload_resumed,
-               (unsigned long long)s->upload_resume_offset,
-               (unsigned long long)s->photos_uploaded, (unsigned long long)s->photos_skipped,
-               (unsigned long long)s->batches_uploaded,
+               (unsigned long long)s->upload_resume_offset, (unsigned long long)s->photos_uploaded,
+               (unsigned long long)s->photos_skipped, (unsigned long long)s->batches_uploaded,
                (unsigned long long)s->batches_acknowledged, (unsigned long long)s->batches_held,
                (unsigned long long)s->batches_rejected, (unsigned long long)s->batches_forked,
                (unsigned long long)s->records_pulled, (unsigned long long)s->fields_kept,
@@ -130,9 +138,8 @@ static void print_stats(const pd_sync_stats *s, bool ok, bool json)
                s->prelist_imported ? "true" : "false", (long long)s->cursor);
         return;
     }
-    printf("%llu request(s), %llu bytes sent, %llu received\n",
-           (unsigned long long)s->requests, (unsigned long long)s->bytes_sent,
-           (unsigned long long)s->bytes_received);
+    printf("%llu request(s), %llu bytes sent, %llu received\n", (unsigned long long)s->requests,
+           (unsigned long long)s->bytes_sent, (unsigned long long)s->bytes_received);
     printf("batches: %llu uploaded, %llu acknowledged", (unsigned long long)s->batches_uploaded,
            (unsigned long long)s->batches_acknowledged);
     if (s->batches_held)
@@ -165,8 +172,8 @@ static int tus_upload(cli *c, const char *url, const char *file, const char *sta
         printf("{\"ok\":true,\"url\":\"%s\",\"requests\":%llu,\"upload_body_bytes\":%llu,"
                "\"uploads_resumed\":%llu,\"resume_offset\":%llu,\"retries\":%llu}\n",
                where, (unsigned long long)st.requests, (unsigned long long)st.upload_body_bytes,
-               (unsigned long long)st.upload_resumed,
-               (unsigned long long)st.upload_resume_offset, (unsigned long long)st.retries);
+               (unsigned long long)st.upload_resumed, (unsigned long long)st.upload_resume_offset,
+               (unsigned long long)st.retries);
     else
         printf("%s\n", where);
     return CLI_OK;

@@ -215,13 +215,28 @@ function members(hh, rel) {
   }
 }
 
+// A whole record (a create or visit op carries one as JSON text) shortened to what says most.
+function brief(v) {
+  if (typeof v === 'string' && v.startsWith('{')) {
+    try {
+      const o = JSON.parse(v);
+      if (o.outcome) return 'visit: ' + o.outcome + (o.lat !== undefined && o.lat !== null ?
+        ' at ' + o.lat.toFixed(5) + ', ' + o.lon.toFixed(5) : '');
+      if (o.name) return 'member ' + o.name + (o.nik ? ' · ' + o.nik : '');
+      if (o.head_name) return 'household of ' + o.head_name;
+      return Object.keys(o).length + ' fields';
+    } catch (e) { /* shown as it is */ }
+  }
+  return show(v);
+}
+
 function history(rows) {
   const tb = $('d-history').tBodies[0];
   clear(tb);
   for (const a of rows) {
     const tr = el('tr');
     for (const v of [when(a.at), a.action, a.actor + (a.device ? ' @' + a.device : ''),
-                     a.entity + ' ' + a.target, a.field || '—', show(a.old), show(a.new)])
+                     a.entity + ' ' + a.target, a.field || '—', brief(a.old), brief(a.new)])
       tr.appendChild(el('td', v));
     tb.appendChild(tr);
   }

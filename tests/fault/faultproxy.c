@@ -6,7 +6,7 @@
  *   pd-faultproxy --target HOST:PORT | --target-file FILE
  *                 [--listen HOST:PORT] [--rate BYTES_PER_S] [--latency MS]
  *                 [--cut P] [--stall P] [--stall-ms MS] [--span BYTES] [--seed N]
- *                 [--stats FILE]
+ *                 [--schedule LETTERS] [--stats FILE]
  *
  * It prints the port it listens on as the first line of stdout, then forwards each accepted
  * connection to the target (connected afresh per connection: a restarted server is picked up;
@@ -18,7 +18,11 @@
  *   --cut      with probability P the connection is reset (RST, both sides) once a random number
  *              of bytes in [1, span] has passed through it, both directions counted;
  *   --stall    with probability P (drawn after --cut) the connection goes silent at a random offset
- *              in [0, span) for --stall-ms, then is reset: a stall longer than the client's timeout.
+ *              in [0, span) for --stall-ms, then is reset: a stall longer than the client's
+ * timeout.
+ *   --schedule the first established connections' fate, one letter each ('c' cut, 's' stall, '-'
+ * spared), before the dice take over (so a short test sees every kind of fault at least once); a
+ *              scheduled fault strikes within the connection's first 300 bytes.
  * What each connection will suffer is drawn when it is accepted, from --seed. A refused target is
  * answered by resetting the client. Queues are bounded (64 KiB a direction): a slow side pushes
  * back on the fast one through TCP, as on a real link.
@@ -85,6 +89,7 @@ typedef struct cfg {
     int64_t stall_us;
     uint64_t span;
     uint64_t seed;
+    const char *schedule;
     const char *stats;
 } cfg;
 
@@ -95,6 +100,7 @@ static struct {
     uint64_t connections, refused, cut, stalled, up, down;
 } S;
 static int64_t last_dump_us;
+static size_t established; /* connections passed on to the target */
 static bool dirty;
 
 static void on_signal(int sig)
@@ -262,9 +268,16 @@ static void accept_one(int lfd)
     c->fd[1] = sfd;
     double r = rnd01();
     uint64_t span = C.span ? C.span : 1;
-    if (r < C.cut_p)
+    char fate = r < C.cut_p ? 'c' : r < C.cut_p + C.stall_p ? 's' : '-';
+    if (C.schedule && established < strlen(C.schedule)) {
+        fate = C.schedule[established];
+        if (span > 300)
+            span = 300; /* early, so that even a short connection gets there */
+    }
+    established++;
+    if (fate == 'c')
         c->cut_at = 1 + rnd() % span;
-    else if (r < C.cut_p + C.stall_p)
+    else if (fate == 's')
         c->stall_at = 1 + rnd() % span;
     conns[slot] = c;
 }
@@ -386,7 +399,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: pd-faultproxy --target HOST:PORT | --target-file FILE [--listen HOST:PORT]\n"
             "       [--rate BYTES_PER_S] [--latency MS] [--cut P] [--stall P] [--stall-ms MS]\n"
-            "       [--span BYTES] [--seed N] [--stats FILE]\n");
+            "       [--span BYTES] [--seed N] [--schedule LETTERS] [--stats FILE]\n");
     return 2;
 }
 
@@ -422,6 +435,8 @@ int main(int argc, char **argv)
             C.span = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--seed"))
             C.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--schedule"))
+            C.schedule = v;
         else if (!strcmp(a, "--stats"))
             C.stats = v;
         else

@@ -11,6 +11,8 @@
 #ifndef PD_FIRE_H
 #define PD_FIRE_H
 
+#include "pd_sync.h"
+#include "store_internal.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -29,6 +31,17 @@
 #include <unistd.h>
 
 #define FIRE_UNUSED __attribute__((unused))
+
+/* REQUIRE for a void function: count a failure and leave it. */
+#define FIRE_REQUIRE(cond)                                                                         \
+    do {                                                                                           \
+        pd_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #cond);             \
+            pd_test_failures++;                                                                    \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* ---- randomness and knobs ------------------------------------------------------------------ */
 
@@ -102,7 +115,8 @@ static FIRE_UNUSED void fire_sleep_us(int64_t us)
         ;
 }
 
-/* ---- child processes -------------------------------------------------------------------------- */
+/* ---- child processes --------------------------------------------------------------------------
+ */
 
 /* Start argv[0] with stdout and stderr appended to out (NULL: /dev/null). */
 static FIRE_UNUSED pid_t fire_spawn(char *const argv[], const char *out)
@@ -120,9 +134,9 @@ static FIRE_UNUSED pid_t fire_spawn(char *const argv[], const char *out)
 }
 
 typedef struct fire_run {
-    bool killed;      /* our SIGKILL ended it */
-    bool exited;      /* it ended by itself */
-    int code;         /* its exit code when exited */
+    bool killed; /* our SIGKILL ended it */
+    bool exited; /* it ended by itself */
+    int code;    /* its exit code when exited */
     int64_t elapsed_us;
 } fire_run;
 
@@ -302,7 +316,7 @@ static FIRE_UNUSED sqlite3 *fire_open_db(const char *path)
 typedef struct fire_proxy {
     pid_t pid;
     int port;
-    char stats[1024];
+    char stats[4096];
 } fire_proxy;
 
 typedef struct fire_proxy_stats {
@@ -387,15 +401,190 @@ static FIRE_UNUSED int fire_proxy_read(const char *path, fire_proxy_stats *st)
     const struct {
         const char *k;
         long long *v;
-    } f[] = {{"connections", &st->connections}, {"refused", &st->refused},
-             {"cut", &st->cut},                 {"stalled", &st->stalled},
-             {"bytes_up", &st->up},             {"bytes_down", &st->down}};
+    } f[] = {
+        {"connections", &st->connections}, {"refused", &st->refused}, {"cut", &st->cut},
+        {"stalled", &st->stalled},         {"bytes_up", &st->up},     {"bytes_down", &st->down}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, f[i].k);
         *f[i].v = cJSON_IsNumber(it) ? (long long)it->valuedouble : 0;
     }
     cJSON_Delete(o);
     return 0;
+}
+
+/* ---- the final account: device against server ------------------------------------------- */
+
+/* Columns the device's and the server's household tables share. */
+static FIRE_UNUSED int fire_common_columns(sqlite3 *a, sqlite3 *b, char cols[][32], int cap)
+{
+    int n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(a, "SELECT name FROM pragma_table_info('household') ORDER BY cid", -1,
+                           &st, NULL) != SQLITE_OK)
+        return 0;
+    while (sqlite3_step(st) == SQLITE_ROW && n < cap) {
+        const char *c = (const char *)sqlite3_column_text(st, 0);
+        if (fire_int(b, "SELECT count(*) FROM pragma_table_info('household') WHERE name = ?1", c) ==
+            1)
+            snprintf(cols[n++], 32, "%s", c);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Every value of column c of household id, as text with its type, from db. */
+static FIRE_UNUSED void fire_hh_value(sqlite3 *db, const char *c, const char *id, char *out,
+                                      size_t cap)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT typeof(\"%s\") || ':' || quote(\"%s\") FROM household WHERE id = ?1", c, c);
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+}
+
+/* The final account of one enumerator device against the server's database (both at rest),
+ * after every batch drained:
+ *   - the device's batches and the server's chain for this device are the same list (seq, hash),
+ *     'applied' where the receipt says applied, 'voided' where it says voided, nothing more;
+ *   - every op of an applied batch has exactly one audit row (apply, merge or conflict) with that
+ *     batch hash and op seq on the server, and the batch has no other; a voided batch has none;
+ *   - no op is left unsealed; the device's visits and photos are all on the server;
+ *   - every household row is equal on both sides in every column both tables have.
+ * Failures are counted with CHECK; a summary line goes to stderr. */
+static FIRE_UNUSED void fire_account(pd_store *s, sqlite3 *sdb, const char *name)
+{
+    sqlite3 *db = pd_store_sqlite(s);
+    const char *device_id = pd_store_device_id(s);
+    /* the same chain on both sides */
+    sqlite3_stmt *st = NULL;
+    FIRE_REQUIRE(sqlite3_prepare_v2(db,
+                                    "SELECT seq, hash, state, receipt FROM batch WHERE author_pk = "
+                                    "(SELECT sign_pk FROM identity WHERE role = 'enumerator') "
+                                    "ORDER BY seq",
+                                    -1, &st, NULL) == SQLITE_OK);
+    long long nbatches = 0, applied_ops = 0, checked_ops = 0, voided = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        nbatches++;
+        int64_t seq = sqlite3_column_int64(st, 0);
+        const uint8_t *hash = sqlite3_column_blob(st, 1);
+        const char *state = (const char *)sqlite3_column_text(st, 2);
+        const uint8_t *rc = sqlite3_column_blob(st, 3);
+        CHECK(!strcmp(state, "acknowledged"));
+        FIRE_REQUIRE(rc && sqlite3_column_bytes(st, 3) == PD_RECEIPT_BYTES_V1);
+        bool is_void = rc[5] == 2;
+        voided += is_void;
+        CHECK(rc[5] == 1 || rc[5] == 2);
+        /* the server's row of this batch */
+        sqlite3_stmt *q = NULL;
+        FIRE_REQUIRE(sqlite3_prepare_v2(sdb,
+                                        "SELECT hash, state FROM batches WHERE device_id = ?1 AND "
+                                        "seq = ?2",
+                                        -1, &q, NULL) == SQLITE_OK);
+        sqlite3_bind_text(q, 1, device_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 2, seq);
+        bool row = sqlite3_step(q) == SQLITE_ROW;
+        CHECK(row);
+        if (row) {
+            CHECK(!memcmp(sqlite3_column_blob(q, 0), hash, 32));
+            CHECK(!strcmp((const char *)sqlite3_column_text(q, 1), is_void ? "voided" : "applied"));
+        }
+        sqlite3_finalize(q);
+        /* each of its ops exactly once in the server's audit (none for a voided batch) */
+        sqlite3_stmt *ops = NULL;
+        FIRE_REQUIRE(sqlite3_prepare_v2(db, "SELECT seq FROM op WHERE batch_seq = ?1 ORDER BY seq",
+                                        -1, &ops, NULL) == SQLITE_OK);
+        sqlite3_bind_int64(ops, 1, seq);
+        long long batch_ops = 0;
+        while (sqlite3_step(ops) == SQLITE_ROW) {
+            batch_ops++;
+            int64_t op_seq = sqlite3_column_int64(ops, 0);
+            sqlite3_stmt *a = NULL;
+            FIRE_REQUIRE(sqlite3_prepare_v2(sdb,
+                                            "SELECT count(*) FROM audit WHERE batch_hash = ?1 AND "
+                                            "seq = ?2 AND action IN ('apply', 'merge', 'conflict')",
+                                            -1, &a, NULL) == SQLITE_OK);
+            sqlite3_bind_blob(a, 1, hash, 32, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(a, 2, op_seq);
+            long long n = sqlite3_step(a) == SQLITE_ROW ? sqlite3_column_int64(a, 0) : -1;
+            sqlite3_finalize(a);
+            if (n != (is_void ? 0 : 1))
+                fprintf(stderr, "%s: batch %lld op %lld is on the server %lld times\n", name,
+                        (long long)seq, (long long)op_seq, n);
+            CHECK_EQ_INT(n, is_void ? 0 : 1);
+            checked_ops++;
+            applied_ops += !is_void;
+        }
+        sqlite3_finalize(ops);
+        /* and nothing else of that batch */
+        sqlite3_stmt *a = NULL;
+        FIRE_REQUIRE(sqlite3_prepare_v2(sdb,
+                                        "SELECT count(*) FROM audit WHERE batch_hash = ?1 AND "
+                                        "action IN ('apply', 'merge', 'conflict')",
+                                        -1, &a, NULL) == SQLITE_OK);
+        sqlite3_bind_blob(a, 1, hash, 32, SQLITE_TRANSIENT);
+        long long all = sqlite3_step(a) == SQLITE_ROW ? sqlite3_column_int64(a, 0) : -1;
+        sqlite3_finalize(a);
+        CHECK_EQ_INT(all, is_void ? 0 : batch_ops);
+    }
+    sqlite3_finalize(st);
+    /* the server holds no other batch of this device */
+    CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM batches WHERE device_id = ?1", device_id),
+                 nbatches);
+    /* no op left behind */
+    CHECK_EQ_INT(fire_int(db, "SELECT count(*) FROM op WHERE batch_seq IS NULL", NULL), 0);
+    /* the visits and photos it made are the server's */
+    CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM visit WHERE device_id = ?1", device_id),
+                 fire_int(db, "SELECT count(*) FROM visit", NULL));
+    sqlite3_stmt *v = NULL;
+    FIRE_REQUIRE(sqlite3_prepare_v2(db, "SELECT id FROM visit", -1, &v, NULL) == SQLITE_OK);
+    while (sqlite3_step(v) == SQLITE_ROW)
+        CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM visit WHERE id = ?1",
+                              (const char *)sqlite3_column_text(v, 0)),
+                     1);
+    sqlite3_finalize(v);
+    FIRE_REQUIRE(sqlite3_prepare_v2(db, "SELECT lower(hex(hash)) FROM photo", -1, &v, NULL) ==
+                 SQLITE_OK);
+    while (sqlite3_step(v) == SQLITE_ROW)
+        CHECK_EQ_INT(fire_int(sdb, "SELECT count(*) FROM photo WHERE hash = ?1",
+                              (const char *)sqlite3_column_text(v, 0)),
+                     1);
+    sqlite3_finalize(v);
+    /* device and server agree on every household, field by field */
+    char cols[64][32];
+    int nc = fire_common_columns(db, sdb, cols, 64);
+    CHECK(nc >= 20);
+    sqlite3_stmt *h = NULL;
+    FIRE_REQUIRE(sqlite3_prepare_v2(db, "SELECT id FROM household ORDER BY id", -1, &h, NULL) ==
+                 SQLITE_OK);
+    long long households = 0, differ = 0;
+    while (sqlite3_step(h) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(h, 0);
+        households++;
+        for (int c = 0; c < nc; c++) {
+            char a[512], b[512];
+            fire_hh_value(db, cols[c], id, a, sizeof a);
+            fire_hh_value(sdb, cols[c], id, b, sizeof b);
+            if (strcmp(a, b) != 0) {
+                if (differ++ < 5)
+                    fprintf(stderr, "%s: household %s.%s: device %s, server %s\n", name, id,
+                            cols[c], a, b);
+            }
+        }
+    }
+    sqlite3_finalize(h);
+    CHECK_EQ_INT(differ, 0);
+    CHECK_EQ_INT(households, fire_int(sdb, "SELECT count(*) FROM household", NULL));
+    fprintf(stderr,
+            "   %s: %lld batches (%lld voided), %lld ops checked, %lld applied exactly once; "
+            "%lld households x %d columns agree\n",
+            name, nbatches, voided, checked_ops, applied_ops, households, nc);
 }
 
 #endif
