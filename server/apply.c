@@ -891,7 +891,7 @@ static int verify_batch(pd_server *srv, verified *v, const char **error)
         return srv_fail(srv, rc, "batch %s/%llu: %s", v->h.device_id, (unsigned long long)v->h.seq,
                         e.msg);
     }
-    if (v->h.area[0] && !srv_areas_cover(v->author.area, v->h.area)) {
+    if (v->h.area[0] && !srv_areas_overlap(v->author.area, v->h.area)) {
         pd_batch_free(v->b);
         v->b = NULL;
         return srv_fail(srv, PD_ERR_DENIED,

@@ -71,6 +71,10 @@ struct cJSON *srv_json_parse(const uint8_t *body, size_t len);
 int srv_areas_check(const char *areas, pd_error *err);
 /* Does the list cover code (code equals one of them or lies under one)? */
 bool srv_areas_cover(const char *areas, const char *code);
+/* Does code cover, or lie inside, one of the comma-separated areas? A batch header's area is the
+ * common prefix of its author's areas (a kecamatan for two of its desa), so it is checked for
+ * overlap; every record the batch touches is then checked with srv_areas_cover. */
+bool srv_areas_overlap(const char *areas, const char *code);
 
 /* Make a directory (and parents) with mode 0700 if missing. */
 int srv_mkdirs(const char *path, pd_error *err);

@@ -215,6 +215,31 @@ bool srv_areas_cover(const char *areas, const char *code)
     return false;
 }
 
+bool srv_areas_overlap(const char *areas, const char *code)
+{
+    if (srv_areas_cover(areas, code))
+        return true;
+    if (!areas || !code || !*code)
+        return false;
+    /* Or some listed area lies inside code: code covers that one entry. */
+    const char *p = areas;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char one[PD_SRV_CODE_MAX + 1];
+        if (n > 0 && n < sizeof one) {
+            memcpy(one, p, n);
+            one[n] = '\0';
+            if (srv_areas_cover(code, one))
+                return true;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
 int srv_mkdirs(const char *path, pd_error *err)
 {
     char buf[4096];
