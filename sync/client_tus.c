@@ -18,6 +18,7 @@
  * transport check; pendata's own hashes are BLAKE2b.
  */
 #include "client_internal.h"
+#include "sha1.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,75 +32,13 @@
 
 #define FILE_UPLOAD_MAX ((uint64_t)1 << 32) /* pd_tus_upload_file reads the file into memory */
 
-/* ---- SHA-1 (FIPS 180-4) ---------------------------------------------------------------------- */
-
-static uint32_t rol32(uint32_t x, int n)
-{
-    return (x << n) | (x >> (32 - n));
-}
-
-static void sha1_block(uint32_t h[5], const uint8_t p[64])
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5a827999;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ed9eba1;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8f1bbcdc;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xca62c1d6;
-        }
-        uint32_t t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
+/* SHA-1 for tus's checksum extension: one implementation, sync/sha1.c, shared with the server. */
 void pd_tus_sha1(const uint8_t *p, size_t n, uint8_t out[PD_TUS_SHA1_BYTES])
 {
-    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
-    size_t i = 0;
-    for (; n - i >= 64; i += 64)
-        sha1_block(h, p + i);
-    uint8_t last[128];
-    size_t rest = n - i;
-    memset(last, 0, sizeof last);
-    if (rest)
-        memcpy(last, p + i, rest);
-    last[rest] = 0x80;
-    size_t blocks = rest + 1 + 8 <= 64 ? 1 : 2;
-    uint64_t bits = (uint64_t)n * 8;
-    for (int k = 0; k < 8; k++)
-        last[blocks * 64 - 1 - k] = (uint8_t)(bits >> (8 * k));
-    for (size_t b = 0; b < blocks; b++)
-        sha1_block(h, last + 64 * b);
-    for (int k = 0; k < 5; k++) {
-        out[4 * k] = (uint8_t)(h[k] >> 24);
-        out[4 * k + 1] = (uint8_t)(h[k] >> 16);
-        out[4 * k + 2] = (uint8_t)(h[k] >> 8);
-        out[4 * k + 3] = (uint8_t)h[k];
-    }
+    pd_sha1 s;
+    pd_sha1_init(&s);
+    pd_sha1_update(&s, p, n);
+    pd_sha1_final(&s, out);
 }
 
 int pd_tus_metadata(char **out, const char *const *keys, const char *const *values, size_t n)
