@@ -75,5 +75,5 @@ for label, window_s in (("an evening hour", 3600), ("a quarter of an hour", 900)
     need_v = daily / window_s
     print(f"national peak, every device syncing its day within {label}: {need_b:.0f} batches/s, "
           f"{need_v:.0f} visits/s = {need_b / bps:.2f} x this one server's best "
-          f"({max(1, -(-need_b // bps)):.0f} server(s) of this size for the records, before photos).")
+          f"({max(1, -(-need_b // bps)):.0f} server(s) of this size for this workload).")
 EOF

@@ -2,8 +2,10 @@
  * fire.h — what the fire tests (tests/test_fire_*.c: crash points, cut networks, hostile input)
  * share: a replayable random source, knobs from the environment, child processes killed at a
  * random moment, the fault proxy (tests/fault/faultproxy.c) as a child, PRAGMA integrity_check,
- * and a content hash of every table of a database (to prove that refused input stored nothing).
- * Header-only (static functions), like the other test headers: each test is its own program.
+ * a content hash of every table of a database (to prove that refused input stored nothing), and
+ * the final account of a device against the server (fire_account: every batch and op once, the
+ * same records on both sides). Header-only (static functions), like the other test headers: each
+ * test is its own program.
  *
  * Knobs: PD_FIRE_SEED replays a run (the seed is printed); PD_SANITIZED=1 (set by scripts/test.sh
  * for the ASan build) scales the counts down; each test documents its own PD_FIRE_* counts.
