@@ -136,8 +136,8 @@ static int resolve(const char *entity, const char *field, const pd_record **r, c
 int pd_field_parse(const char *entity, const char *field, const char *text, pd_value *out,
                    pd_error *err)
 {
-    const pd_record *r;
-    const pd_field *f;
+    const pd_record *r = NULL;
+    const pd_field *f = NULL;
     int rc = resolve(entity, field, &r, &f, err);
     if (rc != PD_OK)
         return rc;

@@ -320,7 +320,7 @@ static int lookup_key(const char *code, pd_area_key *k, long *i, pd_error *err)
 int pd_area_lookup(const char *code, pd_area *out, pd_error *err)
 {
     pd_area_key k;
-    long i;
+    long i = -1;
     int rc = lookup_key(code, &k, &i, err);
     if (rc != PD_OK)
         return rc;
