@@ -18,7 +18,11 @@
  * shared test client (tests/test_server_client.h). PostgreSQL comes from PD_BENCH_PG_URL (or
  * PD_TEST_DB_URL), e.g. started by scripts/pg.sh; without it only SQLite runs.
  *
+ *   apply     (SQLite) the same bundles handed straight to srv_bundle_process, no HTTP: the
+ *             ceiling of the apply path behind the HTTP layer (--apply-only runs only this);
+ *
  *   bench_server_pg [--devices N] [--batches B] [--households H] [--clients C] [--quick]
+ *                   [--apply-only]
  *
  * pd_server_init only creates sqlite: servers yet, so a PostgreSQL server's key file is minted
  * by initialising a throwaway SQLite server and copying its key into the data directory
@@ -26,6 +30,7 @@
  */
 #include "test_server_client.h"
 
+#include "srv_internal.h"
 #include "storage.h"
 
 #include <errno.h>
@@ -327,9 +332,9 @@ static pd_value vint_or_null(bool has, int64_t i)
     return has ? (pd_value){.type = PD_VAL_INT, .i = i} : (pd_value){.type = PD_VAL_NULL};
 }
 
-/* One approved batch of device d over households [first, first + n), uploaded and committed
- * to server s. Returns the ops applied (or -1). */
-static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
+/* One approved batch of device d over households [first, first + n), sealed into a bundle with
+ * its supervisor's approval (*out: pd_bundle_free it). */
+static int make_bundle(bench *b, int d, int first, int n, pd_bundle **out)
 {
     tdev *dev = &b->dev[d];
     pd_op ops[4 * 16];
@@ -378,10 +383,31 @@ static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
     }
     uint8_t *batch = NULL;
     size_t len = 0;
+    pd_bundle *bu = NULL;
+    int rc = tb_seal(dev, DESA, ops, (size_t)k, &batch, &len);
+    if (rc == PD_OK)
+        rc = pd_bundle_new(&bu);
+    if (rc == PD_OK)
+        rc = tb_add(bu, batch, len, &b->sup, NULL);
+    if (rc != PD_OK) {
+        pd_bundle_free(bu);
+        bu = NULL;
+    }
+    free(batch);
+    for (int i = 0; i < n && i < 16; i++)
+        free(json[i]);
+    *out = bu;
+    return rc;
+}
+
+/* One approved batch of device d over households [first, first + n), uploaded and committed
+ * to server s. Returns the ops applied (or -1). */
+static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
+{
+    tdev *dev = &b->dev[d];
     long applied = -1;
     pd_bundle *bu = NULL;
-    if (tb_seal(dev, DESA, ops, (size_t)k, &batch, &len) == PD_OK && pd_bundle_new(&bu) == PD_OK &&
-        tb_add(bu, batch, len, &b->sup, NULL) == PD_OK) {
+    if (make_bundle(b, d, first, n, &bu) == PD_OK) {
         long st = 0;
         cJSON *c = ts_sync(s, dev, bu, &st);
         const cJSON *r0 = c ? ts_result(c, 0) : NULL;
@@ -395,9 +421,6 @@ static long one_batch(bench *b, int d, int first, int n, const tsrv *s)
         cJSON_Delete(c);
     }
     pd_bundle_free(bu);
-    free(batch);
-    for (int i = 0; i < n && i < 16; i++)
-        free(json[i]);
     return applied;
 }
 
@@ -501,6 +524,75 @@ static int run_config(bench *b, const char *label, bool pg, int nservers, figure
     f->failures = atomic_load(&b->failures);
     teardown(b);
     return PD_OK;
+}
+
+/* ---- apply alone: the server's batch processing without HTTP ----------------------------------
+ * The ceiling behind the HTTP layer: every device's bundles, sealed and approved beforehand,
+ * handed straight to srv_bundle_process (verify, chain, merge, conflicts, receipts) under the
+ * server lock with commits deferred, and made durable by one flush every `clients` bundles — what
+ * the group commit of that many concurrent requests gives over HTTP. One thread. */
+static int apply_alone(bench *b, double *ops_s, double *batches_s)
+{
+    *ops_s = *batches_s = 0;
+    fprintf(stderr, "== apply alone: setting up\n");
+    int rc = setup(b, false, 1);
+    size_t nb = (size_t)b->ndev * (size_t)b->batches, done = 0;
+    uint8_t **bytes = calloc(nb, sizeof *bytes);
+    size_t *lens = calloc(nb, sizeof *lens);
+    if (!bytes || !lens)
+        rc = PD_ERR_NOMEM;
+    for (int k = 0; rc == PD_OK && k < b->batches; k++)
+        for (int d = 0; rc == PD_OK && d < b->ndev; d++) {
+            pd_bundle *bu = NULL;
+            rc = make_bundle(b, d, d * b->per_dev, b->per_dev, &bu);
+            size_t i = (size_t)k * (size_t)b->ndev + (size_t)d, len = 0;
+            const uint8_t *p = rc == PD_OK ? pd_bundle_bytes(bu, &len) : NULL;
+            bytes[i] = p ? malloc(len) : NULL;
+            if (bytes[i]) {
+                memcpy(bytes[i], p, len);
+                lens[i] = len;
+            } else if (rc == PD_OK) {
+                rc = PD_ERR_NOMEM;
+            }
+            pd_bundle_free(bu);
+        }
+    pd_server *srv = b->srv[0].srv;
+    pd_storage *st = srv->st;
+    pd_server_status s0, s1;
+    if (rc == PD_OK)
+        rc = pd_server_get_status(srv, &s0);
+    double t0 = now_s();
+    for (size_t i = 0; rc == PD_OK && i < nb; i++) {
+        char upload[PD_SRV_UPLOAD_ID_LEN + 1];
+        snprintf(upload, sizeof upload, "%032zu", i);
+        pthread_mutex_lock(&srv->lock);
+        if (st->ops->sync_defer)
+            st->ops->sync_defer(st, true);
+        rc = srv_bundle_process(srv, upload, b->dev[i % (size_t)b->ndev].id, bytes[i], lens[i]);
+        if (st->ops->sync_defer)
+            st->ops->sync_defer(st, false);
+        pthread_mutex_unlock(&srv->lock);
+        if (rc == PD_OK && st->ops->sync_flush &&
+            ((i + 1) % (size_t)b->clients == 0 || i + 1 == nb))
+            rc = st->ops->sync_flush(st);
+        done += rc == PD_OK;
+    }
+    double dt = now_s() - t0;
+    if (rc == PD_OK && pd_server_get_status(srv, &s1) == PD_OK &&
+        s1.batches - s0.batches == (int64_t)nb) {
+        *batches_s = (double)nb / dt;
+        *ops_s = (double)nb * 4.0 * b->per_dev / dt;
+    } else {
+        fprintf(stderr, "apply alone: %zu of %zu bundles went through (%s)\n", done, nb,
+                pd_strerror(rc));
+        rc = rc == PD_OK ? PD_ERR_INTERNAL : rc;
+    }
+    for (size_t i = 0; bytes && i < nb; i++)
+        free(bytes[i]);
+    free(bytes);
+    free(lens);
+    teardown(b);
+    return rc;
 }
 
 static void print_row(const char *label, const figures *f)
@@ -679,6 +771,7 @@ int main(int argc, char **argv)
     b.batches = 3;
     b.per_dev = 5;
     b.clients = 16;
+    bool apply_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--devices") && i + 1 < argc)
             b.ndev = atoi(argv[++i]);
@@ -688,11 +781,13 @@ int main(int argc, char **argv)
             b.per_dev = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--clients") && i + 1 < argc)
             b.clients = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--apply-only"))
+            apply_only = true;
         else if (!strcmp(argv[i], "--quick"))
             b.ndev = 20, b.batches = 2, b.per_dev = 3, b.clients = 4;
         else {
             fprintf(stderr, "usage: bench_server_pg [--devices N] [--batches B] [--households H] "
-                            "[--clients C] [--quick]\n");
+                            "[--clients C] [--quick] [--apply-only]\n");
             return 2;
         }
     }
@@ -711,6 +806,18 @@ int main(int argc, char **argv)
 
     figures fs = {0}, fp1 = {0}, fp2 = {0};
     int bad = 0;
+    if (apply_only) {
+        double aops = 0, abat = 0;
+        bad = apply_alone(&b, &aops, &abat) != PD_OK;
+        printf("apply alone (sqlite, no HTTP: srv_bundle_process on pre-sealed bundles, one flush "
+               "per %d bundles): %.0f ops/s, %.1f batches/s\n",
+               b.clients, aops, abat);
+        free(b.dev);
+        free(b.hh);
+        free(b.lat_ms);
+        curl_global_cleanup();
+        return bad;
+    }
     bad |= run_config(&b, "sqlite, 1 server", false, 1, &fs) != PD_OK || fs.failures;
     bool pg = pg_base_url() != NULL;
 #ifndef PD_HAVE_PQ
@@ -730,6 +837,11 @@ int main(int argc, char **argv)
     storage_figures(false, txns);
     if (pg)
         storage_figures(true, txns);
+    double aops = 0, abat = 0;
+    bad |= apply_alone(&b, &aops, &abat) != PD_OK;
+    printf("\napply alone (sqlite, no HTTP: srv_bundle_process on pre-sealed bundles, one flush "
+           "per %d bundles): %.0f ops/s, %.1f batches/s\n",
+           b.clients, aops, abat);
     printf("\nserver end to end: %d devices x %d batches x %d households (4 ops each), "
            "%d clients at a time\n",
            b.ndev, b.batches, b.per_dev, b.clients);

@@ -815,6 +815,30 @@ static int rows_json(sqlite3 *db, const char *sql, const char *arg, cJSON *dst, 
     return code;
 }
 
+/* The parts of pd_household_json: key, query (?1 = household id), and whether it is one object
+ * (the household) or an array of rows. */
+static const struct {
+    const char *key;
+    bool one;
+    const char *sql;
+} household_parts[] = {
+    {"household", true,
+     "SELECT id, rev, source, prov, kab, kec, desa, sls, address, head_name, kk, member_count, "
+     "tenure, floor_area, floor_material, wall_material, roof_material, rooms, water_source, "
+     "lighting, power_va, cooking_fuel, toilet, asset_flags, cattle, goats, pigs, poultry, "
+     "land_m2, desil, percentile, lat, lon, status FROM household WHERE id = ?1"},
+    {"members", false,
+     "SELECT id, member_no, name, nik, kk, sex, birth_place, birth_date, relationship, marital, "
+     "disability, chronic_illness, schooling, work, programmes, status, outcome, rev FROM member "
+     "WHERE household_id = ?1 ORDER BY member_no"},
+    {"visits", false,
+     "SELECT id, outcome, visited_at, lat, lon, accuracy_m, altitude_m, fix_time, provider, mock, "
+     "notes, warnings FROM visit WHERE household_id = ?1 ORDER BY visited_at, rowid"},
+    {"photos", false,
+     "SELECT hash, kind, size, taken_at, visit_id, uploaded FROM photo WHERE household_id = ?1 "
+     "ORDER BY taken_at, hash"},
+};
+
 int pd_household_json(pd_store *store, const char *household_id, char **json_out)
 {
     *json_out = NULL;
@@ -823,39 +847,16 @@ int pd_household_json(pd_store *store, const char *household_id, char **json_out
     sqlite3 *db = pd_store_sqlite(store);
     pd_error err = {0};
     cJSON *root = cJSON_CreateObject();
-    cJSON *hh = cJSON_AddObjectToObject(root, "household");
-    cJSON *members = cJSON_AddArrayToObject(root, "members");
-    cJSON *visits = cJSON_AddArrayToObject(root, "visits");
-    cJSON *photos = cJSON_AddArrayToObject(root, "photos");
-    int rc = PD_OK;
-    if (!root || !hh || !members || !visits || !photos)
-        rc = pd_error_set(&err, PD_ERR_NOMEM, "household json: out of memory");
-    if (rc == PD_OK)
-        rc = rows_json(db,
-                       "SELECT id, rev, source, prov, kab, kec, desa, sls, address, head_name, kk, "
-                       "member_count, tenure, floor_area, floor_material, wall_material, "
-                       "roof_material, rooms, water_source, lighting, power_va, cooking_fuel, "
-                       "toilet, asset_flags, cattle, goats, pigs, poultry, land_m2, desil, "
-                       "percentile, lat, lon, status FROM household WHERE id = ?1",
-                       household_id, hh, true, &err);
-    if (rc == PD_OK)
-        rc = rows_json(db,
-                       "SELECT id, member_no, name, nik, kk, sex, birth_place, birth_date, "
-                       "relationship, marital, disability, chronic_illness, schooling, work, "
-                       "programmes, status, outcome, rev FROM member WHERE household_id = ?1 "
-                       "ORDER BY member_no",
-                       household_id, members, false, &err);
-    if (rc == PD_OK)
-        rc = rows_json(db,
-                       "SELECT id, outcome, visited_at, lat, lon, accuracy_m, altitude_m, "
-                       "fix_time, provider, mock, notes, warnings FROM visit WHERE "
-                       "household_id = ?1 ORDER BY visited_at, rowid",
-                       household_id, visits, false, &err);
-    if (rc == PD_OK)
-        rc = rows_json(db,
-                       "SELECT hash, kind, size, taken_at, visit_id, uploaded FROM photo WHERE "
-                       "household_id = ?1 ORDER BY taken_at, hash",
-                       household_id, photos, false, &err);
+    int rc = root ? PD_OK : pd_error_set(&err, PD_ERR_NOMEM, "household json: out of memory");
+    for (size_t i = 0; rc == PD_OK && i < sizeof household_parts / sizeof household_parts[0]; i++) {
+        const char *key = household_parts[i].key;
+        bool one = household_parts[i].one;
+        cJSON *dst = one ? cJSON_AddObjectToObject(root, key) : cJSON_AddArrayToObject(root, key);
+        if (!dst)
+            rc = pd_error_set(&err, PD_ERR_NOMEM, "household json: out of memory");
+        else
+            rc = rows_json(db, household_parts[i].sql, household_id, dst, one, &err);
+    }
     if (rc == PD_OK) {
         *json_out = pd_json_print(root);
         if (!*json_out)

@@ -19,6 +19,10 @@
 
 #include <sqlite3.h>
 
+/* The page cache every store connection runs with, in KiB (PRAGMA cache_size = -N); store.c says
+ * why this size. bench_store gives plain SQLite the same, so it compares encryption, not caches. */
+#define PD_STORE_CACHE_KIB 12288
+
 /* The store's connection (through the pdcrypt VFS). Owned by the store: never close it. A store
  * handle is used by one thread at a time. */
 sqlite3 *pd_store_sqlite(pd_store *store);

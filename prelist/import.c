@@ -607,15 +607,18 @@ static int finish_package(ctx *c, const pd_prelist_info *info, bool pin, pd_erro
     return PD_OK;
 }
 
-int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk[PD_PUBKEY_BYTES],
-                      pd_prelist_import_stats *stats)
+/* The import proper, of the package file `path`, or (path NULL) of the len bytes at buf. */
+static int import_package(pd_store *store, const char *path, const uint8_t *buf, size_t len,
+                          const uint8_t issuer_pk[PD_PUBKEY_BYTES],
+                          pd_prelist_import_stats *stats)
 {
     pd_prelist_import_stats dummy;
     if (!stats)
         stats = &dummy;
     memset(stats, 0, sizeof *stats);
-    if (!store || !path)
-        return pd_store_fail(store, PD_ERR_INVALID, "prelist import: no store or no path");
+    if (!store || (!path && !buf))
+        return pd_store_fail(store, PD_ERR_INVALID, "prelist import: no store or no package");
+    const char *name = path ? path : "prelist package (in memory)";
 
     uint8_t pinned[PD_PUBKEY_BYTES];
     int code = pd_prelist_pinned_issuer(store, pinned);
@@ -626,13 +629,13 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
         return pd_store_fail(store, PD_ERR_NOTFOUND,
                              "%s: no issuer key is pinned in this store: give the issuer's public "
                              "key (it is pinned by this first import)",
-                             path);
+                             name);
     if (have_pin && issuer_pk && sodium_memcmp(pinned, issuer_pk, PD_PUBKEY_BYTES) != 0) {
         char a[17], b[17];
         pd_prelist_fingerprint(issuer_pk, a);
         pd_prelist_fingerprint(pinned, b);
         return pd_store_fail(store, PD_ERR_DENIED,
-                             "%s: issuer key %s… is not the key pinned in this store (%s…)", path,
+                             "%s: issuer key %s… is not the key pinned in this store (%s…)", name,
                              a, b);
     }
     const uint8_t *key = have_pin ? pinned : issuer_pk;
@@ -643,7 +646,8 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
     bool in_tx = false, staging = false;
     int64_t old_cache = 0;
     bool cache_raised = false;
-    code = pd_prelist_reader_open(&r, path, key, &err);
+    code = path ? pd_prelist_reader_open(&r, path, key, &err)
+                : pd_prelist_reader_open_mem(&r, buf, len, key, &err);
     if (code != PD_OK)
         goto out;
     const pd_prelist_info *info = pd_prelist_reader_info(r);
@@ -669,7 +673,7 @@ int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk
         code = pd_error_set(&err, PD_ERR_STATE,
                             "%s: this store holds a package for area %s issued at %lld; this one "
                             "(issued at %lld) is not newer",
-                            path, info->area, (long long)old_issued, (long long)info->issued_at);
+                            name, info->area, (long long)old_issued, (long long)info->issued_at);
         goto out;
     }
     old_cache = cache_size_get(c.db);
@@ -734,4 +738,20 @@ out_store:
         stats->already = already;
     }
     return code;
+}
+
+int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk[PD_PUBKEY_BYTES],
+                      pd_prelist_import_stats *stats)
+{
+    if (!path)
+        return pd_store_fail(store, PD_ERR_INVALID, "prelist import: no path");
+    return import_package(store, path, NULL, 0, issuer_pk, stats);
+}
+
+int pd_prelist_import_mem(pd_store *store, const uint8_t *buf, size_t len,
+                          const uint8_t issuer_pk[PD_PUBKEY_BYTES], pd_prelist_import_stats *stats)
+{
+    if (!buf)
+        return pd_store_fail(store, PD_ERR_INVALID, "prelist import: no package bytes");
+    return import_package(store, NULL, buf, len, issuer_pk, stats);
 }

@@ -315,6 +315,11 @@ int pd_prelist_pinned_issuer(pd_store *store, uint8_t pk[PD_PUBKEY_BYTES]);
  * visit has a fix). Any failure rolls everything back and is set on the store's handle. */
 int pd_prelist_import(pd_store *store, const char *path, const uint8_t issuer_pk[PD_PUBKEY_BYTES],
                       pd_prelist_import_stats *stats);
+/* The same for a package held in memory (len bytes at buf, kept by the caller): the sync client
+ * imports a download it kept inside the encrypted store, so the package's names and NIKs never
+ * lie in a plain file. */
+int pd_prelist_import_mem(pd_store *store, const uint8_t *buf, size_t len,
+                          const uint8_t issuer_pk[PD_PUBKEY_BYTES], pd_prelist_import_stats *stats);
 
 /* ---- Split among enumerators ------------------------------------------------------------- */
 

@@ -3,6 +3,11 @@
  * revocation, loading prelists, status. These are what `pendata-server init | user add |
  * enroll-code | revoke | load-prelist | status` call; each act is one storage transaction with an
  * audit row.
+ *
+ * Where a server's state lives: the database (any storage.h URL), and beside it a data directory
+ * (uploads/, blobs/, packages/) and the key file. For sqlite:PATH they default to PATH.d/ and
+ * PATH.key; for any other URL (postgres://…) the data directory must be given and the key file
+ * is DIR/server.key — every instance of a server shares that directory (docs/postgres.md).
  */
 #include "srv_internal.h"
 
@@ -51,15 +56,40 @@ static int make_data_dirs(const char *dir, pd_error *err)
     return PD_OK;
 }
 
-int pd_server_init(const char *db_url, pd_error *err)
+/* Does the database already hold a server's data? Nobody can have pinned a key of a server
+ * without users, so an empty database (at most earlier `init` audit rows) may get fresh keys; one
+ * with users, devices, records or batches belongs to keys that exist somewhere else. (A URL other
+ * than sqlite: is never repeated in a message: it may hold a password.) */
+static int refuse_used_database(pd_storage *st, const char *db_url, pd_error *err)
 {
+    pd_srv_stats s = {0};
+    if (st->ops->stats(st, &s) != PD_OK)
+        return pd_error_set(err, st->err.code ? st->err.code : PD_ERR_INTERNAL, "%s",
+                            pd_storage_errmsg(st));
+    if (s.users || s.devices || s.households || s.members || s.batches || s.revision)
+        return pd_error_set(err, PD_ERR_EXISTS,
+                            "%s already holds a server's data: open it with the data directory "
+                            "that has its key file instead of making new keys",
+                            sqlite_path(db_url) ? sqlite_path(db_url) : "the database");
+    return PD_OK;
+}
+
+int pd_server_create(const char *db_url, const char *data_dir, pd_error *err)
+{
+    if (sodium_init() < 0)
+        return pd_error_set(err, PD_ERR_INTERNAL, "libsodium failed to initialise");
+    if (!db_url || !*db_url)
+        return pd_error_set(err, PD_ERR_INVALID, "no database URL");
     const char *path = sqlite_path(db_url);
-    if (!path || !*path)
+    if (path && !*path)
+        return pd_error_set(err, PD_ERR_INVALID, "%s: no database path", db_url);
+    if (!path && (!data_dir || !*data_dir))
         return pd_error_set(err, PD_ERR_INVALID,
-                            "%s: only sqlite:PATH databases can be created here",
-                            db_url ? db_url : "(none)");
-    char *keyfile = concat(path, ".key");
-    char *data = concat(path, ".d");
+                            "a database other than sqlite: needs a data directory (--data DIR): "
+                            "the server's key file and blobs live there");
+    /* The same places pd_server_open looks in. */
+    char *keyfile = path ? concat(path, ".key") : concat(data_dir, "/server.key");
+    char *data = data_dir ? strdup(data_dir) : concat(path, ".d");
     pd_storage *st = NULL;
     int rc = PD_OK;
     if (!keyfile || !data) {
@@ -74,6 +104,9 @@ int pd_server_init(const char *db_url, pd_error *err)
         goto out;
     }
     rc = pd_storage_open(&st, db_url, err);
+    if (rc != PD_OK)
+        goto out;
+    rc = refuse_used_database(st, db_url, err);
     if (rc != PD_OK)
         goto out;
     rc = make_data_dirs(data, err);
@@ -95,15 +128,23 @@ out:
     return rc;
 }
 
+int pd_server_init(const char *db_url, pd_error *err)
+{
+    return pd_server_create(db_url, NULL, err);
+}
+
 int pd_server_open(pd_server **out, const char *db_url, const char *data_dir, pd_error *err)
 {
     *out = NULL;
     if (sodium_init() < 0)
         return pd_error_set(err, PD_ERR_INTERNAL, "libsodium failed to initialise");
     const char *path = sqlite_path(db_url);
+    if (!db_url || !*db_url)
+        return pd_error_set(err, PD_ERR_INVALID, "no database URL");
     if (!path && !data_dir)
-        return pd_error_set(err, PD_ERR_INVALID, "%s: give the data directory for this database",
-                            db_url ? db_url : "(none)");
+        return pd_error_set(err, PD_ERR_INVALID,
+                            "a database other than sqlite: needs a data directory (--data DIR): "
+                            "the server's key file and blobs live there");
     pd_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return pd_error_set(err, PD_ERR_NOMEM, "out of memory");
@@ -188,6 +229,13 @@ static int in_txn(pd_server *srv, int (*body)(pd_server *, void *), void *ctx)
         srv_fail_storage(srv);
 out:
     pthread_mutex_unlock(&srv->lock);
+    /* durable before we return, also when it ran while a request deferred its flush (storage.h
+     * sync_defer) */
+    if (rc == PD_OK && st->ops->sync_flush && st->ops->sync_flush(st) != PD_OK) {
+        pthread_mutex_lock(&srv->lock);
+        rc = srv_fail(srv, PD_ERR_IO, "the change was written but could not be made durable");
+        pthread_mutex_unlock(&srv->lock);
+    }
     return rc;
 }
 

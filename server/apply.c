@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TEXT_MAX 4096 /* bytes of one text value an op may set */
 
@@ -312,8 +313,8 @@ static int check_area(apply_ctx *a, pd_entity e, const char *id, char desa[PD_SR
 
 static srv_korcam_batch korcam_batch(apply_ctx *a, const pd_op *op)
 {
-    srv_korcam_batch b = {.device_id = op->device_id && *op->device_id ? op->device_id
-                                                                       : a->h->device_id,
+    srv_korcam_batch b = {.device_id =
+                              op->device_id && *op->device_id ? op->device_id : a->h->device_id,
                           .author_id = a->author->id,
                           .author_pk = a->h->author_pk,
                           .batch_seq = (int64_t)a->h->seq,
@@ -792,6 +793,8 @@ typedef struct batch_result {
     pd_srv_result r;
     bool has_receipt;
     uint8_t receipt[PD_RECEIPT_BYTES];
+    const char *upload_id; /* the upload whose result row this is (NULL: none to store) */
+    bool stored;           /* the row went in with the batch's own transaction */
 } batch_result;
 
 static void reject(batch_result *out, pd_server *srv, const char *error)
@@ -817,6 +820,15 @@ static const char *error_name(int code)
     }
 }
 
+/* What pd_batch_verify_reviewed said of a batch and its review, found without the lock. */
+typedef struct prechecked {
+    int rc;
+    pd_error err;
+    pd_batch *b; /* (PD_OK) taken over by verify_batch */
+    bool voided;
+    uint8_t supervisor_pk[PD_PUBKEY_BYTES];
+} prechecked;
+
 /* Everything known about a batch once verified. */
 typedef struct verified {
     pd_batch *b;
@@ -827,6 +839,7 @@ typedef struct verified {
     uint8_t approver_pk[PD_PUBKEY_BYTES];
     const uint8_t *bytes, *review;
     size_t len, review_len;
+    prechecked *pre; /* NULL: verify_batch checks the signatures itself */
 } verified;
 
 /* Verify a batch with its review record; PD_OK, or the failure on srv with *error set. */
@@ -884,8 +897,16 @@ static int verify_batch(pd_server *srv, verified *v, const char **error)
                         "author's supervisor %s",
                         v->h.device_id, (unsigned long long)v->h.seq, v->author.supervisor_id);
     memcpy(v->approver_pk, rv.supervisor_pk, PD_PUBKEY_BYTES);
-    rc = pd_batch_verify_reviewed(&v->b, &v->voided, v->bytes, v->len, v->h.author_pk, v->review,
-                                  v->review_len, rv.supervisor_pk, &e);
+    if (v->pre && !memcmp(v->pre->supervisor_pk, rv.supervisor_pk, PD_PUBKEY_BYTES)) {
+        rc = v->pre->rc;
+        e = v->pre->err;
+        v->b = v->pre->b;
+        v->voided = v->pre->voided;
+        v->pre->b = NULL;
+    } else {
+        rc = pd_batch_verify_reviewed(&v->b, &v->voided, v->bytes, v->len, v->h.author_pk,
+                                      v->review, v->review_len, rv.supervisor_pk, &e);
+    }
     if (rc != PD_OK) {
         *error = error_name(rc);
         return srv_fail(srv, rc, "batch %s/%llu: %s", v->h.device_id, (unsigned long long)v->h.seq,
@@ -1013,12 +1034,56 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
     return PD_OK;
 }
 
-/* Chain decision and apply, in one transaction. */
-static int place_batch(pd_server *srv, const verified *v, batch_result *out)
+/* ---- transactions that may be lost to another writer ------------------------------------------
+ * With two servers on one database (or an operator command beside `serve`), a write transaction
+ * can fail with PD_ERR_BUSY: a serialization failure or deadlock in PostgreSQL, SQLITE_BUSY past
+ * the busy timeout. The whole transaction was rolled back, so it runs again from its first read
+ * after a short random pause (so that two losers do not collide again), a bounded number of
+ * times. Every decision (exactly once, the chain) is read inside the transaction that acts on
+ * it. */
+
+#define TXN_ATTEMPTS 5
+
+/* Pause before attempt `attempt` + 1; false when no attempt is left. */
+static bool retry_pause(int attempt)
+{
+    if (attempt + 1 >= TXN_ATTEMPTS)
+        return false;
+    uint32_t us = 500u + randombytes_uniform(1000u << attempt); /* 0.5-1.5 ms, then doubling */
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)us * 1000};
+    nanosleep(&ts, NULL);
+    return true;
+}
+
+/* Exactly once: a batch the server holds already (chain or quarantine) answers what it got
+ * then. PD_OK with out filled (again), PD_ERR_NOTFOUND, or a storage failure (on srv). */
+static int known_batch(pd_server *srv, const uint8_t hash[PD_HASH_BYTES], batch_result *out)
+{
+    pd_storage *st = srv->st;
+    pd_srv_batch known;
+    int rc = st->ops->batch_by_hash(st, hash, &known);
+    if (rc == PD_ERR_NOTFOUND)
+        rc = st->ops->quarantine_by_hash(st, hash, &known);
+    if (rc == PD_ERR_NOTFOUND)
+        return rc;
+    if (rc != PD_OK)
+        return srv_fail_storage(srv);
+    snprintf(out->r.status, sizeof out->r.status, "%s", known.state);
+    out->r.again = true;
+    out->has_receipt = known.has_receipt;
+    memcpy(out->receipt, known.receipt, PD_RECEIPT_BYTES);
+    pd_srv_batch_clear(&known);
+    return PD_OK;
+}
+
+/* Chain decision and apply, in one transaction (one attempt). */
+static int place_once(pd_server *srv, const verified *v, batch_result *out)
 {
     pd_storage *st = srv->st;
     if (st->ops->begin(st) != PD_OK)
         return srv_fail_storage(srv);
+    /* the chain's head first: in PostgreSQL that read takes the device's chain lock (and reads
+     * after it), so what follows sees every batch of the device committed before */
     pd_srv_batch last;
     int64_t expected = 1;
     uint8_t prev[PD_HASH_BYTES];
@@ -1032,6 +1097,15 @@ static int place_batch(pd_server *srv, const verified *v, batch_result *out)
         rc = srv_fail_storage(srv);
         goto fail;
     }
+    /* exactly once, decided inside the transaction: another server (or request) may have
+     * applied this very batch since the caller's look outside it */
+    rc = known_batch(srv, v->hash, out);
+    if (rc == PD_OK) {
+        st->ops->rollback(st); /* nothing written */
+        return PD_OK;
+    }
+    if (rc != PD_ERR_NOTFOUND)
+        goto fail;
     int64_t seq = (int64_t)v->h.seq;
     if (seq != expected) {
         pd_srv_batch at;
@@ -1062,69 +1136,114 @@ static int place_batch(pd_server *srv, const verified *v, batch_result *out)
     } else {
         rc = apply_verified(srv, v, false, out);
     }
+    /* the upload's result row commits with the batch: one commit, not two */
+    if (rc == PD_OK && out->upload_id &&
+        (rc = st->ops->result_put(st, out->upload_id, &out->r)) != PD_OK)
+        rc = srv_fail_storage(srv);
     if (rc != PD_OK)
         goto fail;
     if ((rc = st->ops->commit(st)) != PD_OK) {
         rc = srv_fail_storage(srv);
         goto fail;
     }
+    out->stored = out->upload_id != NULL;
     return PD_OK;
 fail:
     st->ops->rollback(st);
     return rc;
 }
 
-/* After a batch joined the chain: apply held successors, in order, each in its transaction. */
-static void drain_held(pd_server *srv, const char *device_id, int64_t seq)
+static int place_batch(pd_server *srv, const verified *v, batch_result *out)
 {
-    pd_storage *st = srv->st;
-    for (;;) {
-        pd_srv_batch next, head;
-        if (st->ops->batch_get(st, device_id, seq + 1, &next) != PD_OK)
-            return;
-        if (strcmp(next.state, "held") != 0 ||
-            st->ops->batch_get(st, device_id, seq, &head) != PD_OK) {
-            pd_srv_batch_clear(&next);
-            return;
-        }
-        verified v = {.bytes = next.bytes,
-                      .len = next.bytes_len,
-                      .review = next.review,
-                      .review_len = next.review_len};
-        batch_result out = {0};
-        const char *error;
-        pd_error e = {0};
-        bool ok = pd_batch_peek(&v.h, v.hash, v.bytes, v.len, &e) == PD_OK &&
-                  verify_batch(srv, &v, &error) == PD_OK;
-        int rc = st->ops->begin(st);
-        if (rc == PD_OK) {
-            if (ok && !memcmp(v.h.prev_hash, head.hash, PD_HASH_BYTES)) {
-                rc = apply_verified(srv, &v, true, &out);
-            } else {
-                rc = st->ops->batch_unhold(st, device_id, seq + 1);
-                if (rc == PD_OK && ok)
-                    rc = quarantine(srv, &v, "prev_hash does not continue the chain", &out);
-            }
-            if (rc == PD_OK)
-                rc = st->ops->commit(st);
-            else
-                st->ops->rollback(st);
-        }
-        pd_batch_free(v.b);
-        pd_srv_batch_clear(&next);
-        pd_srv_batch_clear(&head);
-        if (rc != PD_OK ||
-            (strcmp(out.r.status, "applied") != 0 && strcmp(out.r.status, "voided") != 0))
-            return;
-        seq++;
+    const batch_result start = *out;
+    for (int attempt = 0;; attempt++) {
+        int rc = place_once(srv, v, out);
+        if (rc != PD_ERR_BUSY || !retry_pause(attempt))
+            return rc;
+        *out = start;
     }
 }
 
-/* Process one batch of a bundle. */
-static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len, const uint8_t *review,
-                          size_t review_len, batch_result *out)
+/* The batch held at seq + 1, if any, in one transaction: applied when it continues the chain at
+ * seq, else dropped (to quarantine when it verifies). The chain is read inside the transaction
+ * that acts on it. *joined: it was applied or voided (the next one may follow). */
+static int drain_once(pd_server *srv, const char *device_id, int64_t seq, bool *joined)
 {
-    verified v = {.bytes = bytes, .len = len, .review = review, .review_len = review_len};
+    pd_storage *st = srv->st;
+    *joined = false;
+    if (st->ops->begin(st) != PD_OK)
+        return srv_fail_storage(srv);
+    pd_srv_batch next, head;
+    memset(&next, 0, sizeof next);
+    memset(&head, 0, sizeof head);
+    verified v;
+    memset(&v, 0, sizeof v);
+    batch_result out;
+    memset(&out, 0, sizeof out);
+    int rc = st->ops->batch_get(st, device_id, seq + 1, &next);
+    if (rc == PD_ERR_NOTFOUND || (rc == PD_OK && strcmp(next.state, "held") != 0)) {
+        rc = PD_OK; /* nothing held there */
+        goto fail;
+    }
+    if (rc != PD_OK || (rc = st->ops->batch_get(st, device_id, seq, &head)) != PD_OK) {
+        rc = srv_fail_storage(srv);
+        goto fail;
+    }
+    v.bytes = next.bytes;
+    v.len = next.bytes_len;
+    v.review = next.review;
+    v.review_len = next.review_len;
+    const char *error;
+    pd_error e = {0};
+    bool ok = pd_batch_peek(&v.h, v.hash, v.bytes, v.len, &e) == PD_OK &&
+              verify_batch(srv, &v, &error) == PD_OK;
+    if (ok && !memcmp(v.h.prev_hash, head.hash, PD_HASH_BYTES)) {
+        rc = apply_verified(srv, &v, true, &out);
+    } else {
+        rc = st->ops->batch_unhold(st, device_id, seq + 1);
+        if (rc != PD_OK)
+            rc = srv_fail_storage(srv);
+        else if (ok)
+            rc = quarantine(srv, &v, "prev_hash does not continue the chain", &out);
+    }
+    if (rc != PD_OK)
+        goto fail;
+    if ((rc = st->ops->commit(st)) != PD_OK) {
+        rc = srv_fail_storage(srv);
+        goto fail;
+    }
+    *joined = !strcmp(out.r.status, "applied") || !strcmp(out.r.status, "voided");
+    goto out;
+fail:
+    st->ops->rollback(st);
+out:
+    pd_batch_free(v.b);
+    pd_srv_batch_clear(&next);
+    pd_srv_batch_clear(&head);
+    return rc;
+}
+
+/* After a batch joined the chain: apply held successors, in order, each in its transaction. */
+static void drain_held(pd_server *srv, const char *device_id, int64_t seq)
+{
+    for (int attempt = 0;;) {
+        bool joined;
+        int rc = drain_once(srv, device_id, seq, &joined);
+        if (rc == PD_ERR_BUSY && retry_pause(attempt++))
+            continue;
+        if (rc != PD_OK || !joined)
+            return;
+        seq++;
+        attempt = 0;
+    }
+}
+
+/* Process one batch of a bundle (pre: its signatures checked already, or NULL). */
+static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len, const uint8_t *review,
+                          size_t review_len, prechecked *pre, batch_result *out)
+{
+    verified v = {
+        .bytes = bytes, .len = len, .review = review, .review_len = review_len, .pre = pre};
     pd_error e = {0};
     int rc = pd_batch_peek(&v.h, v.hash, bytes, len, &e);
     if (rc != PD_OK) {
@@ -1136,21 +1255,12 @@ static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len, cons
     out->r.seq = (int64_t)v.h.seq;
     memcpy(out->r.hash, v.hash, PD_HASH_BYTES);
 
-    /* exactly once: a batch already held answers what it got then */
-    pd_srv_batch known;
-    rc = srv->st->ops->batch_by_hash(srv->st, v.hash, &known);
-    if (rc == PD_ERR_NOTFOUND)
-        rc = srv->st->ops->quarantine_by_hash(srv->st, v.hash, &known);
-    if (rc == PD_OK) {
-        snprintf(out->r.status, sizeof out->r.status, "%s", known.state);
-        out->r.again = true;
-        out->has_receipt = known.has_receipt;
-        memcpy(out->receipt, known.receipt, PD_RECEIPT_BYTES);
-        pd_srv_batch_clear(&known);
+    /* exactly once: a batch already held answers what it got then (a first look, which spares
+     * a replay the verification; place_batch decides again inside its transaction) */
+    rc = known_batch(srv, v.hash, out);
+    if (rc == PD_OK)
         return;
-    }
     if (rc != PD_ERR_NOTFOUND) {
-        srv_fail_storage(srv);
         reject(out, srv, "internal");
         return;
     }
@@ -1163,7 +1273,8 @@ static void process_batch(pd_server *srv, const uint8_t *bytes, size_t len, cons
         if (strcmp(out->r.status, "rejected") != 0)
             reject(out, srv, "internal");
         out->has_receipt = false;
-    } else if (!strcmp(out->r.status, "applied") || !strcmp(out->r.status, "voided")) {
+    } else if (!out->r.again &&
+               (!strcmp(out->r.status, "applied") || !strcmp(out->r.status, "voided"))) {
         drain_held(srv, v.h.device_id, (int64_t)v.h.seq);
     }
     pd_batch_free(v.b);
@@ -1177,7 +1288,87 @@ typedef struct item_ref {
     pd_batch_header h;
     uint8_t hash[PD_HASH_BYTES];
     bool peeked;
+    const uint8_t *review; /* the review record that goes with it (a return outranks an approval) */
+    size_t review_len;
+    bool prechecked;
+    prechecked pre;
 } item_ref;
+
+/* The part of a bundle's processing that needs neither the storage nor the server's state:
+ * parse the bundle, hash and peek each batch, pair it with its review, check both signatures,
+ * inflate and decode. Run without the lock. Returns PD_OK, or PD_ERR_INVALID with msg set. */
+static int bundle_precheck(const uint8_t *bytes, size_t len, pd_bundle_item **items, size_t *count,
+                           item_ref **refs_out, size_t *nbat_out, char *msg, size_t cap)
+{
+    pd_error e = {0};
+    int rc = pd_bundle_parse(items, count, bytes, len, &e);
+    if (rc != PD_OK) {
+        snprintf(msg, cap, "not a valid bundle: %.*s", (int)(cap > 64 ? cap - 64 : 0), e.msg);
+        return PD_ERR_INVALID;
+    }
+    size_t n = *count, nrev = 0, nbat = 0;
+    pd_review *reviews = calloc(n ? n : 1, sizeof *reviews);
+    size_t *review_item = calloc(n ? n : 1, sizeof *review_item);
+    item_ref *refs = calloc(n ? n : 1, sizeof *refs);
+    if (!reviews || !review_item || !refs) {
+        snprintf(msg, cap, "out of memory reading a bundle");
+        rc = PD_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const pd_bundle_item *it = &(*items)[i];
+        if (it->type == PD_BUNDLE_REVIEW) {
+            pd_error re = {0};
+            if (pd_review_parse(&reviews[nrev], it->bytes, it->len, &re) == PD_OK)
+                review_item[nrev++] = i;
+        } else if (it->type == PD_BUNDLE_BATCH) {
+            refs[nbat].idx = i;
+            pd_error pe = {0};
+            refs[nbat].peeked =
+                pd_batch_peek(&refs[nbat].h, refs[nbat].hash, it->bytes, it->len, &pe) == PD_OK;
+            nbat++;
+        }
+    }
+    if (nbat == 0) {
+        snprintf(msg, cap, "the bundle holds no batch");
+        rc = PD_ERR_INVALID;
+        goto out;
+    }
+    for (size_t k = 0; k < nbat; k++) {
+        item_ref *r = &refs[k];
+        if (!r->peeked)
+            continue;
+        const pd_review *chosen = NULL;
+        for (size_t j = 0; j < nrev; j++) {
+            if (memcmp(reviews[j].batch_hash, r->hash, PD_HASH_BYTES) != 0)
+                continue;
+            if (!chosen || reviews[j].kind == PD_REVIEW_RETURN) {
+                chosen = &reviews[j];
+                r->review = (*items)[review_item[j]].bytes;
+                r->review_len = (*items)[review_item[j]].len;
+            }
+        }
+        if (!chosen)
+            continue;
+        const pd_bundle_item *it = &(*items)[r->idx];
+        memcpy(r->pre.supervisor_pk, chosen->supervisor_pk, PD_PUBKEY_BYTES);
+        r->pre.rc =
+            pd_batch_verify_reviewed(&r->pre.b, &r->pre.voided, it->bytes, it->len, r->h.author_pk,
+                                     r->review, r->review_len, chosen->supervisor_pk, &r->pre.err);
+        r->prechecked = true;
+    }
+    rc = PD_OK;
+out:
+    free(reviews);
+    free(review_item);
+    if (rc == PD_OK) {
+        *refs_out = refs;
+        *nbat_out = nbat;
+    } else {
+        free(refs);
+    }
+    return rc;
+}
 
 static int cmp_items(const void *pa, const void *pb)
 {
@@ -1197,68 +1388,38 @@ int srv_bundle_process(pd_server *srv, const char *upload_id, const char *upload
 {
     (void)uploader_device;
     pd_bundle_item *items = NULL;
-    size_t count = 0;
-    pd_error e = {0};
-    int rc = pd_bundle_parse(&items, &count, bytes, len, &e);
-    if (rc != PD_OK)
-        return srv_fail(srv, PD_ERR_INVALID, "not a valid bundle: %s", e.msg);
-    /* Review records, by the batch hash they name. */
-    size_t nrev = 0, nbat = 0;
-    pd_review *reviews = calloc(count ? count : 1, sizeof *reviews);
-    size_t *review_item = calloc(count ? count : 1, sizeof *review_item);
-    item_ref *refs = calloc(count ? count : 1, sizeof *refs);
-    if (!reviews || !review_item || !refs) {
-        rc = srv_fail(srv, PD_ERR_NOMEM, "out of memory reading a bundle");
-        goto out;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (items[i].type == PD_BUNDLE_REVIEW) {
-            pd_error re = {0};
-            if (pd_review_parse(&reviews[nrev], items[i].bytes, items[i].len, &re) == PD_OK)
-                review_item[nrev++] = i;
-        } else if (items[i].type == PD_BUNDLE_BATCH) {
-            refs[nbat].idx = i;
-            pd_error pe = {0};
-            refs[nbat].peeked = pd_batch_peek(&refs[nbat].h, refs[nbat].hash, items[i].bytes,
-                                              items[i].len, &pe) == PD_OK;
-            nbat++;
-        }
-    }
-    if (nbat == 0) {
-        rc = srv_fail(srv, PD_ERR_INVALID, "the bundle holds no batch");
+    size_t count = 0, nbat = 0;
+    item_ref *refs = NULL;
+    char msg[PD_ERRMSG_MAX] = "";
+    /* Signatures, inflating and decoding need no storage: the other requests go on meanwhile
+     * (the caller's upload is its own: tus keeps it busy, and applying is exactly once). */
+    pthread_mutex_unlock(&srv->lock);
+    int rc = bundle_precheck(bytes, len, &items, &count, &refs, &nbat, msg, sizeof msg);
+    pthread_mutex_lock(&srv->lock);
+    if (rc != PD_OK) {
+        rc = srv_fail(srv, rc, "%s", msg);
         goto out;
     }
     qsort(refs, nbat, sizeof *refs, cmp_items);
     for (size_t k = 0; k < nbat; k++) {
         const pd_bundle_item *it = &items[refs[k].idx];
-        const uint8_t *rv = NULL;
-        size_t rvl = 0;
-        if (refs[k].peeked) {
-            /* a return outranks an approval of the same batch */
-            for (size_t j = 0; j < nrev; j++) {
-                if (memcmp(reviews[j].batch_hash, refs[k].hash, PD_HASH_BYTES) != 0)
-                    continue;
-                if (!rv || reviews[j].kind == PD_REVIEW_RETURN) {
-                    rv = items[review_item[j]].bytes;
-                    rvl = items[review_item[j]].len;
-                }
-            }
-        }
         batch_result res;
         memset(&res, 0, sizeof res);
         res.r.idx = (int)k;
+        res.upload_id = upload_id;
         srv->err.code = 0;
         srv->err.msg[0] = '\0';
-        process_batch(srv, it->bytes, it->len, rv, rvl, &res);
-        if (srv->st->ops->result_put(srv->st, upload_id, &res.r) != PD_OK) {
+        process_batch(srv, it->bytes, it->len, refs[k].review, refs[k].review_len,
+                      refs[k].prechecked ? &refs[k].pre : NULL, &res);
+        if (!res.stored && srv->st->ops->result_put(srv->st, upload_id, &res.r) != PD_OK) {
             rc = srv_fail_storage(srv);
             goto out;
         }
     }
     rc = PD_OK;
 out:
-    free(reviews);
-    free(review_item);
+    for (size_t k = 0; refs && k < nbat; k++)
+        pd_batch_free(refs[k].pre.b);
     free(refs);
     free(items);
     return rc;

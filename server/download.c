@@ -3,12 +3,12 @@
  * the person's assigned area built from the server's current records, and GET /v1/delta, the
  * records (and conflicts, keys) of that area whose revision rose since the device's cursor.
  *
- * Both are Range-able: the package is a file cached per (area list, revision) under
- * <data dir>/packages, so a resumed download gets the very same bytes; the delta is rendered
+ * The package is Range-able: it is a file cached per (area list, revision) under
+ * <data dir>/packages, so a resumed download gets the very same bytes. The delta is rendered
  * deterministically from the state of the area (no clock inside; the cursor is the highest
- * revision it carries), so the same request over the same state is byte-identical and its ETag
- * stable. The delta is signed over its body alone (not the request nonce), so a client that
- * resumed it checks the assembled bytes with the signature of the first answer.
+ * revision it carries) and is a JSON answer signed, like every other, over the request's nonce:
+ * a page is bounded by `limit`, so a cut one is asked for again rather than resumed, and a
+ * recorded page cannot be replayed to a device (PROTOCOL.md §2, §6).
  */
 #include "srv_internal.h"
 
@@ -559,21 +559,9 @@ int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r)
         c.cursor = c.extra_cursor;
     cJSON_AddNumberToObject(o, "cursor", (double)c.cursor);
     cJSON_AddBoolToObject(o, "more", more);
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text)
-        return srv_resp_error(r, 500, "internal", "out of memory");
-    size_t len = strlen(text);
-    uint8_t h[PD_HASH_BYTES];
-    crypto_generichash(h, sizeof h, (const uint8_t *)text, len, NULL, 0);
-    char hex[2 * PD_HASH_BYTES + 1];
-    srv_hex(h, sizeof h, hex);
-    r->body = (uint8_t *)text;
-    r->body_len = len;
-    r->content_type = "application/json";
-    snprintf(r->etag, sizeof r->etag, "\"%s\"", hex);
-    r->ranges = true;
-    r->sign_body = true;
+    /* A JSON answer like any other: http.c signs it over the request's nonce (PROTOCOL.md §2), so
+     * a recorded page cannot be replayed to a device. */
+    r->json = o;
     srv_resp_header(r, "Pd-Server-Time", "%lld", (long long)srv_now_ms());
     r->status = 200;
     return 200;

@@ -9,9 +9,18 @@
  *      PATCH opens its upload here. Any failure is answered at once, before the body is read.
  *   2. body pieces: hashed (BLAKE2b-256, for the signature) and buffered within the JSON cap,
  *      or streamed to the upload's file for a PATCH.
- *   3. complete: the signature is checked over the whole request; only then is the nonce recorded
- *      and the handler run (with the storage lock held). A failed signature on a PATCH discards
- *      the bytes written.
+ *   3. complete: the signature is checked over the whole request (outside the storage lock);
+ *      only then, under the lock, is the nonce recorded and the handler run. A failed signature
+ *      on a PATCH discards the bytes written.
+ *
+ * The lock covers storage access only: signature checks, hashing, JSON printing and response
+ * signing run outside it. Commits made under it are deferred (storage.h sync_defer) and made
+ * durable by one sync_flush after the lock is released and BEFORE the answer is queued, so
+ * requests that commit at the same time share one fsync (group commit) and none waits for a
+ * disk flush while holding the lock. Nonces: the nonce is recorded (its own small write) before
+ * the handler runs and is flushed with the handler's writes; no answer — to a state-changing
+ * request or a read — leaves before its nonce is durable, so a replay is refused after a
+ * restart or a power cut too.
  *
  * The access log (if the caller gave a FILE*) has one line per request: time, device id, method,
  * path, status, bytes in and out, milliseconds. Never a query string, body or header value.
@@ -22,6 +31,7 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -399,8 +409,8 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
     return true;
 }
 
-/* Phase 3: the signature over the whole request, then the nonce. false: answered. */
-static bool auth_complete(pd_server *srv, srv_conn *c)
+/* Phase 3, no lock: the signature over the whole request. false: answered. */
+static bool auth_signature(srv_conn *c)
 {
     uint8_t bh[PD_HASH_BYTES];
     char bh_hex[2 * PD_HASH_BYTES + 1];
@@ -423,6 +433,12 @@ static bool auth_complete(pd_server *srv, srv_conn *c)
                        "the Pd-Auth signature does not verify with device %s's key", c->device.id);
         return false;
     }
+    return true;
+}
+
+/* Phase 3, under the lock: record the nonce (refused if seen meanwhile). false: answered. */
+static bool auth_nonce(pd_server *srv, srv_conn *c)
+{
     int rc = srv->st->ops->nonce_add(srv->st, c->device.id, c->nonce, NONCE_BYTES, srv_now_ms());
     if (rc == PD_ERR_EXISTS) {
         srv_resp_error(&c->resp, 401, "replayed_nonce", "this nonce was already used by device %s",
@@ -535,6 +551,24 @@ static void phase_body(srv_conn *c, const char *data, size_t n)
     c->body[c->body_len] = 0;
 }
 
+static void run_handler(pd_server *srv, srv_conn *c);
+
+/* A PATCH's bytes reach the disk before the lock is taken: tus.c fsyncs the upload's file under
+ * the lock before it acknowledges them (and stays the one that decides), and that fsync then
+ * finds nothing left to write instead of holding every other request for a disk flush. (The
+ * file is tus.c's <data dir>/uploads/<id>; a srv_tus_patch_sync(p) in tus.c would say so in one
+ * place.) */
+static void presync_upload(pd_server *srv, const srv_conn *c)
+{
+    char *path = srv_path(srv, "uploads", c->upload_id);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(path);
+}
+
 static void phase_complete(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
@@ -548,16 +582,45 @@ static void phase_complete(pd_server *srv, srv_conn *c)
                            0);
         srv_hex(h, sizeof h, c->resp_ctx);
     }
+    bool authed = c->open_route || auth_signature(c);
+    if (authed && c->patch)
+        presync_upload(srv, c);
     pthread_mutex_lock(&srv->lock);
+    pd_storage *st = srv->st;
+    if (st->ops->sync_defer)
+        st->ops->sync_defer(st, true);
     maybe_purge(srv);
-    if (!c->open_route && !auth_complete(srv, c)) {
+    if (!authed || (!c->open_route && !auth_nonce(srv, c))) {
         if (c->patch) {
             srv_tus_patch_abort(srv, c->patch);
             c->patch = NULL;
         }
-        pthread_mutex_unlock(&srv->lock);
-        return;
+    } else {
+        run_handler(srv, c);
     }
+    if (st->ops->sync_defer)
+        st->ops->sync_defer(st, false);
+    pthread_mutex_unlock(&srv->lock);
+    /* the group commit: durable before anyone hears of it */
+    if (st->ops->sync_flush && st->ops->sync_flush(st) != PD_OK) {
+        cJSON_Delete(r->json);
+        r->json = NULL;
+        free(r->body);
+        r->body = NULL;
+        if (r->fd >= 0)
+            close(r->fd);
+        r->fd = -1;
+        r->nh = 0;
+        r->etag[0] = '\0';
+        r->ranges = r->sign_body = false;
+        srv_resp_error(r, 503, "busy", "storage: the request's writes could not be made durable");
+    }
+}
+
+/* The route's handler (lock held, request authenticated). */
+static void run_handler(pd_server *srv, srv_conn *c)
+{
+    srv_resp *r = &c->resp;
     srv_req q = make_req(c);
     switch (c->route) {
     case R_HEALTH: {
@@ -610,7 +673,6 @@ static void phase_complete(pd_server *srv, srv_conn *c)
     default:
         srv_resp_error(r, 404, "not_found", "no such resource");
     }
-    pthread_mutex_unlock(&srv->lock);
 }
 
 /* ---- sending ------------------------------------------------------------------------------- */
@@ -900,13 +962,18 @@ int pd_server_start(pd_server *srv, const pd_server_config *cfg)
                         d.listen, host);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* The logger first: an option before it that fails is reported by MHD's own logger, on
+     * stderr. A connection's memory pool holds its request line and headers (whose parsed
+     * entries come from the same pool) and then its answer's headers: max_header_bytes plus
+     * room for those, so a request line that does not fit is answered 414 and headers 431 by
+     * libmicrohttpd, and each of max_connections costs about this much. */
     srv->mhd = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)d.threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)d.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)d.timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(d.max_header_bytes + 16 * 1024),
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
+        flags, (uint16_t)port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        srv, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)d.threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)d.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)d.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(d.max_header_bytes + 4 * 1024), MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (!srv->mhd)
         return srv_fail(srv, PD_ERR_IO, "cannot listen on %s (address in use, or not allowed)",
                         d.listen);

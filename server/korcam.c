@@ -411,22 +411,37 @@ static int load_row(pd_storage *st, pd_entity e, const char *id, ko_row *out)
 /* ==== merge-time checks
  * ============================================================================ */
 
-/* Queue a conflict found by these checks, unless the same one is queued (or was decided). */
-static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
-                          const char *kind, const char *entity, const char *target,
-                          const char *field, const char *desa, const char *related,
-                          const pd_value *base, const pd_value *server_v, const pd_value *device_v)
+/* The audit line of a change the checks make for a batch's op (its batch, author and device). */
+static int audit_batch_op(pd_storage *st, const srv_korcam_batch *b, const pd_op *op,
+                          const char *action, const char *entity, const char *target,
+                          const char *field, const pd_value *old_v, const pd_value *new_v,
+                          int64_t rev)
+{
+    pd_srv_audit au = {.at = b->now,
+                       .action = action,
+                       .actor = b->author_id,
+                       .device_id = b->device_id,
+                       .batch_hash = b->batch_hash,
+                       .seq = op->seq,
+                       .entity = entity,
+                       .target = target,
+                       .field = field,
+                       .old_value = old_v,
+                       .new_value = new_v,
+                       .rev = rev};
+    return st->ops->audit_add(st, &au);
+}
+
+/* Add a conflict found by these checks: its row (related to the record it met, when related is
+ * not NULL), its audit line, and the batch's count. */
+static int add_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
+                        const char *kind, const char *entity, const char *target, const char *field,
+                        const char *desa, const char *related, const pd_value *base,
+                        const pd_value *server_v, const pd_value *device_v)
 {
     pd_storage *st = srv->st;
-    bool exists = false;
-    /* A proposal matches a household once, whatever matched (head NIK, KK, name and place); a
-     * NIK or status conflict again with another value is a new situation. */
-    bool any_value = !strcmp(kind, "duplicate_household");
-    int rc =
-        st->ops->conflict_exists(st, kind, target, related, any_value ? NULL : device_v, &exists);
-    if (rc != PD_OK || exists)
-        return rc;
     int64_t rev, id;
+    int rc;
     if ((rc = st->ops->revision_next(st, &rev)) != PD_OK)
         return rc;
     pd_srv_conflict c = {.kind = kind,
@@ -447,25 +462,31 @@ static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op
                          .created_at = b->now,
                          .rev = rev};
     if ((rc = st->ops->conflict_add(st, &c, &id)) != PD_OK ||
-        (rc = st->ops->conflict_relate(st, id, related)) != PD_OK)
-        return rc;
-    pd_srv_audit au = {.at = b->now,
-                       .action = "conflict",
-                       .actor = b->author_id,
-                       .device_id = b->device_id,
-                       .batch_hash = b->batch_hash,
-                       .seq = op->seq,
-                       .entity = entity,
-                       .target = target,
-                       .field = field,
-                       .old_value = server_v,
-                       .new_value = device_v,
-                       .rev = rev};
-    if ((rc = st->ops->audit_add(st, &au)) != PD_OK)
+        (related && (rc = st->ops->conflict_relate(st, id, related)) != PD_OK) ||
+        (rc = audit_batch_op(st, b, op, "conflict", entity, target, field, server_v, device_v,
+                             rev)) != PD_OK)
         return rc;
     if (b->conflicted)
         (*b->conflicted)++;
     return PD_OK;
+}
+
+/* Queue a conflict found by these checks, unless the same one is queued (or was decided). */
+static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
+                          const char *kind, const char *entity, const char *target,
+                          const char *field, const char *desa, const char *related,
+                          const pd_value *base, const pd_value *server_v, const pd_value *device_v)
+{
+    bool exists = false;
+    /* A proposal matches a household once, whatever matched (head NIK, KK, name and place); a
+     * NIK or status conflict again with another value is a new situation. */
+    bool any_value = !strcmp(kind, "duplicate_household");
+    int rc = srv->st->ops->conflict_exists(srv->st, kind, target, related,
+                                           any_value ? NULL : device_v, &exists);
+    if (rc != PD_OK || exists)
+        return rc;
+    return add_conflict(srv, b, op, kind, entity, target, field, desa, related, base, server_v,
+                        device_v);
 }
 
 typedef struct holder_list {
@@ -527,45 +548,9 @@ static int basic_nik_check(pd_server *srv, const srv_korcam_batch *b, const pd_o
         return rc;
     if (!c.found)
         return PD_OK;
-    int64_t rev;
-    if ((rc = st->ops->revision_next(st, &rev)) != PD_OK)
-        return rc;
     pd_value other = text_value(c.other);
-    pd_srv_conflict k = {.kind = "duplicate_nik",
-                         .entity = "member",
-                         .target = member_id,
-                         .field = "nik",
-                         .area = desa,
-                         .base_rev = op->base_rev,
-                         .server_value = &other,
-                         .device_value = nik,
-                         .device_id = b->device_id,
-                         .device_author = b->author_pk,
-                         .device_seq = op->seq,
-                         .device_hlc = op->hlc,
-                         .batch_seq = b->batch_seq,
-                         .batch_hash = b->batch_hash,
-                         .created_at = b->now,
-                         .rev = rev};
-    if ((rc = st->ops->conflict_add(st, &k, NULL)) != PD_OK)
-        return rc;
-    pd_srv_audit au = {.at = b->now,
-                       .action = "conflict",
-                       .actor = b->author_id,
-                       .device_id = b->device_id,
-                       .batch_hash = b->batch_hash,
-                       .seq = op->seq,
-                       .entity = "member",
-                       .target = member_id,
-                       .field = "nik",
-                       .old_value = &other,
-                       .new_value = nik,
-                       .rev = rev};
-    if ((rc = st->ops->audit_add(st, &au)) != PD_OK)
-        return rc;
-    if (b->conflicted)
-        (*b->conflicted)++;
-    return PD_OK;
+    return add_conflict(srv, b, op, "duplicate_nik", "member", member_id, "nik", desa, NULL, NULL,
+                        &other, nik);
 }
 
 int srv_korcam_check_nik(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
@@ -834,19 +819,7 @@ static int keep_member_count(pd_server *srv, const srv_korcam_batch *b, const pd
                                  pd_entity_column(PD_ENT_HOUSEHOLD, "member_count"), &nv, &ch)) !=
         PD_OK)
         goto out;
-    pd_srv_audit au = {.at = b->now,
-                       .action = "apply",
-                       .actor = b->author_id,
-                       .device_id = b->device_id,
-                       .batch_hash = b->batch_hash,
-                       .seq = op->seq,
-                       .entity = "household",
-                       .target = hid,
-                       .field = "member_count",
-                       .old_value = &ov,
-                       .new_value = &nv,
-                       .rev = rev};
-    rc = st->ops->audit_add(st, &au);
+    rc = audit_batch_op(st, b, op, "apply", "household", hid, "member_count", &ov, &nv, rev);
 out:
     row_clear(&m);
     row_clear(&h);
@@ -880,7 +853,7 @@ int srv_korcam_after_op(pd_server *srv, const srv_korcam_batch *b, const pd_op *
     if (!strcmp(op->kind, "create") && !strcmp(op->entity, "household"))
         return check_proposal(srv, b, op, op->target, NULL, NULL);
     if (!strcmp(op->kind, "visit") && op->new_value.type == PD_VAL_TEXT) {
-        cJSON *j = cJSON_ParseWithLength((const char *)op->new_value.p, op->new_value.len);
+        cJSON *j = srv_json_parse(op->new_value.p, op->new_value.len);
         const cJSON *hh = cJSON_GetObjectItemCaseSensitive(j, "household_id");
         const cJSON *lat = cJSON_GetObjectItemCaseSensitive(j, "lat");
         const cJSON *lon = cJSON_GetObjectItemCaseSensitive(j, "lon");
@@ -976,7 +949,7 @@ static cJSON *side_json(pd_server *srv, name_cache *nc, const pd_value *v, const
         return NULL;
     cJSON *val = NULL;
     if (!strcmp(kind, "create") && v->type == PD_VAL_TEXT) {
-        val = cJSON_ParseWithLength((const char *)v->p, v->len);
+        val = srv_json_parse(v->p, v->len);
         if (val && !cJSON_IsObject(val)) {
             cJSON_Delete(val);
             val = NULL;
@@ -1210,12 +1183,34 @@ static int list_cb(void *ctx, const pd_srv_conflict_row *c)
     return 0;
 }
 
+/* A query parameter into buf ("" when absent); false, with r answered 400, when it is there but
+ * unusable (longer than buf, a bad %-escape, a NUL): read as absent, it would widen the list
+ * to what the korcam did not ask for. */
+static bool query_arg(const srv_req *q, const char *name, char *buf, size_t cap, srv_resp *r)
+{
+    buf[0] = '\0';
+    if (srv_query_get(q->query, name, buf, cap) >= 0)
+        return true;
+    buf[0] = '\0';
+    srv_resp_error(r, 400, "bad_request", "%s is too long, or not text", name);
+    return false;
+}
+
 static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *r)
 {
-    char kind[32], desa[PD_SRV_CODE_MAX + 2], who[PD_SRV_ID_MAX + 2], state[16], num[24];
+    char kind[32], desa[PD_SRV_CODE_MAX + 2], who[PD_SRV_ID_MAX + 2], state[16], age[24], limit[24],
+        offset[24];
     pd_srv_conflict_filter f = {
         .areas = a->user.area, .state = "open", .limit = LIST_LIMIT_DEFAULT};
-    if (srv_query_param(q->query, "kind", kind, sizeof kind) && kind[0]) {
+    if (!query_arg(q, "kind", kind, sizeof kind, r) ||
+        !query_arg(q, "desa", desa, sizeof desa, r) ||
+        !query_arg(q, "enumerator", who, sizeof who, r) ||
+        !query_arg(q, "state", state, sizeof state, r) ||
+        !query_arg(q, "age", age, sizeof age, r) ||
+        !query_arg(q, "limit", limit, sizeof limit, r) ||
+        !query_arg(q, "offset", offset, sizeof offset, r))
+        return r->status;
+    if (kind[0]) {
         if (!known_kind(kind))
             return srv_resp_error(r, 400, "bad_request",
                                   "kind must be field, create, "
@@ -1223,18 +1218,18 @@ static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *
                                   "moved_active");
         f.kind = kind;
     }
-    if (srv_query_param(q->query, "desa", desa, sizeof desa) && desa[0]) {
+    if (desa[0]) {
         pd_error e = {0};
         if (strchr(desa, ',') || srv_areas_check(desa, &e) != PD_OK)
             return srv_resp_error(r, 400, "bad_request", "desa must be one area code");
         f.desa = desa;
     }
-    if (srv_query_param(q->query, "enumerator", who, sizeof who) && who[0]) {
+    if (who[0]) {
         if (!srv_valid_id(who))
             return srv_resp_error(r, 400, "bad_request", "enumerator must be a user id");
         f.enumerator = who;
     }
-    if (srv_query_param(q->query, "state", state, sizeof state) && state[0]) {
+    if (state[0]) {
         if (!strcmp(state, "all"))
             f.state = NULL;
         else if (!strcmp(state, "open") || !strcmp(state, "resolved"))
@@ -1242,21 +1237,21 @@ static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *
         else
             return srv_resp_error(r, 400, "bad_request", "state must be open, resolved or all");
     }
-    if (srv_query_param(q->query, "age", num, sizeof num) && num[0]) {
+    if (age[0]) {
         int64_t h;
-        if (!strcmp(num, "0"))
+        if (!strcmp(age, "0"))
             h = 0;
-        else if (!parse_id(num, strlen(num), &h) || h > 24 * 3650)
+        else if (!parse_id(age, strlen(age), &h) || h > 24 * 3650)
             return srv_resp_error(r, 400, "bad_request", "age must be hours (0..87600)");
         if (h)
             f.created_before = srv_now_ms() - h * 3600000;
     }
-    if (srv_query_param(q->query, "limit", num, sizeof num) && num[0]) {
-        if (!parse_id(num, strlen(num), &f.limit) || f.limit > LIST_LIMIT_MAX)
+    if (limit[0]) {
+        if (!parse_id(limit, strlen(limit), &f.limit) || f.limit > LIST_LIMIT_MAX)
             return srv_resp_error(r, 400, "bad_request", "limit must be 1..%d", LIST_LIMIT_MAX);
     }
-    if (srv_query_param(q->query, "offset", num, sizeof num) && num[0] && strcmp(num, "0")) {
-        if (!parse_id(num, strlen(num), &f.offset))
+    if (offset[0] && strcmp(offset, "0")) {
+        if (!parse_id(offset, strlen(offset), &f.offset))
             return srv_resp_error(r, 400, "bad_request", "offset must be a count");
     }
     cJSON *o = cJSON_CreateObject();
@@ -2052,7 +2047,7 @@ static int act_take(ko_act *a, bool device)
             return act_reassert(a, e, c->target, e == PD_ENT_MEMBER ? "name" : "head_name");
         if (c->device.v.type != PD_VAL_TEXT)
             return act_fail(a, 400, "bad_request", "the device's record is not readable");
-        cJSON *j = cJSON_ParseWithLength((const char *)c->device.v.p, c->device.v.len);
+        cJSON *j = srv_json_parse(c->device.v.p, c->device.v.len);
         if (!cJSON_IsObject(j)) {
             cJSON_Delete(j);
             return act_fail(a, 400, "bad_request", "the device's record is not readable");
@@ -2279,12 +2274,12 @@ static int resolve_body(ko_act *a, const resolve_req *q)
 
 static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_req *q, srv_resp *r)
 {
-    cJSON *in = cJSON_ParseWithLength((const char *)q->body, q->body_len);
+    cJSON *in = srv_json_parse(q->body, q->body_len);
     if (!cJSON_IsObject(in)) {
         cJSON_Delete(in);
         return srv_resp_error(r, 400, "bad_request",
                               "the body must be a JSON object "
-                              "{\"action\": ..., \"note\": ...}");
+                              "{\"action\": ..., \"note\": ...} with no \\u0000 in its strings");
     }
     resolve_req rq;
     memset(&rq, 0, sizeof rq);
@@ -2616,7 +2611,7 @@ static int web_login(pd_server *srv, const srv_req *q, srv_resp *r)
 {
     if (!same_origin_post(q))
         return srv_resp_error(r, 403, "csrf", "log in from the page");
-    cJSON *in = cJSON_ParseWithLength((const char *)q->body, q->body_len);
+    cJSON *in = srv_json_parse(q->body, q->body_len);
     /* the raw body held the password: wipe it (http.c frees it after this handler) */
     if (q->body && q->body_len)
         sodium_memzero((void *)q->body, q->body_len);

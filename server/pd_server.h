@@ -2,13 +2,16 @@
  * pd_server.h — the central server's public API: create a server (database + keys), operator
  * acts (users, enrolment codes, revocation, prelists, status), and the HTTP service itself.
  *
- * A server lives in one database (storage.h: "sqlite:PATH" now, PostgreSQL later) plus a data
+ * A server lives in one database (storage.h: "sqlite:PATH", or "postgres://…") plus a data
  * directory for bytes that do not belong in it (tus uploads in progress, photo blobs, built
  * prelist packages) and a key file:
  *
  *     PATH            the database          (0600)
  *     PATH.key        the server's keys     (0600): Ed25519 signing key + X25519 recovery key
  *     PATH.d/         uploads/ blobs/ packages/  (0700)
+ *
+ * For postgres:// the data directory is given (--data DIR) and the key file is DIR/server.key;
+ * every instance serving that database shares both (docs/postgres.md).
  *
  * The HTTP protocol is server/PROTOCOL.md. The service runs libmicrohttpd with an internal thread
  * pool on epoll; storage access is serialised by one lock (the SQLite backend has one writer
@@ -40,7 +43,12 @@ extern "C" {
 typedef struct pd_server pd_server;
 
 /* Create a new server: the database (schema applied), the key file (fresh keys) and the data
- * directory. PD_ERR_EXISTS if the key file is already there (never overwrite keys). */
+ * directory. PD_ERR_EXISTS if the key file is already there (never overwrite keys), or if the
+ * database already holds a server's data (users, devices, records, batches: its keys exist
+ * elsewhere). data_dir NULL: "<sqlite path>.d"; a database other than sqlite: (postgres://…) needs
+ * one, and its key file is data_dir/server.key (PD_ERR_INVALID without). pd_server_init(url, err)
+ * is pd_server_create(url, NULL, err). */
+int pd_server_create(const char *db_url, const char *data_dir, pd_error *err);
 int pd_server_init(const char *db_url, pd_error *err);
 
 /* Open an existing server (database migrated if needed, keys loaded). data_dir may be NULL:

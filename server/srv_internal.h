@@ -130,8 +130,10 @@ int srv_receipt_decode(const uint8_t in[PD_RECEIPT_BYTES], const uint8_t pk[PD_P
                        srv_receipt *r);
 const char *srv_receipt_status_name(srv_receipt_status s);
 
-/* Process a complete bundle upload (verify, apply, store results): called with srv->lock held.
- * PD_ERR_INVALID if the bytes are not a bundle (nothing applied). */
+/* Process a complete bundle upload (verify, apply, store results): called with srv->lock held,
+ * which it releases while it parses the bundle and checks the batches' signatures (no storage
+ * or server state is used then) and takes again before it applies. PD_ERR_INVALID if the bytes
+ * are not a bundle (nothing applied). */
 int srv_bundle_process(pd_server *srv, const char *upload_id, const char *uploader_device,
                        const uint8_t *bytes, size_t len);
 

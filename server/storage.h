@@ -317,6 +317,17 @@ typedef struct pd_storage_ops {
     int (*commit)(pd_storage *st);
     void (*rollback)(pd_storage *st);
 
+    /* Group commit (optional: NULL where every commit is durable when it returns).
+     * sync_defer(st, true): from now on a commit (or a single write outside a transaction) of
+     * this handle returns once written, before it is durable; sync_defer(st, false) ends that.
+     * Calls nest (requests whose handlers release the lock for a while interleave): commits are
+     * deferred while more trues than falses were made.
+     * sync_flush makes every commit that returned before the call durable. It needs no lock and
+     * may run in many threads at once: one flush (one fsync) serves every caller waiting on it.
+     * Whoever defers must flush before it tells anyone that a deferred commit happened. */
+    int (*sync_defer)(pd_storage *st, bool on);
+    int (*sync_flush)(pd_storage *st);
+
     /* The global revision counter: the next value (inside a transaction), or the current one. */
     int (*revision_next)(pd_storage *st, int64_t *rev);
     int (*revision_current)(pd_storage *st, int64_t *rev);

@@ -3877,6 +3877,11 @@ static int pg_migrate(pg_storage *s, pg_conn *c, const pd_migration *m, int coun
                          "(it must not contain BEGIN/COMMIT)",
                          m[i].name ? m[i].name : "?");
     }
+    /* The audit log's month partitions (003_audit_by_month.sql): this month and the next two,
+     * made at every open, under the same lock; a no-op once they exist. */
+    if (rc == PD_OK && latest >= 3)
+        rc = mig_exec(s, c, "SELECT pd_audit_months((extract(epoch FROM now()) * 1000)::bigint, 2)",
+                      "making the audit log's month partitions");
     if (rc == PD_OK && version < latest) {
         /* latest is an int from the compiled-in list, not input */
         snprintf(sql, sizeof sql,

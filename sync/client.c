@@ -15,11 +15,14 @@
  *   4. receipts are checked with the pinned key: a valid applied/voided receipt is stored on its
  *      batch (state 'acknowledged'), held and forked batches wait ('uploaded'), a rejected one
  * stays in the queue with its message in sync_state;
- *   5. the pull (client_pull.c).
+ *   5. the pull (client_pull.c) — also when the upload failed for good (a bundle or photo refused):
+ *      the batches stay queued and the failure is returned, but resolutions, reassignments and
+ *      keys still arrive; only a link that is down (or no memory) skips it.
  *
  * Keys used: settings server_url, server_sign_pk, server_recovery_pk, server_fingerprint,
  * person_id, role, enrolled_at; sync_state clock_skew_ms, upload.url, upload.offset,
- * upload.bundle, photo.url, photo.hash, rejected.<batch hash hex>, and those of client_pull.c.
+ * upload.bundle, photo.url, photo.hash, rejected.<batch hash hex>, enroll.user_sk (the person key
+ * of an enrolment not answered yet), and those of client_pull.c.
  */
 #include "client_internal.h"
 #include "keys.h"
@@ -35,8 +38,8 @@
 #define BUNDLE_ENTRY_MAX (16u << 20)
 #define CODE_ALPHABET "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #define CODE_LEN 12
-#define NAME_MAX_BYTES 255
-#define AREA_LIST_MAX 4095
+#define NAME_MAX_BYTES PD_KEYRING_NAME_MAX
+#define AREA_LIST_MAX PD_KEYRING_AREA_MAX
 
 /* ---- small key/value state ------------------------------------------------------------------- */
 
@@ -377,6 +380,9 @@ int pd_client_keyring_json(pd_store *store, const cJSON *arr, size_t *count, pd_
                                 "keyring: an entry lacks a 64-hex pk or a known role");
         if (pid && !valid_id(pid, sizeof e.person_id - 1))
             return pd_error_set(err, PD_ERR_PROTOCOL, "keyring: malformed person_id");
+        if (name && strlen(name) > NAME_MAX_BYTES)
+            return pd_error_set(err, PD_ERR_TOOBIG, "keyring %s: a name longer than %d bytes",
+                                pid ? pid : "?", NAME_MAX_BYTES);
         if (name && !text_ok(name, NAME_MAX_BYTES))
             return pd_error_set(err, PD_ERR_PROTOCOL, "keyring %s: malformed name",
                                 pid ? pid : "?");
@@ -388,21 +394,17 @@ int pd_client_keyring_json(pd_store *store, const cJSON *arr, size_t *count, pd_
         }
         if (area && *area) {
             int rc = areas_check(area, err);
-            if (rc != PD_OK)
-                return rc;
+            if (rc != PD_OK) {
+                char why[sizeof err->msg];
+                memcpy(why, err->msg, sizeof why);
+                return pd_error_set(err, rc, "keyring %s: %s", pid ? pid : "?", why);
+            }
         }
+        /* name and area were checked against the entry's sizes (the server's limits): whole */
         snprintf(e.role, sizeof e.role, "%s", role);
         snprintf(e.person_id, sizeof e.person_id, "%s", pid ? pid : "");
-        copy_utf8(e.name, sizeof e.name, name ? name : "");
-        /* The keyring keeps 255 bytes of area: enough for the supervision relation it serves;
-         * a longer list is cut at a comma. */
-        if (area && strlen(area) >= sizeof e.area) {
-            memcpy(e.area, area, sizeof e.area - 1);
-            char *comma = strrchr(e.area, ',');
-            *(comma ? comma : e.area) = '\0';
-        } else {
-            snprintf(e.area, sizeof e.area, "%s", area ? area : "");
-        }
+        snprintf(e.name, sizeof e.name, "%s", name ? name : "");
+        snprintf(e.area, sizeof e.area, "%s", area ? area : "");
         int rc = pd_keyring_put(store, &e);
         if (rc != PD_OK)
             return pd_error_set(err, rc, "%s", pd_store_errmsg(store));
@@ -490,6 +492,30 @@ static int find_person_identity(pd_store *store, const char *role, char found_ro
         return PD_OK;
     *found = true;
     return pd_keys_identity(store, found_role, pk, sk);
+}
+
+/* The person key of an enrolment not yet answered (sync_state enroll.user_sk, inside the
+ * encrypted store): made and saved before the first request goes out, so that a retry after a
+ * lost answer, in this run or a later one, sends the very same key and the server recognises its
+ * own enrolment (PROTOCOL.md §3) instead of answering code_used. Deleted with the enrolment's
+ * commit. */
+static int pending_person_key(pd_store *store, uint8_t pk[PD_PUBKEY_BYTES], uint8_t *sk)
+{
+    uint8_t *saved = NULL;
+    size_t n = 0;
+    int rc = pd_sync_state_get_blob(store, "enroll.user_sk", &saved, &n);
+    if (rc == PD_OK && n == PD_SECKEY_BYTES) {
+        memcpy(sk, saved, PD_SECKEY_BYTES);
+        crypto_sign_ed25519_sk_to_pk(pk, sk);
+    } else if (rc == PD_OK || rc == PD_ERR_NOTFOUND) {
+        crypto_sign_keypair(pk, sk);
+        rc = pd_sync_state_set_blob(store, "enroll.user_sk", sk, PD_SECKEY_BYTES);
+    }
+    if (saved) {
+        sodium_memzero(saved, n);
+        free(saved);
+    }
+    return rc;
 }
 
 static int store_identity(pd_store *store, const char *role, const char *person_id,
@@ -661,8 +687,8 @@ int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
     bool reused = false;
     if ((rc = find_person_identity(store, role, have_role, user_pk, user_sk, &reused)) != PD_OK)
         goto out;
-    if (!reused)
-        crypto_sign_keypair(user_pk, user_sk);
+    if (!reused && (rc = pending_person_key(store, user_pk, user_sk)) != PD_OK)
+        goto out;
     if ((rc = pd_keys_identity(store, "device", device_pk, NULL)) != PD_OK)
         goto out;
     const char *device_id = pd_store_device_id(store);
@@ -760,7 +786,8 @@ int pd_sync_enroll(pd_store *store, const char *server_url, const char *code,
         (rc = setting_set_int(store, "enrolled_at", pd_sync_now_ms())) != PD_OK ||
         (rc = pd_keyring_put(store, &server_entry)) != PD_OK ||
         (rc = store_assignment(store, a.areas)) != PD_OK ||
-        (rc = pd_sync_state_set_int(store, "clock_skew_ms", skew)) != PD_OK)
+        (rc = pd_sync_state_set_int(store, "clock_skew_ms", skew)) != PD_OK ||
+        (rc = pd_sync_state_del(store, "enroll.user_sk")) != PD_OK)
         goto out;
     e = (pd_error){0};
     if ((rc = pd_client_keyring_json(store, a.keyring, &keys, &e)) != PD_OK) {
@@ -1627,6 +1654,8 @@ int pd_sync_run(pd_store *store, const pd_sync_options *opt, pd_sync_stats *stat
                              "this device is not enrolled: run 'pendata enroll' first");
     if (rc != PD_OK)
         return rc;
+    if ((rc = pd_client_forget_plain_part(store)) != PD_OK)
+        return rc;
     if (opt && opt->server_url)
         snprintf(url, sizeof url, "%s", opt->server_url);
     else if ((rc = pd_client_setting_text(store, "server_url", url, sizeof url)) != PD_OK)
@@ -1658,12 +1687,36 @@ int pd_sync_run(pd_store *store, const pd_sync_options *opt, pd_sync_stats *stat
 
     if ((rc = resume_pending(store, &h, &done, stats)) != PD_OK ||
         (rc = ask_receipts(store, &h, stats)) != PD_OK ||
-        (rc = upload_queue(store, &h, &done, stats)) != PD_OK ||
-        (rc = pd_client_pull(store, &h, stats)) != PD_OK) {
+        (rc = upload_queue(store, &h, &done, stats)) != PD_OK) {
+        if (h.err.msg[0] && h.err.code == rc)
+            store_fail_err(store, &h.err, rc);
+        stats->upload_error = rc;
+        /* Refused for good (a bundle refused, a photo that does not match its hash, ...): the
+         * batches stay queued, and the pull still brings what the device needs (resolutions,
+         * reassignments, keys); local unacknowledged changes keep their values over it. With
+         * the link down (or no memory) there is no point trying. */
+        if (rc == PD_ERR_NETWORK || rc == PD_ERR_BUSY || rc == PD_ERR_NOMEM)
+            goto out;
+        char up[PD_ERRMSG_MAX];
+        snprintf(up, sizeof up, "%s", pd_store_errmsg(store));
+        memset(&h.err, 0, sizeof h.err);
+        int prc = pd_client_pull(store, &h, stats);
+        if (prc == PD_OK) {
+            stats->pulled = true;
+            pd_store_fail(store, rc, "upload: %s (the pull went on: cursor %lld)", up,
+                          (long long)stats->cursor);
+        } else {
+            pd_store_fail(store, rc, "upload: %s; the pull failed too: %s", up,
+                          h.err.msg[0] ? h.err.msg : pd_strerror(prc));
+        }
+        goto out;
+    }
+    if ((rc = pd_client_pull(store, &h, stats)) != PD_OK) {
         if (h.err.msg[0] && h.err.code == rc)
             store_fail_err(store, &h.err, rc);
         goto out;
     }
+    stats->pulled = true;
 out:
     if (h.skew_changed)
         pd_sync_state_set_int(store, "clock_skew_ms", h.skew_ms);

@@ -10,6 +10,7 @@
  * curl_easy_reset between requests keeps the live connections.
  */
 #include "client_internal.h"
+#include "json_text.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -569,12 +570,6 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r)
     }
     if (req->sign && h->pinned && is_json(r)) {
         rc = pd_http_check_sig(h, r, r->nonce, h->sign_pk);
-        if (rc != PD_OK && req->alt_sig_context && r->status == 200) {
-            pd_error first = h->err;
-            rc = pd_http_check_sig(h, r, req->alt_sig_context, h->sign_pk);
-            if (rc != PD_OK)
-                h->err = first;
-        }
         if (rc != PD_OK)
             goto out;
     }
@@ -717,7 +712,13 @@ cJSON *pd_http_json(pd_http *h, const char *what, const pd_http_resp *r)
                      r->content_type[0] ? r->content_type : "no Content-Type");
         return NULL;
     }
-    cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
+    if (pd_json_has_nul_escape(r->body, r->body_len)) {
+        /* cJSON would cut the string there and we would store a value nobody sent */
+        pd_error_set(&h->err, PD_ERR_PROTOCOL,
+                     "%s: a string in the answer holds \\u0000 (NUL): refusing it whole", what);
+        return NULL;
+    }
+    cJSON *j = pd_json_parse(r->body, r->body_len);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
         pd_error_set(&h->err, PD_ERR_PROTOCOL, "%s: the answer is not a JSON object", what);

@@ -87,8 +87,9 @@ typedef struct pd_http_req {
     /* The body may not be sent twice by libcurl itself (it resends a request whose reused
      * connection died before any answer): a tus PATCH must go through HEAD first instead. */
     bool no_resend;
-    /* Also accept a 200 JSON answer signed with this third line instead of the nonce (the
-     * server signs GET /v1/delta over its body with "-": see client_pull.c). NULL: nonce only. */
+    /* IGNORED: every signed JSON answer must bind to the request's nonce (a delta too, since the
+     * server stopped signing it over "-"). Kept only until bench/bench_load.c stops setting it;
+     * then delete. */
     const char *alt_sig_context;
     /* The body of a 200/206 answer goes to sink (return 0 to go on) instead of memory. */
     int (*sink)(void *ctx, const uint8_t *p, size_t n);
@@ -202,8 +203,18 @@ int pd_tus_metadata(char **out, const char *const *keys, const char *const *valu
 /* First time: the prelist (resumable) and its import. Then deltas until more=false. */
 int pd_client_pull(pd_store *store, pd_http *h, pd_sync_stats *stats);
 
-/* Apply one parsed delta page in one transaction with the new cursor; counts go to stats. */
+/* Remove <home>/prelist.part, where versions before device schema 4 kept a prelist download in
+ * plain (the download now stays inside the store). PD_ERR_IO if it is there and cannot go. */
+int pd_client_forget_plain_part(pd_store *store);
+
+/* Apply one parsed delta page in one transaction with the new cursor; counts go to stats. The
+ * page must have been parsed from text without \u0000 in a string (pd_http_json checks it;
+ * cJSON cuts such a string short). */
 int pd_client_apply_delta(pd_store *store, const cJSON *page, pd_sync_stats *stats);
+
+/* The same from the page's JSON text (len bytes): PD_ERR_PROTOCOL, nothing stored, for text
+ * that is not a JSON object or whose strings hold \u0000. */
+int pd_client_apply_delta_text(pd_store *store, const char *text, size_t len, pd_sync_stats *stats);
 
 /* The sync_state table (key/value). get_* return PD_ERR_NOTFOUND for a missing key. */
 int pd_sync_state_get_int(pd_store *store, const char *key, int64_t *v);

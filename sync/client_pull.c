@@ -2,11 +2,15 @@
  * client_pull.c — the download side of a sync: the first time the prelist package of the
  * device's area, then deltas since the cursor (PROTOCOL.md §6).
  *
- * The prelist is downloaded into <home>/prelist.part. Its ETag and the Pd-Cursor that came with
- * it are saved in sync_state as soon as the first byte arrives, so a cut download (or a killed
- * program) resumes with `Range: bytes=<size>-` and `If-Range: <etag>`: a 206 appends, a 200 (the
- * package changed meanwhile) starts the file over. The finished file must hash to its ETag, then
- * pd_prelist_import loads it with the pinned server key as issuer, and the cursor is set.
+ * The prelist is downloaded into the encrypted store (table prelist_part, one row a piece of at
+ * most PART_PIECE bytes), never into a plain file: it holds names and NIKs. Its ETag and the
+ * Pd-Cursor that came with it are saved in sync_state as soon as the first byte arrives, so a cut
+ * download (or a killed program, which loses at most the piece still in memory) resumes with
+ * `Range: bytes=<held>-` and `If-Range: <etag>`: a 206 appends, a 200 (the package changed
+ * meanwhile) starts over. The finished package is read back into guarded memory, must hash to
+ * its ETag, then pd_prelist_import_mem loads it with the pinned server key as issuer, and the
+ * cursor is set and the pieces deleted in one transaction. A plain <home>/prelist.part left by
+ * an older version is removed when a sync starts (pd_client_forget_plain_part).
  *
  * A delta page is applied in ONE transaction together with its new cursor: a page that fails
  * validation anywhere changes nothing. Each household and member row is validated by the
@@ -21,35 +25,91 @@
  * column names never come from the network; values are always bound.
  */
 #include "client_internal.h"
+#include "json_text.h"
 #include "pd_korcam.h"
 #include "prelist_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#define PART_NAME "prelist.part"
+#define PART_LEGACY "prelist.part" /* where versions before schema 4 kept it, in plain */
+#define PART_PIECE (256u << 10)    /* bytes gathered in memory before they go into the store */
 #define SQL_MAX 2048
 #define MAX_COLS 48
 
 /* ---- the prelist ------------------------------------------------------------------------------
  */
 
+/* The download so far: the rows of prelist_part (schema/device/004_prelist_part.sql). */
+static const char part_held_sql[] =
+    "SELECT coalesce(sum(length(data)), 0), coalesce(max(off + length(data)), 0) FROM "
+    "prelist_part";
+static const char part_add_sql[] = "INSERT INTO prelist_part (off, data) VALUES (?1, ?2)";
+static const char part_read_sql[] = "SELECT off, data FROM prelist_part ORDER BY off";
+static const char part_clear_sql[] = "DELETE FROM prelist_part";
+
 typedef struct part_sink {
     pd_store *store;
     pd_http_resp *r;
-    int fd;
-    uint64_t start; /* the size the file had when the request went out */
-    uint64_t off;
-    int64_t total; /* the whole package, when the answer said */
+    uint64_t start; /* the bytes held when the request went out */
+    uint64_t off;   /* held + buffered */
+    int64_t total;  /* the whole package, when the answer said */
+    uint8_t *buf;   /* PART_PIECE bytes: what arrived since the last flush, from off - len */
+    size_t len;
     bool started, bad_range, no_etag;
 } part_sink;
+
+static int part_exec(pd_store *store, const char *sql)
+{
+    int rc = sqlite3_exec(pd_store_sqlite(store), sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? PD_OK : pd_store_fail_sqlite(store, rc, "prelist_part");
+}
+
+/* The bytes held (contiguous from 0; a gap, which no code path makes, starts over). */
+static int part_held(pd_store *store, uint64_t *held)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(pd_store_sqlite(store), part_held_sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t sum = sqlite3_column_int64(st, 0), end = sqlite3_column_int64(st, 1);
+        *held = sum == end ? (uint64_t)sum : 0;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? PD_OK : pd_store_fail_sqlite(store, rc, "prelist_part");
+}
+
+/* Store what is buffered as the next piece, in its own transaction (it survives a kill). */
+static int part_flush(part_sink *s)
+{
+    if (s->len == 0)
+        return PD_OK;
+    int rc = pd_store_begin(s->store);
+    if (rc != PD_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(pd_store_sqlite(s->store), part_add_sql, -1, &st, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (int64_t)(s->off - s->len));
+        sqlite3_bind_blob(st, 2, s->buf, (int)s->len, SQLITE_STATIC);
+        src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK
+                                              : sqlite3_errcode(pd_store_sqlite(s->store));
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_OK) {
+        rc = pd_store_fail_sqlite(s->store, src, "prelist_part");
+        pd_store_rollback(s->store);
+        return rc;
+    }
+    sodium_memzero(s->buf, s->len);
+    s->len = 0;
+    return pd_store_commit(s->store);
+}
 
 /* "bytes A-B/T" (or "bytes *\/T"): A (or -1) and T. */
 static bool parse_content_range(const char *s, int64_t *first, int64_t *total)
@@ -99,19 +159,18 @@ static int part_write(void *ctx, const uint8_t *p, size_t n)
             s->total = total;
             s->off = s->start;
         } else {
-            /* The whole package (first time, or it changed since): start the file over, and
-             * remember what resumes it before writing a byte of it. */
+            /* The whole package (first time, or it changed since): start over, and remember
+             * what resumes it before keeping a byte of it. */
             if (!r->etag[0] || !r->has_cursor) {
                 s->no_etag = true;
                 return -1;
             }
-            if (ftruncate(s->fd, 0) != 0)
-                return -1;
             s->off = 0;
             s->total = r->content_length;
             if (pd_store_begin(s->store) != PD_OK)
                 return -1;
-            if (pd_sync_state_set_text(s->store, "prelist.etag", r->etag) != PD_OK ||
+            if (part_exec(s->store, part_clear_sql) != PD_OK ||
+                pd_sync_state_set_text(s->store, "prelist.etag", r->etag) != PD_OK ||
                 pd_sync_state_set_int(s->store, "prelist.cursor", r->cursor) != PD_OK) {
                 pd_store_rollback(s->store);
                 return -1;
@@ -122,79 +181,71 @@ static int part_write(void *ctx, const uint8_t *p, size_t n)
     }
     if (s->total >= 0 && (uint64_t)s->total < s->off + n)
         return -1; /* more than announced */
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = pwrite(s->fd, p + done, n - done, (off_t)(s->off + done));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
+    while (n > 0) {
+        size_t take = PART_PIECE - s->len < n ? PART_PIECE - s->len : n;
+        memcpy(s->buf + s->len, p, take);
+        s->len += take;
+        s->off += take;
+        p += take;
+        n -= take;
+        if (s->len == PART_PIECE && part_flush(s) != PD_OK)
             return -1;
-        done += (size_t)w;
     }
-    s->off += n;
     return 0;
 }
 
-static int file_hash_hex(const char *path, char out[2 * PD_HASH_BYTES + 1], uint64_t *size)
+static int clear_prelist_state(pd_store *store)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return PD_ERR_IO;
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, PD_HASH_BYTES);
-    uint8_t buf[65536];
-    uint64_t total = 0;
-    int rc = PD_OK;
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = PD_ERR_IO;
-            break;
-        }
-        if (n == 0)
-            break;
-        crypto_generichash_update(&st, buf, (size_t)n);
-        total += (uint64_t)n;
+    int rc = pd_store_begin(store);
+    if (rc != PD_OK)
+        return rc;
+    if ((rc = part_exec(store, part_clear_sql)) != PD_OK ||
+        (rc = pd_sync_state_del(store, "prelist.etag")) != PD_OK ||
+        (rc = pd_sync_state_del(store, "prelist.cursor")) != PD_OK) {
+        pd_store_rollback(store);
+        return rc;
     }
-    close(fd);
-    uint8_t h[PD_HASH_BYTES];
-    crypto_generichash_final(&st, h, sizeof h);
-    pd_sync_hex(out, h, sizeof h);
-    *size = total;
-    return rc;
+    return pd_store_commit(store);
 }
 
-static int clear_prelist_state(pd_store *store, const char *part)
+int pd_client_forget_plain_part(pd_store *store)
 {
-    unlink(part);
-    int rc = pd_sync_state_del(store, "prelist.etag");
-    if (rc == PD_OK)
-        rc = pd_sync_state_del(store, "prelist.cursor");
+    const char *home = pd_store_home(store);
+    size_t n = strlen(home) + sizeof PART_LEGACY + 2;
+    char *path = malloc(n);
+    if (!path)
+        return pd_store_fail(store, PD_ERR_NOMEM, "out of memory");
+    snprintf(path, n, "%s/%s", home, PART_LEGACY);
+    int rc = PD_OK;
+    if (unlink(path) != 0 && errno != ENOENT)
+        rc = pd_store_fail(store, PD_ERR_IO, "%s: cannot remove it: %s", PART_LEGACY,
+                           strerror(errno));
+    free(path);
     return rc;
 }
 
-/* Download the package into part (resuming what is there). */
-static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sync_stats *stats)
+/* Download the package into prelist_part (resuming what is there). */
+static int download_prelist(pd_store *store, pd_http *h, pd_sync_stats *stats)
 {
     char url[PD_HTTP_URL_MAX];
     pd_http_url(h, "/v1/prelist", url);
+    uint8_t *buf = sodium_malloc(PART_PIECE); /* guarded, wiped when freed */
+    if (!buf)
+        return pd_error_set(&h->err, PD_ERR_NOMEM, "out of memory");
     unsigned attempt = 0;
+    int rc;
     for (;;) {
         char etag[160] = "";
-        struct stat sb;
-        uint64_t size = stat(part, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+        uint64_t size = 0;
+        if ((rc = part_held(store, &size)) != PD_OK)
+            break;
         if (pd_sync_state_get_text(store, "prelist.etag", etag, sizeof etag) != PD_OK)
             etag[0] = '\0';
-        if (!etag[0])
-            size = 0; /* nothing says what the bytes there are: start over */
-        int fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-            return pd_error_set(&h->err, PD_ERR_IO, "%s: %s", part, strerror(errno));
-        if (size == 0 && ftruncate(fd, 0) != 0) {
-            close(fd);
-            return pd_error_set(&h->err, PD_ERR_IO, "%s: %s", part, strerror(errno));
+        if (!etag[0] && size > 0) {
+            /* nothing says what the bytes there are: start over */
+            if ((rc = part_exec(store, part_clear_sql)) != PD_OK)
+                break;
+            size = 0;
         }
         char range[64], ifrange[200];
         const char *hdrs[3] = {NULL, NULL, NULL};
@@ -205,7 +256,8 @@ static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sy
             hdrs[1] = ifrange;
         }
         pd_http_resp r;
-        part_sink sink = {.store = store, .r = &r, .fd = fd, .start = size, .total = -1};
+        part_sink sink = {
+            .store = store, .r = &r, .start = size, .off = size, .total = -1, .buf = buf};
         pd_http_req req = {.method = "GET",
                            .url = url,
                            .headers = hdrs,
@@ -214,19 +266,29 @@ static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sy
                            .sink_ctx = &sink,
                            .phase = PD_SYNC_PHASE_PRELIST,
                            .progress_base = size};
-        int rc = pd_http_once(h, &req, &r);
-        int fsrc = fsync(fd);
-        close(fd);
+        rc = pd_http_once(h, &req, &r);
+        /* keep what arrived, also (above all) when the link broke */
+        int frc = sink.bad_range || sink.no_etag ? PD_OK : part_flush(&sink);
         if (sink.bad_range || sink.no_etag) {
             pd_http_resp_free(&r);
-            clear_prelist_state(store, part);
-            if (sink.no_etag)
-                return pd_error_set(&h->err, PD_ERR_PROTOCOL,
-                                    "GET /v1/prelist: the answer has no ETag or Pd-Cursor");
-            if (++attempt >= h->cfg.max_attempts)
-                return pd_error_set(&h->err, PD_ERR_PROTOCOL,
-                                    "GET /v1/prelist: the server keeps answering another range");
+            clear_prelist_state(store);
+            if (sink.no_etag) {
+                rc = pd_error_set(&h->err, PD_ERR_PROTOCOL,
+                                  "GET /v1/prelist: the answer has no ETag or Pd-Cursor");
+                break;
+            }
+            if (++attempt >= h->cfg.max_attempts) {
+                rc = pd_error_set(&h->err, PD_ERR_PROTOCOL,
+                                  "GET /v1/prelist: the server keeps answering another range");
+                break;
+            }
             continue;
+        }
+        if (frc != PD_OK) {
+            pd_http_resp_free(&r);
+            rc = pd_error_set(&h->err, frc, "the prelist download cannot be kept: %s",
+                              pd_store_errmsg(store));
+            break;
         }
         bool progressed = sink.off > size;
         if (rc == PD_ERR_NETWORK || (rc == PD_OK && pd_http_transient(r.status))) {
@@ -234,120 +296,164 @@ static int download_prelist(pd_store *store, pd_http *h, const char *part, pd_sy
             pd_http_resp_free(&r);
             if (progressed)
                 attempt = 0;
-            if (++attempt >= h->cfg.max_attempts)
-                return rc != PD_OK ? rc
-                                   : pd_error_set(&h->err, PD_ERR_BUSY,
-                                                  "GET /v1/prelist: the server is busy");
+            if (++attempt >= h->cfg.max_attempts) {
+                if (rc == PD_OK)
+                    rc = pd_error_set(&h->err, PD_ERR_BUSY, "GET /v1/prelist: the server is busy");
+                break;
+            }
             pd_http_backoff(h, attempt - 1, ra);
             continue;
         }
         if (rc != PD_OK) {
             pd_http_resp_free(&r);
-            return rc;
+            break;
         }
         if (r.status == 401 && pd_http_auth_retry(h, &r)) {
             pd_http_resp_free(&r);
-            if (++attempt >= h->cfg.max_attempts)
-                return pd_error_set(&h->err, PD_ERR_DENIED, "GET /v1/prelist: refused");
+            if (++attempt >= h->cfg.max_attempts) {
+                rc = pd_error_set(&h->err, PD_ERR_DENIED, "GET /v1/prelist: refused");
+                break;
+            }
             continue; /* the clock corrected, or a resent copy refused: once more */
         }
         if (r.status == 416) {
             int64_t first, total;
             bool ok = parse_content_range(r.content_range, &first, &total);
             pd_http_resp_free(&r);
-            if (ok && (uint64_t)total == size)
-                return PD_OK; /* it was all here already */
-            clear_prelist_state(store, part);
-            if (++attempt >= h->cfg.max_attempts)
-                return pd_error_set(&h->err, PD_ERR_PROTOCOL, "GET /v1/prelist: range refused");
+            if (ok && (uint64_t)total == size) {
+                rc = PD_OK; /* it was all here already */
+                break;
+            }
+            clear_prelist_state(store);
+            if (++attempt >= h->cfg.max_attempts) {
+                rc = pd_error_set(&h->err, PD_ERR_PROTOCOL, "GET /v1/prelist: range refused");
+                break;
+            }
             continue;
         }
         if (r.status == 404) {
             /* no_area: this person has no assigned area (an admin, say): nothing to pull */
             pd_http_resp_free(&r);
-            return PD_ERR_NOTFOUND;
+            rc = PD_ERR_NOTFOUND;
+            break;
         }
         if (r.status != 200 && r.status != 206) {
             rc = pd_http_fail_status(h, "GET /v1/prelist", &r);
             pd_http_resp_free(&r);
-            return rc;
+            break;
         }
         pd_http_resp_free(&r);
-        if (fsrc != 0)
-            return pd_error_set(&h->err, PD_ERR_IO, "%s: fsync failed", part);
-        if (!sink.started)
-            return pd_error_set(&h->err, PD_ERR_PROTOCOL, "GET /v1/prelist: an empty package");
+        if (!sink.started) {
+            rc = pd_error_set(&h->err, PD_ERR_PROTOCOL, "GET /v1/prelist: an empty package");
+            break;
+        }
         if (sink.total >= 0 && sink.off != (uint64_t)sink.total) {
-            if (++attempt >= h->cfg.max_attempts)
-                return pd_error_set(&h->err, PD_ERR_NETWORK, "GET /v1/prelist: short answer");
+            if (++attempt >= h->cfg.max_attempts) {
+                rc = pd_error_set(&h->err, PD_ERR_NETWORK, "GET /v1/prelist: short answer");
+                break;
+            }
             continue;
         }
         (void)stats;
-        return PD_OK;
+        rc = PD_OK;
+        break;
     }
+    sodium_free(buf);
+    return rc;
+}
+
+/* The whole download, from the store into guarded memory (*out: sodium_malloc'd, at least 1
+ * byte; the caller sodium_free's it). */
+static int part_load(pd_store *store, pd_http *h, uint8_t **out, size_t *len)
+{
+    uint64_t held = 0;
+    int rc = part_held(store, &held);
+    if (rc != PD_OK)
+        return pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
+    if (held == 0 || held > PD_PRELIST_PREFIX_BYTES + (uint64_t)PD_PRELIST_MAX_COMPRESSED)
+        return pd_error_set(&h->err, PD_ERR_CORRUPT, "the downloaded prelist has %llu bytes",
+                            (unsigned long long)held);
+    uint8_t *p = sodium_malloc((size_t)held);
+    if (!p)
+        return pd_error_set(&h->err, PD_ERR_NOMEM, "no memory for a prelist of %llu bytes",
+                            (unsigned long long)held);
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    int src = sqlite3_prepare_v2(pd_store_sqlite(store), part_read_sql, -1, &st, NULL);
+    while (st && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t k = (size_t)sqlite3_column_bytes(st, 1);
+        if ((uint64_t)sqlite3_column_int64(st, 0) != n || k > held - n) {
+            src = SQLITE_CORRUPT;
+            break;
+        }
+        memcpy(p + n, sqlite3_column_blob(st, 1), k);
+        n += k;
+    }
+    sqlite3_finalize(st);
+    if (src != SQLITE_DONE || n != held) {
+        sodium_free(p);
+        return pd_error_set(&h->err, PD_ERR_CORRUPT, "the downloaded prelist cannot be read back");
+    }
+    *out = p;
+    *len = n;
+    return PD_OK;
 }
 
 static int pull_prelist(pd_store *store, pd_http *h, pd_sync_stats *stats, int64_t *cursor)
 {
-    const char *home = pd_store_home(store);
-    size_t plen = strlen(home) + sizeof PART_NAME + 2;
-    char *part = malloc(plen);
-    if (!part)
-        return pd_error_set(&h->err, PD_ERR_NOMEM, "out of memory");
-    snprintf(part, plen, "%s/%s", home, PART_NAME);
-    int rc = download_prelist(store, h, part, stats);
+    uint8_t *pkg = NULL;
+    size_t len = 0;
+    int rc = download_prelist(store, h, stats);
     if (rc == PD_ERR_NOTFOUND) {
-        unlink(part);
-        goto out; /* the caller pulls nothing */
+        clear_prelist_state(store);
+        return rc; /* the caller pulls nothing */
     }
     if (rc != PD_OK)
-        goto out;
+        return rc;
     char etag[160], want[2 * PD_HASH_BYTES + 1], got[2 * PD_HASH_BYTES + 1];
-    uint64_t size = 0;
     int64_t pcursor = 0;
     if (pd_sync_state_get_text(store, "prelist.etag", etag, sizeof etag) != PD_OK ||
         pd_sync_state_get_int(store, "prelist.cursor", &pcursor) != PD_OK) {
         rc = pd_error_set(&h->err, PD_ERR_STATE, "the prelist download lost its ETag");
-        clear_prelist_state(store, part);
+        clear_prelist_state(store);
         goto out;
     }
     const char *q = etag[0] == '"' ? etag + 1 : etag;
     size_t qn = strcspn(q, "\"");
     if (qn != 2 * PD_HASH_BYTES) {
         rc = pd_error_set(&h->err, PD_ERR_PROTOCOL, "prelist ETag %s is not a BLAKE2b-256", etag);
-        clear_prelist_state(store, part);
+        clear_prelist_state(store);
         goto out;
     }
     memcpy(want, q, qn);
     want[qn] = '\0';
-    if ((rc = file_hash_hex(part, got, &size)) != PD_OK) {
-        rc = pd_error_set(&h->err, rc, "%s: cannot read it back", part);
+    if ((rc = part_load(store, h, &pkg, &len)) != PD_OK) {
+        clear_prelist_state(store);
         goto out;
     }
-    /* The ETag is "hex BLAKE2b-256 of the package" (PROTOCOL.md §6): of the whole file, or the
-     * package's identity (BLAKE2b of its signed header and signature, which commits to the
+    /* The ETag is "hex BLAKE2b-256 of the package" (PROTOCOL.md §6): of the whole package, or
+     * the package's identity (BLAKE2b of its signed header and signature, which commits to the
      * payload through its hash: pd_prelist.h) as the server sends it. */
-    pd_prelist_info info;
-    pd_error pe = {0};
     char ident[2 * PD_HASH_BYTES + 1] = "";
-    if (strcasecmp(got, want) != 0 && pd_prelist_peek(part, &info, &pe) == PD_OK)
-        pd_sync_hex(ident, info.id, sizeof info.id);
+    pd_http_hash_hex(pkg, len, got);
+    if (len >= PD_PRELIST_PREFIX_BYTES)
+        pd_http_hash_hex(pkg, PD_PRELIST_PREFIX_BYTES, ident);
     if (strcasecmp(got, want) != 0 && strcasecmp(ident, want) != 0) {
         rc = pd_error_set(&h->err, PD_ERR_CORRUPT,
-                          "the downloaded prelist (%llu bytes) does not hash to its ETag: it is "
+                          "the downloaded prelist (%zu bytes) does not hash to its ETag: it is "
                           "fetched again next time",
-                          (unsigned long long)size);
-        clear_prelist_state(store, part);
+                          len);
+        clear_prelist_state(store);
         goto out;
     }
     uint8_t issuer[PD_PUBKEY_BYTES];
     memcpy(issuer, h->sign_pk, sizeof issuer);
     pd_prelist_import_stats st;
-    rc = pd_prelist_import(store, part, issuer, &st);
+    rc = pd_prelist_import_mem(store, pkg, len, issuer, &st);
     if (rc != PD_OK) {
         rc = pd_error_set(&h->err, rc, "prelist import: %s", pd_store_errmsg(store));
         if (rc == PD_ERR_SIGNATURE || rc == PD_ERR_CORRUPT || rc == PD_ERR_INVALID)
-            clear_prelist_state(store, part);
+            clear_prelist_state(store);
         goto out;
     }
     stats->prelist_imported = true;
@@ -358,7 +464,8 @@ static int pull_prelist(pd_store *store, pd_http *h, pd_sync_stats *stats, int64
     if ((rc = pd_store_begin(store)) == PD_OK) {
         if ((rc = pd_sync_state_set_int(store, "cursor", pcursor)) != PD_OK ||
             (rc = pd_sync_state_del(store, "prelist.etag")) != PD_OK ||
-            (rc = pd_sync_state_del(store, "prelist.cursor")) != PD_OK)
+            (rc = pd_sync_state_del(store, "prelist.cursor")) != PD_OK ||
+            (rc = part_exec(store, part_clear_sql)) != PD_OK)
             pd_store_rollback(store);
         else
             rc = pd_store_commit(store);
@@ -367,10 +474,9 @@ static int pull_prelist(pd_store *store, pd_http *h, pd_sync_stats *stats, int64
         rc = pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
         goto out;
     }
-    unlink(part);
     *cursor = pcursor;
 out:
-    free(part);
+    sodium_free(pkg); /* wipes */
     return rc;
 }
 
@@ -949,6 +1055,22 @@ out:
     return pd_store_commit(store);
 }
 
+int pd_client_apply_delta_text(pd_store *store, const char *text, size_t len, pd_sync_stats *stats)
+{
+    if (!text || pd_json_has_nul_escape(text, len))
+        return pd_store_fail(store, PD_ERR_PROTOCOL,
+                             "delta: a string in the page holds \\u0000 (NUL): refusing the page "
+                             "whole");
+    cJSON *page = pd_json_parse(text, len);
+    if (!cJSON_IsObject(page)) {
+        cJSON_Delete(page);
+        return pd_store_fail(store, PD_ERR_PROTOCOL, "delta: the page is not a JSON object");
+    }
+    int rc = pd_client_apply_delta(store, page, stats);
+    cJSON_Delete(page);
+    return rc;
+}
+
 /* ---- the pull -------------------------------------------------------------------------------- */
 
 int pd_client_pull(pd_store *store, pd_http *h, pd_sync_stats *stats)
@@ -969,16 +1091,9 @@ int pd_client_pull(pd_store *store, pd_http *h, pd_sync_stats *stats)
         char path[96], url[PD_HTTP_URL_MAX];
         snprintf(path, sizeof path, "/v1/delta?since=%lld", (long long)cursor);
         pd_http_url(h, path, url);
-        /* PROTOCOL.md §2 binds the signature to our nonce; the server as written signs a
-         * delta page over its body with "-" so a resumed page can be checked. The page also
-         * names the `since` it answers, which must be ours: accept either, until the two
-         * agree. */
-        pd_http_req req = {.method = "GET",
-                           .url = url,
-                           .sign = true,
-                           .gzip = true,
-                           .phase = PD_SYNC_PHASE_DELTA,
-                           .alt_sig_context = "-"};
+        /* The page is signed over our nonce (PROTOCOL.md §2): a recorded page is refused. */
+        pd_http_req req = {
+            .method = "GET", .url = url, .sign = true, .gzip = true, .phase = PD_SYNC_PHASE_DELTA};
         pd_http_resp r;
         cJSON *j = NULL;
         rc = pd_http_call(h, &req, &r);

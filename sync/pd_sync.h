@@ -357,15 +357,19 @@ int pd_chain_apply(struct sqlite3 *db, const pd_chain_item *items, size_t n,
 
 /* ---- On the device: sealing, the outbox, the supervisor's queue ------------------------------- */
 
-/* Keyring rows (schema table keyring). */
+/* Keyring rows (schema table keyring). The text limits are the server's (a person's name, and the
+ * comma-separated area codes of, say, a supervisor of many SLS): what the server may send always
+ * fits whole; a longer value is refused, never cut. */
+#define PD_KEYRING_NAME_MAX 255  /* bytes of UTF-8 */
+#define PD_KEYRING_AREA_MAX 4095 /* bytes of the area list */
 typedef struct pd_keyring_entry {
     uint8_t pk[PD_PUBKEY_BYTES];
     char role[16];
     char person_id[64];
-    char name[128];
+    char name[PD_KEYRING_NAME_MAX + 1];
     bool has_supervisor;
     uint8_t supervisor_pk[PD_PUBKEY_BYTES];
-    char area[256];
+    char area[PD_KEYRING_AREA_MAX + 1];
 } pd_keyring_entry;
 
 /* Add or replace a keyring row. */
@@ -559,6 +563,9 @@ typedef struct pd_sync_stats {
     uint64_t conflicts_pulled, keys_pulled;
     bool prelist_imported;
     int64_t cursor;                /* the delta cursor after the sync */
+    bool pulled;                   /* the pull ran to its end */
+    int upload_error;              /* PD_OK, or why the upload failed (the pull still ran unless
+                                      the link was down) */
 } pd_sync_stats;
 
 /* The server's key fingerprint (PROTOCOL.md §1) of sign_pk. */

@@ -36,6 +36,16 @@ loud() {
     exit 1
 }
 fail() { echo "sys_tus_interop: FAIL: $*" >&2; exit 1; }
+# Wait until FILE holds a whole first line (a server's port), or process PID has died. Up to
+# 60 s: on a busy machine node, or a sanitizer build, can take seconds to start.
+wait_line() {
+    for _ in $(seq 1200); do
+        [ "$(wc -l <"$1")" -ge 1 ] 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
 json() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
 command -v node >/dev/null 2>&1 || loud "node is not installed"
@@ -55,10 +65,10 @@ S=("$B/pendata-server" --db "sqlite:$T/srv.db")
 "${S[@]}" user add --id E0001 --role enumerator --name "Dewi Lestari" --area 32.73.01.1001 >/dev/null
 CODE=$("${S[@]}" --json enroll-code --user E0001 | python3 -c "import json,sys; print(json.load(sys.stdin)['code'])")
 "${S[@]}" serve --listen 127.0.0.1:0 --access-log "$T/access.log" >"$T/port" 2>"$T/serve.err" &
-PIDS+=($!)
-for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+SPID=$!
+PIDS+=($SPID)
+wait_line "$T/port" $SPID || fail "pendata-server did not start: $(cat "$T/serve.err")"
 PORT=$(head -1 "$T/port")
-[ -n "$PORT" ] || fail "pendata-server did not start: $(cat "$T/serve.err")"
 
 SIZE=200000
 CUT=$(( 2000 + (RANDOM * 32768 + RANDOM) % 150000 ))
@@ -67,6 +77,11 @@ OUT=$(cd "$IOP" && node tusjs_to_pendata.mjs --server "http://127.0.0.1:$PORT" -
     --size $SIZE --cut $CUT) || fail "tus-js-client upload failed"
 [ "$(json "$OUT" ok)" = True ] || fail "tus-js-client: $OUT"
 [ "$(json "$OUT" cuts)" = 1 ] || fail "the connection was not cut: $OUT"
+# The server writes a request's access-log line once the response is sent, so the client can
+# finish before the last line is written: stop the server (gracefully, finishing every request)
+# before reading the log.
+kill -TERM $SPID
+wait $SPID || fail "pendata-server did not stop cleanly: $(cat "$T/serve.err")"
 ACKED=$(awk '/method=PATCH/ && /status=204/ { for (i = 1; i <= NF; i++) if ($i ~ /^in=/) { sub("in=", "", $i); s += $i } } END { print s + 0 }' "$T/access.log")
 HEADS=$(grep -c 'method=HEAD' "$T/access.log" || true)
 [ "$ACKED" = "$SIZE" ] || fail "pendata-server acknowledged $ACKED bytes of $SIZE: a byte it held was sent again, or one is missing"
@@ -85,7 +100,7 @@ CUT=$(( 70000 + (RANDOM * 32768 + RANDOM) % 200000 ))
 echo "sys_tus_interop: pendata -> @tus/server, 300000 bytes, cut after $CUT"
 (cd "$IOP" && exec node tus_server.mjs --dir "$T/tusd" --cut $CUT) >"$T/tusd.port" 2>"$T/tusd.err" &
 PIDS+=($!)
-for _ in $(seq 200); do [ -s "$T/tusd.port" ] && break; sleep 0.05; done
+wait_line "$T/tusd.port" $! || fail "@tus/server did not start: $(cat "$T/tusd.err")"
 TPORT=$(json "$(head -1 "$T/tusd.port")" port) || fail "@tus/server did not start: $(cat "$T/tusd.err")"
 OUT=$("$B/pendata" --json sync --tus-upload "http://127.0.0.1:$TPORT/files" "$T/file.bin" \
     --chunk 65536 --backoff 10 --state "$T/upload.state") || fail "pendata tus upload failed: $OUT"
@@ -109,7 +124,7 @@ if command -v openssl >/dev/null 2>&1; then
     (cd "$IOP" && exec node tus_server.mjs --dir "$T/tlsd" --cut 0 --cert "$T/tls.pem" \
         --key "$T/tls.key") >"$T/tlsd.port" 2>"$T/tlsd.err" &
     PIDS+=($!)
-    for _ in $(seq 200); do [ -s "$T/tlsd.port" ] && break; sleep 0.05; done
+    wait_line "$T/tlsd.port" $! || fail "@tus/server (https) did not start: $(cat "$T/tlsd.err")"
     SPORT=$(json "$(head -1 "$T/tlsd.port")" port) || fail "@tus/server (https) did not start"
     if "$B/pendata" --json sync --tus-upload "https://127.0.0.1:$SPORT/files" "$T/file.bin" \
         --attempts 1 >/dev/null 2>&1; then

@@ -7,7 +7,9 @@
  * a different key or database id is refused; a hot WAL or hot journal left by a SIGKILLed writer
  * recovers every committed transaction; a torn uncommitted WAL tail is ignored like SQLite
  * ignores a bad checksum; temp files never reach the disk; page size and reserve are enforced;
- * the file layer keeps the caller's buffers intact and zeroes the reserved bytes it returns.
+ * the file layer keeps the caller's buffers intact and zeroes the reserved bytes it returns;
+ * page nonces count up within an open file, differ between opens, and pages sealed with a
+ * random nonce (format 1 as first written) still read.
  * Uses sqlite3 directly with random keys: no dependency on the store.
  */
 #include "cryptvfs.h"
@@ -295,23 +297,55 @@ static void child_signal_and_wait(int wfd)
 
 /* ---- file layer --------------------------------------------------------------------------- */
 
+/* The file layer alone: the pdcrypt VFS, a fresh key, a database path in a fresh directory and its
+ * name as SQLite gives it to xOpen (with the -journal and -wal names and the pdslot parameter),
+ * and room for one sqlite3_file (not open). */
+typedef struct file_fixture {
+    char *dir, *path, *jpath, *wpath;
+    tkey k;
+    sqlite3_vfs *vfs;
+    sqlite3_filename fname;
+    sqlite3_file *fd;
+} file_fixture;
+
+static bool file_fixture_make(file_fixture *x, const char *tag)
+{
+    memset(x, 0, sizeof *x);
+    x->dir = pd_test_tmpdir(tag);
+    x->path = pd_test_path(x->dir, "f.db");
+    x->jpath = sfx(x->path, "-journal");
+    x->wpath = sfx(x->path, "-wal");
+    tkey_new(&x->k);
+    if (pd_cryptvfs_register() != SQLITE_OK || !(x->vfs = sqlite3_vfs_find(PD_CRYPTVFS_NAME)))
+        return false;
+    char slot[16];
+    snprintf(slot, sizeof slot, "%u", x->k.slot);
+    const char *params[] = {"pdslot", slot};
+    x->fname = sqlite3_create_filename(x->path, x->jpath, x->wpath, 1, params);
+    x->fd = sqlite3_malloc(x->vfs->szOsFile);
+    return x->fname && x->fd;
+}
+
+static void file_fixture_free(file_fixture *x)
+{
+    sqlite3_free(x->fd);
+    sqlite3_free_filename(x->fname);
+    free(x->jpath);
+    free(x->wpath);
+    tkey_free(&x->k);
+    free(x->path);
+    pd_test_rmtree(x->dir);
+    free(x->dir);
+}
+
 static void file_layer_seals_into_scratch_and_zeroes_reserve(void)
 {
-    char *dir = pd_test_tmpdir("cv-file");
-    char *path = pd_test_path(dir, "f.db");
-    tkey k;
-    tkey_new(&k);
-    NEED(pd_cryptvfs_register() == SQLITE_OK);
-    sqlite3_vfs *vfs = sqlite3_vfs_find(PD_CRYPTVFS_NAME);
-    NEED(vfs);
-    char slot[16];
-    snprintf(slot, sizeof slot, "%u", k.slot);
-    const char *params[] = {"pdslot", slot};
-    char *jpath = sfx(path, "-journal"), *wpath = sfx(path, "-wal");
-    sqlite3_filename fname = sqlite3_create_filename(path, jpath, wpath, 1, params);
-    NEED(fname);
-
-    sqlite3_file *fd = sqlite3_malloc(vfs->szOsFile);
+    file_fixture x;
+    NEED(file_fixture_make(&x, "cv-file"));
+    sqlite3_vfs *vfs = x.vfs;
+    sqlite3_filename fname = x.fname;
+    sqlite3_file *fd = x.fd;
+    const char *path = x.path, *jpath = x.jpath, *wpath = x.wpath;
     uint8_t page[PAGE], copy[PAGE], back[PAGE], raw[PAGE];
     for (int i = 0; i < PAGE - PD_PAGE_RESERVE; i++)
         page[i] = (uint8_t)(i * 7);
@@ -448,7 +482,7 @@ static void file_layer_seals_into_scratch_and_zeroes_reserve(void)
                                 SQLITE_OPEN_DELETEONCLOSE,
                             &out),
                  SQLITE_CANTOPEN);
-    char *spath = pd_test_path(dir, "super");
+    char *spath = pd_test_path(x.dir, "super");
     rc = vfs->xOpen(vfs, spath, fd,
                     SQLITE_OPEN_SUPER_JOURNAL | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &out);
     CHECK_EQ_INT(rc, SQLITE_OK);
@@ -458,15 +492,84 @@ static void file_layer_seals_into_scratch_and_zeroes_reserve(void)
         CHECK(pd_test_file_contains(spath, "a-journal", 9));
     }
     free(spath);
+    file_fixture_free(&x);
+}
 
-    sqlite3_free(fd);
-    sqlite3_free_filename(fname);
-    free(jpath);
-    free(wpath);
-    tkey_free(&k);
-    free(path);
-    pd_test_rmtree(dir);
-    free(dir);
+/* The 24-byte nonce stored in page `pgno` (1-based) of the file at path; false if unreadable. */
+static bool stored_nonce(const char *path, uint32_t pgno, uint8_t nonce[24])
+{
+    size_t n = 0;
+    uint8_t *b = pd_test_read_file(path, &n);
+    bool ok = b && n >= (size_t)pgno * PAGE;
+    if (ok)
+        memcpy(nonce, b + (size_t)pgno * PAGE - PD_PAGE_RESERVE, 24);
+    free(b);
+    return ok;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void nonces_count_within_an_open_file_and_random_nonces_still_read(void)
+{
+    file_fixture x;
+    NEED(file_fixture_make(&x, "cv-nonce"));
+    sqlite3_vfs *vfs = x.vfs;
+    sqlite3_file *fd = x.fd;
+    const char *path = x.path;
+    const int flags = SQLITE_OPEN_MAIN_DB | SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    uint8_t page[PAGE] = {0}, back[PAGE], n1[24], n2[24], n3[24], n4[24];
+    for (int i = 0; i < PAGE - PD_PAGE_RESERVE; i++)
+        page[i] = (uint8_t)(i * 13);
+    int out = 0;
+
+    /* one open file: a random first write, then +1 on the last 8 bytes per write, any page */
+    NEED(vfs->xOpen(vfs, x.fname, fd, flags, &out) == SQLITE_OK);
+    CHECK_EQ_INT(fd->pMethods->xWrite(fd, page, PAGE, PAGE), SQLITE_OK);
+    CHECK(stored_nonce(path, 2, n1));
+    CHECK_EQ_INT(fd->pMethods->xWrite(fd, page, PAGE, PAGE), SQLITE_OK);
+    CHECK(stored_nonce(path, 2, n2));
+    CHECK_EQ_INT(fd->pMethods->xWrite(fd, page, PAGE, 2 * PAGE), SQLITE_OK);
+    CHECK(stored_nonce(path, 3, n3));
+    CHECK(memcmp(n1, n2, 16) == 0 && memcmp(n1, n3, 16) == 0);
+    CHECK(le64(n2 + 16) == le64(n1 + 16) + 1 && le64(n3 + 16) == le64(n2 + 16) + 1);
+    CHECK(memcmp(n1, (uint8_t[16]){0}, 16) != 0);
+    /* a second open file of the same database (another connection) has its own random prefix */
+    sqlite3_file *fd2 = sqlite3_malloc(vfs->szOsFile);
+    NEED(fd2);
+    CHECK_EQ_INT(vfs->xOpen(vfs, x.fname, fd2, flags, &out), SQLITE_OK);
+    if (fd2->pMethods) {
+        CHECK_EQ_INT(fd2->pMethods->xWrite(fd2, page, PAGE, PAGE), SQLITE_OK);
+        CHECK(stored_nonce(path, 2, n4));
+        CHECK(memcmp(n4, n1, 16) != 0);
+        CHECK_EQ_INT(fd2->pMethods->xRead(fd2, back, PAGE, 2 * PAGE), SQLITE_OK);
+        CHECK(memcmp(back, page, PAGE - PD_PAGE_RESERVE) == 0);
+        fd2->pMethods->xClose(fd2);
+    }
+    sqlite3_free(fd2);
+
+    /* format 1 as first written (a fresh random nonce per page) reads unchanged: the reader takes
+     * the nonce from the page; AD = pgno (big-endian) || database id || format version 1 */
+    uint8_t sealed[PAGE] = {0};
+    uint8_t ad[4 + PD_DBID_BYTES + 1] = {0, 0, 0, 4};
+    memcpy(ad + 4, x.k.dbid, PD_DBID_BYTES);
+    ad[4 + PD_DBID_BYTES] = 1;
+    uint8_t *nonce = sealed + PAGE - PD_PAGE_RESERVE;
+    randombytes_buf(nonce, 24);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(sealed, nonce + 24, NULL, page,
+                                                        PAGE - PD_PAGE_RESERVE, ad, sizeof ad, NULL,
+                                                        nonce, x.k.key);
+    CHECK(patch_file(path, 3 * PAGE, sealed, PAGE) == 0);
+    memset(back, 1, PAGE);
+    CHECK_EQ_INT(fd->pMethods->xRead(fd, back, PAGE, 3 * PAGE), SQLITE_OK);
+    CHECK(memcmp(back, page, PAGE - PD_PAGE_RESERVE) == 0);
+    fd->pMethods->xClose(fd);
+    file_fixture_free(&x);
 }
 
 /* ---- keys, opening, preparing ------------------------------------------------------------- */
@@ -1198,6 +1301,7 @@ int main(void)
     REQUIRE(pd_cryptvfs_register() == SQLITE_OK);                          /* idempotent */
     REQUIRE(sqlite3_vfs_find(NULL) != sqlite3_vfs_find(PD_CRYPTVFS_NAME)); /* not the default */
     RUN(file_layer_seals_into_scratch_and_zeroes_reserve);
+    RUN(nonces_count_within_an_open_file_and_random_nonces_still_read);
     RUN(key_registry_gives_distinct_slots_and_forgets);
     RUN(new_database_gets_4096_pages_and_40_reserved_bytes);
     RUN(first_write_without_prepare_is_refused);

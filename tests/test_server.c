@@ -188,7 +188,7 @@ static void test_signed_requests_are_checked_and_failures_store_nothing(void)
     /* a good request: answered, and the answer signed for this nonce */
     ts_request_ex(&S, &d, "GET", "/v1/delta?since=0&limit=3", NULL, NULL, 0, NULL, &r, nonce);
     CHECK_EQ_INT(r.status, 200);
-    CHECK(tresp_signed(&r, S.sign_pk, "-")); /* deltas are signed over the body alone */
+    CHECK(tresp_signed(&r, S.sign_pk, nonce)); /* deltas too bind to the request's nonce */
     tresp_free(&r);
     /* the same nonce again: a replay */
     topt replay = {.nonce_hex = nonce};
@@ -262,7 +262,7 @@ static void test_replay_cache_survives_a_restart(void)
     tresp_free(&r);
     pd_server_close(S.srv);
     pd_error err = {0};
-    REQUIRE_V(pd_server_open(&S.srv, S.url, NULL, &err) == PD_OK);
+    REQUIRE_V(pd_server_open(&S.srv, S.url, S.data_dir, &err) == PD_OK);
     pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 2, .access_log = S.log};
     REQUIRE_V(pd_server_start(S.srv, &cfg) == PD_OK);
     S.port = pd_server_port(S.srv);

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char prog[4200], db[4300], *dir;
+static char prog[4200], db[4300], data[4300], *dir;
 
 /* Run the program with args; stdout into out (malloc'd). Returns the exit code (-1: signal). */
 static int run(const char *const *args, char **out)
@@ -21,6 +21,8 @@ static int run(const char *const *args, char **out)
     argv[n++] = prog;
     argv[n++] = "--db";
     argv[n++] = db;
+    argv[n++] = "--data";
+    argv[n++] = data;
     for (const char *const *a = args; *a && n < 30; a++)
         argv[n++] = *a;
     argv[n] = NULL;
@@ -89,6 +91,11 @@ static void test_operator_commands_and_exit_codes(void)
     free(out);
     CHECK_EQ_INT(run((const char *[]){"revoke", "--device", "nobody", NULL}, NULL), 1);
     CHECK_EQ_INT(run((const char *[]){"enroll-code", "--user", "NOBODY", NULL}, NULL), 1);
+    /* a database that holds a server's data gets no second set of keys, and nothing is made */
+    char other[4400];
+    snprintf(other, sizeof other, "%s/other.d", dir);
+    CHECK_EQ_INT(run((const char *[]){"--data", other, "init", NULL}, NULL), 1);
+    CHECK(!pd_test_file_exists(other));
 }
 
 static void test_serve_on_port_zero_enrols_and_stops_on_sigterm(void)
@@ -111,8 +118,8 @@ static void test_serve_on_port_zero_enrols_and_stops_on_sigterm(void)
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execl(prog, prog, "--db", db, "serve", "--listen", "127.0.0.1:0", "--access-log", logpath,
-              (char *)NULL);
+        execl(prog, prog, "--db", db, "--data", data, "serve", "--listen", "127.0.0.1:0",
+              "--access-log", logpath, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -174,7 +181,8 @@ int main(void)
     snprintf(prog, sizeof prog, "%s/pendata-server", build);
     REQUIRE(access(prog, X_OK) == 0);
     dir = pd_test_tmpdir("server-cli");
-    snprintf(db, sizeof db, "sqlite:%s/server.db", dir);
+    REQUIRE(td_make(db, sizeof db, dir, NULL) == 0);
+    snprintf(data, sizeof data, "%s/server.db.d", dir);
     RUN(test_operator_commands_and_exit_codes);
     RUN(test_serve_on_port_zero_enrols_and_stops_on_sigterm);
     pd_test_rmtree(dir);

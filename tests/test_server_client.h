@@ -8,12 +8,17 @@
  * The fixture's people: supervisor S1 (area 32.73.01), enumerators E1 and E2 (32.73.01.1001, both
  * supervised by S1), E3 (32.73.02, supervised by S1), korcam K1 (32.73.01). The prelist: 40
  * generated households in desa 32.73.01.1001.
+ *
+ * The database is SQLite in the temporary directory, or with PD_TEST_DB_URL=postgres://… a fresh
+ * database on that cluster (test_db.h), dropped by ts_stop. The data directory
+ * is DIR/server.db.d either way; open the server again with pd_server_open(url, data_dir).
  */
 #ifndef PD_TEST_SERVER_CLIENT_H
 #define PD_TEST_SERVER_CLIENT_H
 
 #include "pd_server.h"
 #include "pd_sync.h"
+#include "test_db.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -54,8 +59,9 @@ typedef struct tresp {
 
 typedef struct tsrv {
     char *dir;
-    char url[4300];
-    char db_path[4200];
+    char url[4300];      /* sqlite:DIR/server.db, or a fresh PostgreSQL database (PD_TEST_DB_URL) */
+    char db_path[4200];  /* DIR/server.db (the file only exists on SQLite) */
+    char data_dir[4200]; /* DIR/server.db.d on either backend: keys (PostgreSQL), uploads, blobs */
     pd_server *srv;
     uint16_t port;
     uint8_t sign_pk[32];
@@ -265,16 +271,19 @@ static inline void ts_request(const tsrv *s, const tdev *dev, const char *method
     ts_request_ex(s, dev, method, target, headers, body, len, NULL, out, NULL);
 }
 
+
 /* Start the fixture (see the top of this file). access_log: also log requests to a file. */
 static inline bool ts_start(tsrv *s, const char *tag, bool access_log)
 {
     memset(s, 0, sizeof *s);
     s->dir = pd_test_tmpdir(tag);
     snprintf(s->db_path, sizeof s->db_path, "%s/server.db", s->dir);
-    snprintf(s->url, sizeof s->url, "sqlite:%s", s->db_path);
+    snprintf(s->data_dir, sizeof s->data_dir, "%s/server.db.d", s->dir);
+    if (td_make(s->url, sizeof s->url, s->dir, "pool=4") != 0)
+        return false;
     pd_error err = {0};
-    if (pd_server_init(s->url, &err) != PD_OK ||
-        pd_server_open(&s->srv, s->url, NULL, &err) != PD_OK) {
+    if (pd_server_create(s->url, s->data_dir, &err) != PD_OK ||
+        pd_server_open(&s->srv, s->url, s->data_dir, &err) != PD_OK) {
         fprintf(stderr, "server: %s\n", err.msg);
         return false;
     }
@@ -329,6 +338,7 @@ static inline void ts_stop(tsrv *s)
     if (s->log)
         fclose(s->log);
     s->log = NULL;
+    td_drop(s->url);
     pd_test_rmtree(s->dir);
     free(s->dir);
     s->dir = NULL;

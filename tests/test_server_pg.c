@@ -13,14 +13,17 @@
  * the connection was killed.
  */
 #include "internal.h"
+#include "pd_server.h"
 #include "schema.h"
 #include "storage.h"
 #include "storage_pg.h"
+#include "test_db.h"
 #include "testutil.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef PD_HAVE_PQ
@@ -33,74 +36,36 @@ extern const int pd_schema_server_pg_count;
 /* ---- a fresh database per test --------------------------------------------------------------- */
 
 static const char *base_url; /* PD_TEST_DB_URL, or NULL for SQLite */
-static int db_counter;
 
 typedef struct testdb {
     char url[1024];
     char name[64]; /* PostgreSQL database name */
-    char *dir;     /* SQLite: the temporary directory */
+    char *dir;     /* the temporary directory (SQLite: its database) */
 } testdb;
 
-static bool is_pg(void)
-{
-    return base_url &&
-           (!strncmp(base_url, "postgres://", 11) || !strncmp(base_url, "postgresql://", 13));
-}
-
 #ifdef PD_HAVE_PQ
-/* base_url with its database replaced by name (and extra appended to the query). */
+/* A database of the test cluster: the URL of the one named (and extra appended to the query). */
 static void url_with_db(char *out, size_t cap, const char *name, const char *extra)
 {
-    const char *auth = strstr(base_url, "://") + 3;
-    const char *path = strchr(auth, '/');
-    const char *q = strchr(auth, '?');
-    if (path && q && path > q)
-        path = NULL;
-    size_t head = path ? (size_t)(path - base_url) : q ? (size_t)(q - base_url) : strlen(base_url);
-    snprintf(out, cap, "%.*s/%s%s%s%s", (int)head, base_url, name, q ? q : "",
-             extra ? (q ? "&" : "?") : "", extra ? extra : "");
+    td_url_with_db(out, cap, base_url, name, extra);
 }
 
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
-
-static PGconn *admin_conn(const char *dbname)
+/* Run sql on a database of the test cluster; true if it succeeded. */
+static bool pg_sql(const char *dbname, const char *sql)
 {
     char url[1024];
     url_with_db(url, sizeof url, dbname, NULL);
-    PGconn *c = PQconnectdb(url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "cannot connect to %s: %s", url, PQerrorMessage(c));
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, quiet, NULL);
-    return c;
+    return td_exec(url, sql);
 }
 
-/* Run sql on a database; true if it succeeded. */
-static bool pg_sql(const char *dbname, const char *sql)
-{
-    PGconn *c = admin_conn(dbname);
-    if (!c)
-        return false;
-    PGresult *r = PQexec(c, sql);
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
-    PQclear(r);
-    PQfinish(c);
-    return ok;
-}
-
-/* The first column of the first row of a query, as text into out ("" if none). */
+/* The first column of the first row of a query, as text into out ("" if none or NULL); true if
+ * the query succeeded. */
 static bool pg_value(const char *dbname, const char *sql, char *out, size_t cap)
 {
     out[0] = '\0';
-    PGconn *c = admin_conn(dbname);
+    char url[1024];
+    url_with_db(url, sizeof url, dbname, NULL);
+    PGconn *c = td_connect(url);
     if (!c)
         return false;
     PGresult *r = PQexec(c, sql);
@@ -118,37 +83,18 @@ static bool pg_value(const char *dbname, const char *sql, char *out, size_t cap)
 static void db_make(testdb *d, const char *extra)
 {
     memset(d, 0, sizeof *d);
-#ifdef PD_HAVE_PQ
-    if (is_pg()) {
-        snprintf(d->name, sizeof d->name, "pd_test_%d_%d", (int)getpid(), ++db_counter);
-        char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", d->name);
-        pg_sql("postgres", sql);
-        snprintf(sql, sizeof sql, "CREATE DATABASE %s", d->name);
-        if (!pg_sql("postgres", sql))
-            abort();
-        url_with_db(d->url, sizeof d->url, d->name, extra);
-        return;
-    }
-#endif
-    (void)extra;
     d->dir = pd_test_tmpdir("storage");
-    snprintf(d->url, sizeof d->url, "sqlite:%s/server.db", d->dir);
+    if (td_make(d->url, sizeof d->url, d->dir, extra) != 0)
+        abort();
+    if (td_is_pg())
+        td_name(d->url, d->name, sizeof d->name);
 }
 
 static void db_drop(testdb *d)
 {
-#ifdef PD_HAVE_PQ
-    if (d->name[0]) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", d->name);
-        pg_sql("postgres", sql);
-    }
-#endif
-    if (d->dir) {
-        pd_test_rmtree(d->dir);
-        free(d->dir);
-    }
+    td_drop(d->url);
+    pd_test_rmtree(d->dir);
+    free(d->dir);
     memset(d, 0, sizeof *d);
 }
 
@@ -885,7 +831,7 @@ static void test_transactions(void)
     pd_srv_change ch = {.rev = next_rev(st)};
     int rc = st->ops->field_set(st, PD_ENT_HOUSEHOLD, "H1",
                                 pd_entity_column(PD_ENT_HOUSEHOLD, "address"), &bad, &ch);
-    if (is_pg())
+    if (td_is_pg())
         CHECK_EQ_INT(rc, PD_ERR_INVALID); /* PostgreSQL text cannot hold NUL */
     CHECK(add_member(st, "H1", 1, NULL) == PD_OK);
     CHECK(st->ops->commit(st) == PD_OK);
@@ -1162,6 +1108,52 @@ static void test_korcam_block(void)
     db_drop(&d);
 }
 
+/* ---- the server on this backend ------------------------------------------------------------- */
+
+
+/* `pendata-server init` on either backend: a postgres:// database needs a data directory (its key
+ * file lives there) and the URL is not echoed; keys are never made twice — not over an existing
+ * key file, and not for a database that already holds a server's data. */
+static void test_server_init_needs_a_data_dir_and_never_rekeys(void)
+{
+    testdb d;
+    db_make(&d, NULL);
+    char *data = pd_test_path(d.dir, "data"), *other = pd_test_path(d.dir, "other");
+    char *key =
+        td_is_pg() ? pd_test_path(data, "server.key") : pd_test_path(d.dir, "server.db.key");
+    pd_error err = {0};
+    pd_server *srv = NULL;
+    if (td_is_pg()) {
+        CHECK_EQ_INT(pd_server_create(d.url, NULL, &err), PD_ERR_INVALID);
+        CHECK(strstr(err.msg, "--data") && !strstr(err.msg, d.name));
+        CHECK_EQ_INT(pd_server_open(&srv, d.url, NULL, &err), PD_ERR_INVALID);
+        CHECK(srv == NULL && !strstr(err.msg, d.name));
+    }
+    CHECK_EQ_INT(pd_server_create(d.url, data, &err), PD_OK);
+    CHECK(pd_test_file_exists(key));
+    CHECK_EQ_INT(pd_server_create(d.url, data, &err), PD_ERR_EXISTS);
+    CHECK_EQ_INT(pd_server_open(&srv, d.url, data, &err), PD_OK);
+    if (srv) {
+        pd_server_user u = {.id = "S1", .role = "supervisor", .name = "Budi", .area = "32.73.01"};
+        CHECK_EQ_INT(pd_server_user_add(srv, &u), PD_OK);
+        pd_server_close(srv);
+    }
+    /* the database now belongs to that key: no fresh keys for it, from any data directory */
+    if (td_is_pg()) {
+        CHECK_EQ_INT(pd_server_create(d.url, other, &err), PD_ERR_EXISTS);
+        CHECK(!pd_test_file_exists(other));
+    } else {
+        CHECK(unlink(key) == 0);
+        CHECK_EQ_INT(pd_server_create(d.url, NULL, &err), PD_ERR_EXISTS);
+        CHECK(!pd_test_file_exists(key));
+    }
+    CHECK(strstr(err.msg, "already holds a server's data") != NULL);
+    free(data);
+    free(other);
+    free(key);
+    db_drop(&d);
+}
+
 /* ---- PostgreSQL only ------------------------------------------------------------------------- */
 
 #ifdef PD_HAVE_PQ
@@ -1266,6 +1258,69 @@ static void test_pg_partitions(void)
                    "visit_other) || ',' || (SELECT count(*) FROM record_key)",
                    v, sizeof v));
     CHECK_EQ_INT(strcmp(v, "1,1,1,1,1,5"), 0);
+    pd_storage_close(st);
+    db_drop(&d);
+}
+
+/* The audit log is partitioned by month (003_audit_by_month.sql): a database of version 2 keeps
+ * its rows and ids through the migration, each in its month's partition; a row past every
+ * month goes to audit_other and moves into its month when that partition is made. */
+static void test_pg_audit_by_month(void)
+{
+    testdb d;
+    db_make(&d, NULL);
+    if (pd_schema_server_pg_count < 3 || pd_schema_server_pg[2].version != 3) {
+        CHECK(!"schema/server_pg has a version 3");
+        db_drop(&d);
+        return;
+    }
+    /* a version 2 database with two audit rows: March 2021 and now */
+    CHECK(pg_sql(d.name, pd_schema_server_pg[0].sql));
+    CHECK(pg_sql(d.name, pd_schema_server_pg[1].sql));
+    CHECK(pg_sql(d.name, "CREATE TABLE schema_version (version integer NOT NULL); INSERT INTO "
+                         "schema_version VALUES (2)"));
+    CHECK(pg_sql(d.name, "INSERT INTO audit (at, action, actor) VALUES (1615766400000, 'init', "
+                         "'operator'), ((extract(epoch FROM now()) * 1000)::bigint, 'load', "
+                         "'operator')"));
+    pd_storage *st = db_open(&d);
+    if (!st) {
+        CHECK(st != NULL);
+        db_drop(&d);
+        return;
+    }
+    char v[128];
+    CHECK(pg_value(d.name, "SELECT max(version) FROM schema_version", v, sizeof v) && atoi(v) >= 3);
+    CHECK(pg_value(d.name,
+                   "SELECT string_agg(id || ':' || action, ',' ORDER BY id) FROM audit_2021_03", v,
+                   sizeof v) &&
+          !strcmp(v, "1:init"));
+    CHECK(pg_value(d.name,
+                   "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                   "WHERE i.inhparent = 'audit'::regclass AND c.relname LIKE 'audit\\_2%'",
+                   v, sizeof v) &&
+          atoi(v) == 4); /* March 2021, this month and the next two */
+    /* a new row continues the ids, in this month's partition */
+    pd_srv_audit now = {
+        .at = (int64_t)time(NULL) * 1000, .action = "user_add", .actor = "operator"};
+    CHECK(st->ops->audit_add(st, &now) == PD_OK);
+    CHECK(pg_value(d.name,
+                   "SELECT string_agg(id::text, ',' ORDER BY id) FROM audit WHERE tableoid = "
+                   "format('audit_%s', to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'))::regclass",
+                   v, sizeof v) &&
+          !strcmp(v, "2,3"));
+    /* January 2100: no partition yet, so audit_other; made, the row moves there */
+    pd_srv_audit later = {.at = 4103654400000LL, .action = "revoke", .actor = "operator"};
+    CHECK(st->ops->audit_add(st, &later) == PD_OK);
+    CHECK(pg_value(d.name, "SELECT count(*) FROM audit_other", v, sizeof v) && !strcmp(v, "1"));
+    CHECK(pg_value(d.name, "SELECT pd_audit_months(4103654400000, 0)", v, sizeof v) &&
+          !strcmp(v, "1"));
+    CHECK(pg_value(d.name, "SELECT pd_audit_months(4103654400000, 0)", v, sizeof v) &&
+          !strcmp(v, "0"));
+    CHECK(pg_value(d.name,
+                   "SELECT (SELECT count(*) FROM audit_other) || ',' || (SELECT string_agg(id || "
+                   "':' || action, ',') FROM audit_2100_01) || ',' || (SELECT count(*) FROM audit)",
+                   v, sizeof v) &&
+          !strcmp(v, "0,4:revoke,4"));
     pd_storage_close(st);
     db_drop(&d);
 }
@@ -1536,12 +1591,15 @@ static void test_pg_no_lost_updates(void)
 typedef struct locker {
     pd_storage *st;
     const char *first, *second;
-    int delay_ms;
+    pthread_barrier_t *both_hold_first; /* both transactions hold their first lock */
     int rc;
 } locker;
 
-/* One transaction (a transaction belongs to the thread that began it): lock first, wait, lock
- * second, then commit — or roll back if the second lock failed. */
+/* One transaction (a transaction belongs to the thread that began it): lock first, wait until the
+ * other transaction holds its first lock too, lock second, then commit — or roll back if the
+ * second lock failed. The barrier, not a sleep, makes the deadlock certain: with sleeps, a thread
+ * delayed on a loaded machine locked its first record only after the other had committed, both
+ * committed, and the test failed (it did once under load). */
 static void *lock_thread(void *arg)
 {
     locker *l = arg;
@@ -1550,7 +1608,7 @@ static void *lock_thread(void *arg)
     l->rc = st->ops->begin(st);
     if (l->rc == PD_OK)
         l->rc = st->ops->record_rev(st, PD_ENT_HOUSEHOLD, l->first, &rev);
-    usleep((useconds_t)l->delay_ms * 1000);
+    pthread_barrier_wait(l->both_hold_first); /* reached on failure too: never leave one waiting */
     if (l->rc == PD_OK)
         l->rc = st->ops->record_rev(st, PD_ENT_HOUSEHOLD, l->second, &rev);
     if (l->rc == PD_OK)
@@ -1576,14 +1634,16 @@ static void test_pg_deadlock_is_busy(void)
     }
     CHECK(add_household(a, "X", "32.73.01.1001", NULL) == PD_OK);
     CHECK(add_household(a, "Y", "32.73.01.1001", NULL) == PD_OK);
-    locker la = {.st = a, .first = "X", .second = "Y", .delay_ms = 150, .rc = -1};
-    locker lb = {.st = b, .first = "Y", .second = "X", .delay_ms = 150, .rc = -1};
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, 2);
+    locker la = {.st = a, .first = "X", .second = "Y", .both_hold_first = &barrier, .rc = -1};
+    locker lb = {.st = b, .first = "Y", .second = "X", .both_hold_first = &barrier, .rc = -1};
     pthread_t ta, tb;
     pthread_create(&ta, NULL, lock_thread, &la);
-    usleep(50 * 1000);
     pthread_create(&tb, NULL, lock_thread, &lb);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
+    pthread_barrier_destroy(&barrier);
     CHECK((la.rc == PD_ERR_BUSY) != (lb.rc == PD_ERR_BUSY));
     CHECK(la.rc == PD_OK || lb.rc == PD_OK);
     CHECK(strstr(pd_storage_errmsg(la.rc == PD_OK ? b : a), "40P01") != NULL);
@@ -1750,12 +1810,14 @@ int main(void)
     RUN(test_records);
     RUN(test_transactions);
     RUN(test_korcam_block);
+    RUN(test_server_init_needs_a_data_dir_and_never_rekeys);
 #ifdef PD_HAVE_PQ
-    if (is_pg()) {
+    if (td_is_pg()) {
         RUN(test_pg_version_guard);
         RUN(test_pg_concurrent_migration);
         RUN(test_pg_bad_urls);
         RUN(test_pg_partitions);
+        RUN(test_pg_audit_by_month);
         RUN(test_pg_values);
         RUN(test_pg_revision_horizon);
         RUN(test_pg_no_lost_updates);

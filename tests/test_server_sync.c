@@ -6,13 +6,12 @@
  * devices editing different fields of one household are both kept, the same field gives a
  * conflict row with the base and both values; duplicate NIKs and double visits are queued; a gap
  * is held until it closes; a fork is quarantined; a returned batch advances the chain without its
- * ops; new households and members arrive; the prelist and the delta download, with Range.
+ * ops; new households and members arrive; the prelist download with Range; delta pages, each
+ * signed over its own request's nonce.
  */
 #include "test_server_client.h"
 
 #include "pd_prelist.h"
-
-#include <sqlite3.h>
 
 static tsrv S;
 static tdev E1, E2, E3, S1;
@@ -333,40 +332,29 @@ static void test_same_field_changed_twice_makes_a_conflict_row(void)
     REQUIRE_V(pd_server_get_status(S.srv, &st) == PD_OK);
     CHECK_EQ_INT(st.conflicts_open, 1);
 
-    /* the row: base and both values, each side's device, the batch */
-    sqlite3 *db;
-    REQUIRE_V(sqlite3_open_v2(S.db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    sqlite3_stmt *q;
-    REQUIRE_V(sqlite3_prepare_v2(db,
-                                 "SELECT kind, base_value, server_value, device_value, "
-                                 "server_device, device_device, base_rev, length(batch_hash), "
-                                 "length(server_batch), device_seq, resolved_value IS NULL "
-                                 "FROM conflicts WHERE target = ?1 AND field = 'rooms'",
-                                 -1, &q, NULL) == SQLITE_OK);
-    sqlite3_bind_text(q, 1, HH[5].id, -1, SQLITE_STATIC);
-    REQUIRE_V(sqlite3_step(q) == SQLITE_ROW);
-    CHECK(!strcmp((const char *)sqlite3_column_text(q, 0), "field"));
-    CHECK_EQ_INT(sqlite3_column_int64(q, 1), rooms);
-    CHECK_EQ_INT(sqlite3_column_int64(q, 2), rooms + 1);
-    CHECK_EQ_INT(sqlite3_column_int64(q, 3), rooms + 2);
-    CHECK(!strcmp((const char *)sqlite3_column_text(q, 4), "dev-e1"));
-    CHECK(!strcmp((const char *)sqlite3_column_text(q, 5), "dev-e2"));
-    CHECK_EQ_INT(sqlite3_column_int64(q, 6), HH[5].rev);
-    CHECK_EQ_INT(sqlite3_column_int(q, 7), 32);
-    CHECK_EQ_INT(sqlite3_column_int(q, 8), 32);
-    CHECK(sqlite3_column_int64(q, 9) > 0);
-    CHECK_EQ_INT(sqlite3_column_int(q, 10), 1);
-    sqlite3_finalize(q);
+    /* the row: base and both values, each side's device, the batch (read beside the server,
+     * on either backend: one text row, the same SQL for SQLite and PostgreSQL) */
+    char q[1024], row[512], want[512];
+    snprintf(q, sizeof q,
+             "SELECT kind || '|' || CAST(base_value AS TEXT) || '|' || CAST(server_value AS TEXT) "
+             "|| '|' || CAST(device_value AS TEXT) || '|' || server_device || '|' || device_device "
+             "|| '|' || CAST(base_rev AS TEXT) || '|' || CAST(length(batch_hash) AS TEXT) || '|' "
+             "|| CAST(length(server_batch) AS TEXT) || '|' || CASE WHEN device_seq > 0 THEN 1 "
+             "ELSE 0 END || '|' || CASE WHEN resolved_value IS NULL THEN 1 ELSE 0 END FROM "
+             "conflicts WHERE target = '%s' AND field = 'rooms'",
+             HH[5].id);
+    REQUIRE_V(td_text(S.url, q, row, sizeof row));
+    snprintf(want, sizeof want, "field|%lld|%lld|%lld|dev-e1|dev-e2|%lld|32|32|1|1",
+             (long long)rooms, (long long)rooms + 1, (long long)rooms + 2, (long long)HH[5].rev);
+    CHECK(!strcmp(row, want));
+    if (strcmp(row, want) != 0)
+        fprintf(stderr, "conflict row: %s, want %s\n", row, want);
     /* and the audit log knows who changed what from which batch */
-    REQUIRE_V(sqlite3_prepare_v2(db,
-                                 "SELECT count(*) FROM audit WHERE target = ?1 AND field = 'rooms' "
-                                 "AND length(batch_hash) = 32",
-                                 -1, &q, NULL) == SQLITE_OK);
-    sqlite3_bind_text(q, 1, HH[5].id, -1, SQLITE_STATIC);
-    REQUIRE_V(sqlite3_step(q) == SQLITE_ROW);
-    CHECK_EQ_INT(sqlite3_column_int(q, 0), 2); /* E1's apply, E2's conflict */
-    sqlite3_finalize(q);
-    sqlite3_close(db);
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM audit WHERE target = '%s' AND field = 'rooms' AND "
+             "length(batch_hash) = 32",
+             HH[5].id);
+    CHECK_EQ_INT(td_int(S.url, q), 2); /* E1's apply, E2's conflict */
 
     /* devices of the area see it in their delta */
     cJSON *d = get_delta(&E2, 0, 10000, NULL);
@@ -634,7 +622,7 @@ static void test_prelist_download_resumes_with_range(void)
     free(full);
 }
 
-static void test_delta_pages_and_ranges(void)
+static void test_delta_pages_are_signed_for_their_request(void)
 {
     /* paging: limit 7 until more is false; every household arrives once */
     int64_t since = 0;
@@ -653,21 +641,23 @@ static void test_delta_pages_and_ranges(void)
     CHECK(pages > 5);
     CHECK_EQ_INT(households, 41); /* 40 from the prelist + the new one */
 
-    /* a delta body is signed over itself and can be resumed by Range */
-    tresp full, part;
-    cJSON *d = get_delta(&E2, 0, 10000, &full);
-    cJSON_Delete(d);
+    /* a delta page is signed over the request's nonce, never over "-" (a recorded page must not
+     * verify for another request); a Range header is ignored: the whole page again, signed for
+     * that request */
+    tresp full, again;
+    char n1[33], n2[33];
+    ts_request_ex(&S, &E2, "GET", "/v1/delta?since=0&limit=10000", NULL, NULL, 0, NULL, &full, n1);
     REQUIRE_V(full.status == 200);
-    CHECK(tresp_signed(&full, S.sign_pk, "-"));
-    char etag[80], ifr[120];
-    snprintf(etag, sizeof etag, "%s", tresp_header(&full, "ETag"));
-    snprintf(ifr, sizeof ifr, "If-Range: %s", etag);
-    const char *h[] = {"Range: bytes=100-", ifr, NULL};
-    ts_request(&S, &E2, "GET", "/v1/delta?since=0&limit=10000", h, NULL, 0, &part);
-    CHECK_EQ_INT(part.status, 206);
-    CHECK(part.len == full.len - 100 && !memcmp(part.body, full.body + 100, part.len));
+    CHECK(tresp_signed(&full, S.sign_pk, n1));
+    CHECK(!tresp_signed(&full, S.sign_pk, "-"));
+    const char *h[] = {"Range: bytes=100-", NULL};
+    ts_request_ex(&S, &E2, "GET", "/v1/delta?since=0&limit=10000", h, NULL, 0, NULL, &again, n2);
+    CHECK_EQ_INT(again.status, 200);
+    CHECK(again.len == full.len && !memcmp(again.body, full.body, full.len));
+    CHECK(tresp_signed(&again, S.sign_pk, n2));
+    CHECK(!tresp_signed(&again, S.sign_pk, n1));
     tresp_free(&full);
-    tresp_free(&part);
+    tresp_free(&again);
 }
 
 int main(void)
@@ -695,7 +685,7 @@ int main(void)
     RUN(test_returned_batch_advances_the_chain_without_its_ops);
     RUN(test_new_household_and_member_arrive_in_deltas);
     RUN(test_prelist_download_resumes_with_range);
-    RUN(test_delta_pages_and_ranges);
+    RUN(test_delta_pages_are_signed_for_their_request);
     ts_stop(&S);
     curl_global_cleanup();
     return pd_test_finish();

@@ -3,7 +3,8 @@
  * expiration) over real HTTP: OPTIONS, create, PATCH in pieces, HEAD resuming at the exact offset,
  * 409 on a wrong offset, 415 on a wrong content type, 460 on a bad checksum (nothing kept), 412
  * on another version, termination, oversize refused, photos content-addressed and hash-checked,
- * uploads private to their device — and a server killed with SIGKILL in the middle of a PATCH
+ * uploads private to their device, a cap on each device's unfinished uploads (count and bytes,
+ * expired ones not counted) — and a server killed with SIGKILL in the middle of a PATCH
  * resumes at exactly the byte it acknowledged. Also SHA-1 against the FIPS 180 vectors.
  */
 #include "sha1.h"
@@ -320,13 +321,89 @@ static void test_photo_whose_bytes_do_not_match_its_hash_is_refused(void)
     CHECK(!pd_test_file_exists(blob));
 }
 
+/* DELETE an upload; the status. */
+static long terminate(const tdev *d, const char *id)
+{
+    char path[80];
+    snprintf(path, sizeof path, "/v1/uploads/%s", id);
+    tresp r;
+    ts_request(&S, d, "DELETE", path, tus_hdr, NULL, 0, &r);
+    long st = r.status;
+    tresp_free(&r);
+    return st;
+}
+
+/* A creation refused for the device's caps: 429 upload_quota, a message and a Retry-After. */
+static void check_quota_refusal(const tdev *d, size_t len)
+{
+    char id[33];
+    tresp r;
+    CHECK_EQ_INT(create(d, "bundle", NULL, len, id, &r), 429);
+    CHECK(!strcmp(tresp_error(&r), "upload_quota"));
+    CHECK(r.body && strstr(r.body, "\"message\":\"this device"));
+    const char *ra = tresp_header(&r, "Retry-After");
+    CHECK(ra && atol(ra) >= 1 && atol(ra) <= 24 * 3600);
+    CHECK(id[0] == '\0');
+    tresp_free(&r);
+}
+
+static void test_a_device_has_a_cap_on_unfinished_uploads(void)
+{
+    /* PROTOCOL.md §5: 16 open uploads, and 4 × Tus-Max-Size (here 4 MiB) of declared bytes */
+    tdev c, d;
+    tdev_init(&c, "dev-quota-c");
+    tdev_init(&d, "dev-quota-d");
+    REQUIRE_V(ts_enroll(&S, &c, "E1") == 200);
+    REQUIRE_V(ts_enroll(&S, &d, "E2") == 200);
+    enum { N = 1000 };
+    static uint8_t photo[N];
+    char hash[65], ids[16][33], extra[33];
+    photo_bytes(photo, N, 42, hash);
+    REQUIRE_V(create(&c, "photo", hash, N, ids[0], NULL) == 201);
+    for (int i = 1; i < 16; i++)
+        REQUIRE_V(create(&c, "bundle", NULL, 1000, ids[i], NULL) == 201);
+    check_quota_refusal(&c, 1000);
+    /* the device's own uploads go on; another device is not touched */
+    CHECK_EQ_INT(head_offset(&c, ids[5]), 0);
+    CHECK_EQ_INT(create(&d, "bundle", NULL, 1000, extra, NULL), 201);
+    CHECK_EQ_INT(terminate(&d, extra), 204);
+    /* finishing one frees its room */
+    CHECK_EQ_INT(patch(&c, ids[0], 0, photo, N, NULL, NULL, NULL), 204);
+    CHECK_EQ_INT(create(&c, "bundle", NULL, 1000, extra, NULL), 201);
+    check_quota_refusal(&c, 1000);
+    /* a photo the server holds needs no room: complete at creation */
+    char known[33];
+    tresp r;
+    CHECK_EQ_INT(create(&c, "photo", hash, N, known, &r), 201);
+    CHECK(tresp_header(&r, "Pd-Complete") != NULL);
+    tresp_free(&r);
+    /* deleting one frees its room */
+    CHECK_EQ_INT(terminate(&c, ids[1]), 204);
+    CHECK_EQ_INT(create(&c, "bundle", NULL, 1000, ids[1], NULL), 201);
+    for (int i = 1; i < 16; i++)
+        CHECK_EQ_INT(terminate(&c, ids[i]), 204);
+    CHECK_EQ_INT(terminate(&c, extra), 204);
+
+    /* bytes: four uploads of Tus-Max-Size fill them, one more byte does not fit */
+    for (int i = 0; i < 4; i++)
+        REQUIRE_V(create(&c, "bundle", NULL, 1 << 20, ids[i], NULL) == 201);
+    check_quota_refusal(&c, 1);
+    CHECK_EQ_INT(create(&d, "bundle", NULL, 1 << 20, extra, NULL), 201);
+    CHECK_EQ_INT(terminate(&d, extra), 204);
+    CHECK_EQ_INT(terminate(&c, ids[3]), 204);
+    CHECK_EQ_INT(create(&c, "bundle", NULL, 1 << 20, ids[3], NULL), 201);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ_INT(terminate(&c, ids[i]), 204);
+}
+
 /* Restart the in-process server with cfg. */
 static bool restart(const pd_server_config *cfg)
 {
     pd_server_close(S.srv);
     S.srv = NULL;
     pd_error err = {0};
-    if (pd_server_open(&S.srv, S.url, NULL, &err) != PD_OK || pd_server_start(S.srv, cfg) != PD_OK)
+    if (pd_server_open(&S.srv, S.url, S.data_dir, &err) != PD_OK ||
+        pd_server_start(S.srv, cfg) != PD_OK)
         return false;
     S.port = pd_server_port(S.srv);
     return true;
@@ -351,6 +428,18 @@ static void test_uploads_expire(void)
     char file[4400];
     snprintf(file, sizeof file, "%s/server.db.d/uploads/%s", S.dir, id);
     CHECK(!pd_test_file_exists(file));
+    /* expired uploads leave the device's cap (a TTL the 16 creations take well within) */
+    pd_server_config second = {
+        .listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20, .upload_ttl_ms = 1000};
+    REQUIRE_V(restart(&second));
+    tdev e;
+    tdev_init(&e, "dev-quota-e");
+    REQUIRE_V(ts_enroll(&S, &e, "E1") == 200);
+    for (int i = 0; i < 16; i++)
+        REQUIRE_V(create(&e, "bundle", NULL, 100, id, NULL) == 201);
+    CHECK_EQ_INT(create(&e, "bundle", NULL, 100, id, NULL), 429);
+    usleep(1100 * 1000);
+    CHECK_EQ_INT(create(&e, "bundle", NULL, 100, id, NULL), 201);
     pd_server_config normal = {.listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20};
     REQUIRE_V(restart(&normal));
 }
@@ -393,7 +482,8 @@ static pid_t spawn_server(uint16_t *port)
         pd_server *srv = NULL;
         pd_error err = {0};
         pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20};
-        if (pd_server_open(&srv, S.url, NULL, &err) != PD_OK || pd_server_start(srv, &cfg) != PD_OK)
+        if (pd_server_open(&srv, S.url, S.data_dir, &err) != PD_OK ||
+            pd_server_start(srv, &cfg) != PD_OK)
             _exit(3);
         uint16_t p = pd_server_port(srv);
         if (write(fds[1], &p, sizeof p) != sizeof p)
@@ -453,7 +543,7 @@ static void test_sigkill_mid_patch_resumes_at_the_acknowledged_byte(void)
 
     /* back up: the offset is exactly the acknowledged one */
     pd_error err = {0};
-    REQUIRE_V(pd_server_open(&S.srv, S.url, NULL, &err) == PD_OK);
+    REQUIRE_V(pd_server_open(&S.srv, S.url, S.data_dir, &err) == PD_OK);
     pd_server_config cfg = {.listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20};
     REQUIRE_V(pd_server_start(S.srv, &cfg) == PD_OK);
     S.port = pd_server_port(S.srv);
@@ -483,6 +573,7 @@ int main(void)
     RUN(test_creation_refuses_bad_and_oversize_uploads);
     RUN(test_termination_removes_the_upload);
     RUN(test_photo_whose_bytes_do_not_match_its_hash_is_refused);
+    RUN(test_a_device_has_a_cap_on_unfinished_uploads);
     RUN(test_uploads_expire);
     RUN(test_patch_with_expect_100_continue);
     RUN(test_sigkill_mid_patch_resumes_at_the_acknowledged_byte);

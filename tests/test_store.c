@@ -237,6 +237,7 @@ static void create_write_reopen_reads_back_with_private_files(void)
     CHECK_EQ_INT(query_int(conn, "PRAGMA temp_store"), 2);
     CHECK_EQ_INT(query_int(conn, "PRAGMA synchronous"), 2);
     CHECK_EQ_INT(query_int(conn, "PRAGMA page_size"), PD_PAGE_SIZE);
+    CHECK_EQ_INT(query_int(conn, "PRAGMA cache_size"), -PD_STORE_CACHE_KIB);
     pd_store_close(s);
     CHECK(!has_secret(db));
     CHECK(!has_secret(key));

@@ -2,9 +2,13 @@
  * test_sync.c — the sync client against the real `pendata-server` (a child process on port 0),
  * over real HTTP on loopback through libcurl: enrolment and what it pins, the field flow
  * enrol → pull → visit → seal → approve → sync → receipt with its request count, refusals that
- * store nothing, the pinned key, clock skew, local changes kept over a delta, held batches asked
- * about later, voided batches, photos the server already holds.
+ * store nothing, the pinned key, a recorded delta answer replayed (refused: it is signed for
+ * another nonce), clock skew, local changes kept over a delta, held batches asked
+ * about later, voided batches, photos the server already holds, an upload refused for good that
+ * does not stop the pull, an enrolment whose answer was
+ * lost (the retry with the same code is answered again; another device is still refused).
  */
+#include "keys.h"
 #include "test_sync_harness.h"
 #include "testutil.h"
 
@@ -85,6 +89,7 @@ static void test_first_sync_pulls_the_prelist_then_nothing_to_do_costs_one_reque
     char *part = pd_test_path(pd_store_home(enu), "prelist.part");
     CHECK(!pd_test_file_exists(part));
     free(part);
+    CHECK_EQ_INT(th_count(enu, "SELECT count(*) FROM prelist_part"), 0); /* imported, deleted */
     CHECK_EQ_INT(pd_sync_run(sup, &o, &st), PD_OK);
     /* the enumerator learns its supervisor's key from a delta (the supervisor enrolled later) */
     pd_keyring_entry me;
@@ -168,6 +173,108 @@ static void test_an_answer_not_signed_by_the_pinned_key_is_refused(void)
     sqlite3_bind_blob(st, 1, real, sizeof real, SQLITE_STATIC);
     CHECK(sqlite3_step(st) == SQLITE_DONE);
     sqlite3_finalize(st);
+}
+
+/* A one-shot HTTP server on loopback that answers the first request with recorded bytes. */
+typedef struct replayer {
+    int fd, port;
+    char *answer;
+    size_t answer_len;
+    char request_line[256];
+    pthread_t thread;
+} replayer;
+
+static void *replay_main(void *arg)
+{
+    replayer *rp = arg;
+    int c = accept(rp->fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[8192];
+    size_t n = 0;
+    while (n + 1 < sizeof buf) {
+        ssize_t k = read(c, buf + n, sizeof buf - 1 - n);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        buf[n] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    buf[n] = '\0';
+    size_t line = strcspn(buf, "\r\n");
+    snprintf(rp->request_line, sizeof rp->request_line, "%.*s", (int)line, buf);
+    for (size_t off = 0; off < rp->answer_len;) {
+        ssize_t w = write(c, rp->answer + off, rp->answer_len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(c);
+    return NULL;
+}
+
+static void test_a_recorded_delta_answer_replayed_is_refused(void)
+{
+    /* record a genuine, signed delta answer for this device's cursor */
+    int64_t cursor = 0;
+    REQUIRE_VOID(pd_sync_state_get_int(enu, "cursor", &cursor) == PD_OK);
+    uint8_t pin[PD_PUBKEY_BYTES], dpk[PD_PUBKEY_BYTES];
+    uint8_t *sk = sodium_malloc(PD_SECKEY_BYTES);
+    REQUIRE_VOID(sk);
+    REQUIRE_VOID(pd_client_setting_blob(enu, "server_sign_pk", pin, sizeof pin) == PD_OK);
+    REQUIRE_VOID(pd_keys_identity(enu, "device", dpk, sk) == PD_OK);
+    char base[64], url[PD_HTTP_URL_MAX], path[96];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", srv.port);
+    snprintf(path, sizeof path, "/v1/delta?since=%lld", (long long)cursor);
+    pd_sync_options o = th_options();
+    pd_http h;
+    pd_error e = {0};
+    REQUIRE_VOID(pd_http_init(&h, base, &o, &e) == PD_OK);
+    pd_http_pin(&h, pin);
+    REQUIRE_VOID(pd_http_set_device(&h, pd_store_device_id(enu), sk) == PD_OK);
+    pd_http_url(&h, path, url);
+    pd_http_req req = {.method = "GET", .url = url, .sign = true};
+    pd_http_resp r;
+    CHECK_EQ_INT(pd_http_once(&h, &req, &r), PD_OK); /* genuine: it checks for its own nonce */
+    CHECK_EQ_INT(r.status, 200);
+    pd_http_close(&h);
+
+    /* the same bytes, served to the client's next pull */
+    replayer rp = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    REQUIRE_VOID(rp.fd >= 0 && bind(rp.fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                 listen(rp.fd, 4) == 0 && getsockname(rp.fd, (struct sockaddr *)&a, &alen) == 0);
+    rp.port = ntohs(a.sin_port);
+    size_t cap = r.body_len + 1024;
+    rp.answer = malloc(cap);
+    REQUIRE_VOID(rp.answer);
+    int hn = snprintf(rp.answer, cap,
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nPd-Server-Signature: "
+                      "%s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                      r.sig, r.body_len);
+    memcpy(rp.answer + hn, r.body, r.body_len);
+    rp.answer_len = (size_t)hn + r.body_len;
+    pd_http_resp_free(&r);
+    REQUIRE_VOID(pthread_create(&rp.thread, NULL, replay_main, &rp) == 0);
+
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", rp.port);
+    o.max_attempts = 1;
+    REQUIRE_VOID(pd_http_init(&h, base, &o, &e) == PD_OK);
+    pd_http_pin(&h, pin);
+    REQUIRE_VOID(pd_http_set_device(&h, pd_store_device_id(enu), sk) == PD_OK);
+    pd_sync_stats st;
+    memset(&st, 0, sizeof st);
+    CHECK_EQ_INT(pd_client_pull(enu, &h, &st), PD_ERR_SIGNATURE);
+    CHECK(strstr(h.err.msg, "not signed by the pinned server") != NULL);
+    pd_http_close(&h);
+    pthread_join(rp.thread, NULL);
+    close(rp.fd);
+    free(rp.answer);
+    sodium_free(sk);
+    CHECK(strncmp(rp.request_line, "GET /v1/delta?since=", 20) == 0);
+    CHECK_EQ_INT(th_count(enu, "SELECT value FROM sync_state WHERE key = 'cursor'"), cursor);
 }
 
 static void test_a_device_clock_an_hour_off_is_corrected_by_stale_time(void)
@@ -364,6 +471,47 @@ static void test_the_supervisor_uploads_and_the_enumerator_learns_its_receipt(vo
     CHECK(!strcmp(state, "acknowledged"));
 }
 
+static void test_an_upload_refused_for_good_still_pulls(void)
+{
+    /* E0002 corrects household 31 and it reaches the server */
+    const char *hh = "3273011001000031";
+    long long now = th_count(enu, "SELECT roof_material FROM household WHERE id = "
+                                  "'3273011001000031'");
+    pd_value v = {.type = PD_VAL_INT, .i = now == 3 ? 4 : 3};
+    pd_sync_options o = th_options();
+    pd_sync_stats st;
+    REQUIRE_VOID(pd_household_set(enu2, hh, "roof_material", &v, NULL) == PD_OK);
+    pd_seal_result sr;
+    REQUIRE_VOID(pd_batch_seal(enu2, &sr) == PD_OK);
+    REQUIRE_VOID(th_review(enu2, sup, sr.seq, NULL) == PD_OK);
+    REQUIRE_VOID(pd_sync_run(enu2, &o, &st) == PD_OK);
+    long long cursor = th_count(enu, "SELECT value FROM sync_state WHERE key = 'cursor'");
+    /* E0001's next batch names a photo whose bytes no longer match its hash: refused for good */
+    int seq = th_field_work(enu, 32, 1, 1, 20000);
+    REQUIRE_VOID(seq > 0);
+    REQUIRE_VOID(th_review(enu, sup, (uint64_t)seq, NULL) == PD_OK);
+    sqlite3_stmt *q = NULL;
+    REQUIRE_VOID(sqlite3_prepare_v2(pd_store_sqlite(enu),
+                                    "UPDATE photo SET bytes = zeroblob(size) WHERE uploaded = 0",
+                                    -1, &q, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(q) == SQLITE_DONE);
+    sqlite3_finalize(q);
+    int rc = pd_sync_run(enu, &o, &st);
+    CHECK(rc != PD_OK && rc != PD_ERR_NETWORK);
+    CHECK_EQ_INT(st.upload_error, rc);
+    CHECK(strstr(pd_store_errmsg(enu), "the pull went on") != NULL);
+    /* the pull ran all the same: E0002's correction is here */
+    CHECK(st.pulled);
+    CHECK(th_count(enu, "SELECT value FROM sync_state WHERE key = 'cursor'") > cursor);
+    CHECK_EQ_INT(th_count(enu, "SELECT roof_material FROM household WHERE id = "
+                               "'3273011001000031'"),
+                 v.i);
+    /* and the refused batch is still queued */
+    char state[16];
+    th_batch_state(enu, (uint64_t)seq, state);
+    CHECK(strcmp(state, "acknowledged") != 0);
+}
+
 static void test_a_person_without_an_area_has_nothing_to_pull(void)
 {
     pd_store *a = th_device(dir, "admin", "admin");
@@ -377,6 +525,52 @@ static void test_a_person_without_an_area_has_nothing_to_pull(void)
     CHECK_EQ_INT(th_count(a, "SELECT count(*) FROM household"), 0);
     CHECK_EQ_INT(th_count(a, "SELECT count(*) FROM sync_state WHERE key = 'cursor'"), 0);
     pd_store_close(a);
+}
+
+static void test_an_enrolment_whose_answer_was_lost_is_answered_again(void)
+{
+    th_proxy px;
+    REQUIRE_VOID(th_proxy_start(&px, srv.port) == 0);
+    /* a new phone with no person key yet: enrolment makes one (and must send the same one when
+     * it asks again) */
+    char *home = pd_test_path(dir, "phone2");
+    pd_store *d = NULL;
+    pd_error err = {0};
+    REQUIRE_VOID(pd_store_create(&d, home, TH_PIN, &PD_KDF_TEST, &err) == PD_OK);
+    free(home);
+    pd_store *other = th_device(dir, "phone3", "enumerator");
+    char code[PD_ENROLL_CODE_LEN + 1], via[64], direct[64];
+    REQUIRE_VOID(d && other && th_code(&srv, "E0001", code) == PD_OK);
+    snprintf(via, sizeof via, "http://127.0.0.1:%d", px.port);
+    snprintf(direct, sizeof direct, "http://127.0.0.1:%d", srv.port);
+    pd_server_status s0, s1;
+    REQUIRE_VOID(th_server_status(&srv, &s0) == PD_OK);
+    /* the server enrols the device, and its answer is cut on the way back */
+    pd_sync_options o = th_options();
+    o.max_attempts = 1;
+    atomic_store(&px.cut_down_after, 40);
+    CHECK_EQ_INT(pd_sync_enroll(d, via, code, srv.fingerprint, NULL, &o, NULL), PD_ERR_NETWORK);
+    CHECK_EQ_INT(atomic_load(&px.cuts), 1);
+    REQUIRE_VOID(th_server_status(&srv, &s1) == PD_OK);
+    CHECK_EQ_INT(s1.devices, s0.devices + 1);
+    CHECK_EQ_INT(th_count(d, "SELECT count(*) FROM settings WHERE key = 'server_sign_pk'"), 0);
+    /* the retry with the same code (a later run) is the same enrolment, answered again */
+    o = th_options();
+    pd_enroll_result res;
+    CHECK_EQ_INT(pd_sync_enroll(d, via, code, srv.fingerprint, NULL, &o, &res), PD_OK);
+    CHECK(!strcmp(res.person_id, "E0001"));
+    CHECK_EQ_INT(th_count(d, "SELECT count(*) FROM sync_state WHERE key = 'enroll.user_sk'"), 0);
+    REQUIRE_VOID(th_server_status(&srv, &s1) == PD_OK);
+    CHECK_EQ_INT(s1.devices, s0.devices + 1);
+    /* its person key is the one the server holds: it syncs */
+    CHECK_EQ_INT(pd_sync_run(d, &o, NULL), PD_OK);
+    /* another device (another key) with the same code is still refused */
+    CHECK_EQ_INT(pd_sync_enroll(other, direct, code, srv.fingerprint, NULL, &o, NULL),
+                 PD_ERR_DENIED);
+    CHECK(strstr(pd_store_errmsg(other), "code_used") != NULL);
+    pd_store_close(d);
+    pd_store_close(other);
+    th_proxy_stop(&px);
 }
 
 int main(void)
@@ -393,6 +587,7 @@ int main(void)
         RUN(test_first_sync_pulls_the_prelist_then_nothing_to_do_costs_one_request);
         RUN(test_visit_seal_approve_sync_gives_a_receipt_in_three_upload_requests);
         RUN(test_an_answer_not_signed_by_the_pinned_key_is_refused);
+        RUN(test_a_recorded_delta_answer_replayed_is_refused);
         RUN(test_a_device_clock_an_hour_off_is_corrected_by_stale_time);
         RUN(test_a_local_unsent_change_is_kept_over_the_servers_value);
         if (enu2) {
@@ -400,8 +595,10 @@ int main(void)
             RUN(test_a_returned_batch_travels_voided_and_is_acknowledged);
             RUN(test_photos_go_up_once_and_known_ones_are_skipped);
             RUN(test_the_supervisor_uploads_and_the_enumerator_learns_its_receipt);
+            RUN(test_an_upload_refused_for_good_still_pulls);
         }
         RUN(test_a_person_without_an_area_has_nothing_to_pull);
+        RUN(test_an_enrolment_whose_answer_was_lost_is_answered_again);
     }
     pd_store_close(enu);
     pd_store_close(enu2);

@@ -2,7 +2,9 @@
  * test_sync_client.c — the sync client's pieces that need no server: SHA-1 (tus checksums)
  * against the FIPS vectors, the fingerprint format, receipts checked byte by byte, tus metadata,
  * and delta pages applied to a real store: one transaction with the cursor, bad input refused
- * with nothing changed, a record not newer left alone, a local unacknowledged change kept.
+ * with nothing changed (a page whose text hides \u0000 in a string too: cJSON would cut it), a
+ * record not newer left alone, a local unacknowledged change kept, keyring names and areas kept
+ * whole up to the server's limits (refused beyond).
  */
 #include "test_sync_harness.h"
 #include "testutil.h"
@@ -153,11 +155,7 @@ static pd_store *store_with_prelist(const char *name)
 
 static int apply(pd_store *s, const char *json)
 {
-    cJSON *j = cJSON_Parse(json);
-    if (!j)
-        return -1;
-    int rc = pd_client_apply_delta(s, j, NULL);
-    cJSON_Delete(j);
+    int rc = pd_client_apply_delta_text(s, json, strlen(json), NULL);
     if (getenv("PD_TEST_VERBOSE") && rc != PD_OK)
         fprintf(stderr, "   apply: %s\n", pd_store_errmsg(s));
     return rc;
@@ -241,6 +239,92 @@ static void test_a_bad_record_anywhere_in_a_page_changes_nothing(void)
     pd_store_close(s);
 }
 
+static void test_a_page_with_a_nul_escape_is_refused_whole(void)
+{
+    /* cJSON would hand out "Si" for "Si\u0000ti": a value nobody sent, stored without an error */
+    pd_store *s = store_with_prelist("d4");
+    REQUIRE_VOID(s);
+    static const char fmt[] =
+        "{\"format\":\"pd-delta-1\",\"since\":10,\"cursor\":15,\"more\":false,"
+        "\"households\":[{\"id\":\"%s\",\"rev\":12,\"prov\":\"32\",\"kab\":\"32.73\","
+        "\"kec\":\"32.73.01\",\"desa\":\"%s\",\"head_name\":\"%s\"," HH_REST "}],"
+        "\"members\":[],\"keyring\":[]}";
+    static const char *const names[] = {"Si\\u0000ti", "Siti\\\\u0000"};
+    char page[2048];
+    snprintf(page, sizeof page, fmt, HH1, TH_AREA, names[0]);
+    CHECK_EQ_INT(apply(s, page), PD_ERR_PROTOCOL);
+    CHECK(strstr(pd_store_errmsg(s), "\\u0000") != NULL);
+    CHECK_EQ_INT(th_count(s, "SELECT count(*) FROM household WHERE head_name = 'Si'"), 0);
+    CHECK_EQ_INT(th_count(s, "SELECT rev FROM household WHERE id = '" HH1 "'"), 1);
+    CHECK_EQ_INT(th_count(s, "SELECT value FROM sync_state WHERE key = 'cursor'"), 10);
+    /* an escaped backslash followed by "u0000" is plain text, not a NUL: the page applies */
+    snprintf(page, sizeof page, fmt, HH1, TH_AREA, names[1]);
+    CHECK_EQ_INT(apply(s, page), PD_OK);
+    CHECK_EQ_INT(th_count(s, "SELECT count(*) FROM household WHERE head_name = 'Siti\\u0000'"), 1);
+    CHECK_EQ_INT(th_count(s, "SELECT value FROM sync_state WHERE key = 'cursor'"), 15);
+    pd_store_close(s);
+}
+
+/* A delta page that carries one keyring row with this name and area. */
+static char *keyring_page(int64_t since, const char *name, const char *area)
+{
+    uint8_t pk[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES];
+    crypto_sign_keypair(pk, sk);
+    char pkhex[2 * PD_PUBKEY_BYTES + 1];
+    hex(pkhex, pk, sizeof pk);
+    size_t cap = strlen(name) + strlen(area) + 1024;
+    char *page = malloc(cap);
+    if (page)
+        snprintf(page, cap,
+                 "{\"format\":\"pd-delta-1\",\"since\":%lld,\"cursor\":%lld,\"more\":false,"
+                 "\"households\":[],\"members\":[],\"keyring\":[{\"pk\":\"%s\",\"role\":"
+                 "\"supervisor\",\"person_id\":\"S0099\",\"name\":\"%s\",\"supervisor_pk\":null,"
+                 "\"area\":\"%s\",\"rev\":%lld}]}",
+                 (long long)since, (long long)since + 1, pkhex, name, area, (long long)since + 1);
+    return page;
+}
+
+static void test_keyring_names_and_areas_are_kept_whole_up_to_the_servers_limits(void)
+{
+    pd_store *s = store_with_prelist("d5");
+    REQUIRE_VOID(s);
+    /* a name of 255 bytes (two-byte letters) and the area list of a supervisor of many SLS */
+    char name[PD_KEYRING_NAME_MAX + 2] = "", area[PD_KEYRING_AREA_MAX + 32] = "";
+    for (int i = 0; i < 127; i++)
+        strcat(name, "\xc3\x91");
+    strcat(name, "a");
+    while (strlen(area) + strlen("," TH_AREA) <= PD_KEYRING_AREA_MAX)
+        strcat(area, area[0] ? "," TH_AREA : TH_AREA);
+    CHECK_EQ_INT(strlen(name), PD_KEYRING_NAME_MAX);
+    CHECK(strlen(area) > PD_KEYRING_AREA_MAX - 16 && strlen(area) <= PD_KEYRING_AREA_MAX);
+    char *page = keyring_page(10, name, area);
+    REQUIRE_VOID(page);
+    CHECK_EQ_INT(apply(s, page), PD_OK);
+    free(page);
+    CHECK_EQ_INT(th_count(s, "SELECT length(CAST(name AS BLOB)) FROM keyring WHERE person_id = "
+                             "'S0099'"),
+                 PD_KEYRING_NAME_MAX);
+    CHECK_EQ_INT(th_count(s, "SELECT length(area) FROM keyring WHERE person_id = 'S0099'"),
+                 (long long)strlen(area));
+    /* one byte more of either is refused, and nothing of the page is stored */
+    strcat(name, "b");
+    page = keyring_page(11, name, TH_AREA);
+    REQUIRE_VOID(page);
+    CHECK_EQ_INT(apply(s, page), PD_ERR_TOOBIG);
+    CHECK(strstr(pd_store_errmsg(s), "S0099") != NULL);
+    free(page);
+    name[PD_KEYRING_NAME_MAX] = '\0';
+    while (strlen(area) <= PD_KEYRING_AREA_MAX)
+        strcat(area, "," TH_AREA);
+    page = keyring_page(11, name, area);
+    REQUIRE_VOID(page);
+    CHECK_EQ_INT(apply(s, page), PD_ERR_TOOBIG);
+    free(page);
+    CHECK_EQ_INT(th_count(s, "SELECT count(*) FROM keyring WHERE person_id = 'S0099'"), 1);
+    CHECK_EQ_INT(th_count(s, "SELECT value FROM sync_state WHERE key = 'cursor'"), 11);
+    pd_store_close(s);
+}
+
 static void test_a_record_not_newer_is_left_alone_and_local_changes_are_kept(void)
 {
     pd_store *s = store_with_prelist("d3");
@@ -313,6 +397,8 @@ int main(void)
     RUN(test_tus_metadata_is_key_space_base64);
     RUN(test_a_delta_page_is_applied_with_its_cursor);
     RUN(test_a_bad_record_anywhere_in_a_page_changes_nothing);
+    RUN(test_a_page_with_a_nul_escape_is_refused_whole);
+    RUN(test_keyring_names_and_areas_are_kept_whole_up_to_the_servers_limits);
     RUN(test_a_record_not_newer_is_left_alone_and_local_changes_are_kept);
     RUN(test_sync_needs_an_enrolled_device);
     pd_test_rmtree(dir);

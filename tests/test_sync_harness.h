@@ -6,6 +6,10 @@
  * makes batches (visit, photo, seal, supervisor approval), and a reader of the server's access
  * log (what the server says it received). Header-only (static functions): each test is one
  * program.
+ *
+ * The server's database is sqlite:DIR/server.db, or with PD_TEST_DB_URL=postgres://… a fresh
+ * database on that cluster (test_db.h; dropped at exit). Its data directory is
+ * DIR/server.db.d either way (th_server.data): pass it whenever the server is opened.
  */
 #ifndef PD_TEST_SYNC_HARNESS_H
 #define PD_TEST_SYNC_HARNESS_H
@@ -13,6 +17,7 @@
 #include "client_internal.h"
 #include "pd_server.h"
 #include "pd_sync.h"
+#include "test_db.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,12 +85,14 @@ static TH_UNUSED pd_sync_options th_options(void)
 
 typedef struct th_server {
     char dir[512];
-    char db[600];
+    char db[1200];  /* the database URL */
+    char data[600]; /* the data directory: keys (PostgreSQL), uploads, blobs */
     char log[600];
     char fingerprint[PD_SERVER_FINGERPRINT_LEN + 1];
     pid_t pid;
     int port;
 } th_server;
+
 
 /* A server database with a supervisor S0001 (kecamatan 32.73.01), enumerators E0001 and E0002 in
  * desa 32.73.01.1001 supervised by S0001, an admin A0001 without an area, and a generated prelist
@@ -94,13 +101,15 @@ static TH_UNUSED int th_server_create(th_server *s, const char *dir, uint32_t ho
 {
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s", dir);
-    snprintf(s->db, sizeof s->db, "sqlite:%s/server.db", dir);
+    snprintf(s->data, sizeof s->data, "%s/server.db.d", dir);
     snprintf(s->log, sizeof s->log, "%s/access.log", dir);
+    if (td_make(s->db, sizeof s->db, dir, "pool=4") != 0)
+        return PD_ERR_IO;
     pd_error err = {0};
     pd_server *srv = NULL;
-    int rc = pd_server_init(s->db, &err);
+    int rc = pd_server_create(s->db, s->data, &err);
     if (rc == PD_OK)
-        rc = pd_server_open(&srv, s->db, NULL, &err);
+        rc = pd_server_open(&srv, s->db, s->data, &err);
     if (rc != PD_OK) {
         fprintf(stderr, "server: %s\n", err.msg);
         return rc;
@@ -126,7 +135,7 @@ static TH_UNUSED int th_code(th_server *s, const char *user, char code[PD_ENROLL
 {
     pd_error err = {0};
     pd_server *srv = NULL;
-    int rc = pd_server_open(&srv, s->db, NULL, &err);
+    int rc = pd_server_open(&srv, s->db, s->data, &err);
     if (rc == PD_OK) {
         rc = pd_server_enroll_code(srv, user, 0, code);
         if (rc != PD_OK)
@@ -157,8 +166,8 @@ static TH_UNUSED int th_server_start(th_server *s, int port)
         int devnull = open("/dev/null", O_WRONLY);
         if (devnull >= 0 && !getenv("PD_TEST_VERBOSE"))
             dup2(devnull, 2);
-        execl(bin, bin, "--db", s->db, "serve", "--listen", listen, "--access-log", s->log,
-              (char *)NULL);
+        execl(bin, bin, "--db", s->db, "--data", s->data, "serve", "--listen", listen,
+              "--access-log", s->log, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -198,7 +207,7 @@ static TH_UNUSED int th_server_status(th_server *s, pd_server_status *st)
 {
     pd_error err = {0};
     pd_server *srv = NULL;
-    int rc = pd_server_open(&srv, s->db, NULL, &err);
+    int rc = pd_server_open(&srv, s->db, s->data, &err);
     if (rc == PD_OK)
         rc = pd_server_get_status(srv, st);
     pd_server_close(srv);

@@ -3,7 +3,7 @@
  * server library (server/pd_server.h) and `serve`, the HTTP service.
  *
  *   pendata-server [--db URL] [--data DIR] [--json] COMMAND [ARGS]
- *     init                         create the database, keys (URL.key, 0600) and data directory
+ *     init                         create the database, the keys (0600) and the data directory
  *     user add --id ID --role R --name NAME [--area CODES] [--supervisor ID]
  *     user passwd --id ID [--password-file FILE]   the korcam's web password (stdin if no file)
  *     enroll-code --user ID [--ttl-hours H]   a one-time code + the server fingerprint
@@ -12,7 +12,10 @@
  *     serve [--listen HOST:PORT] [--threads N] [--access-log FILE|-]
  *     status
  *
- * The database URL is --db, else $PENDATA_SERVER_DB, else sqlite:pendata-server.db. Data on
+ * The database URL is --db, else $PENDATA_SERVER_DB, else sqlite:pendata-server.db. The data
+ * directory (uploads, blobs, packages, and for a postgres:// database the key file server.key) is
+ * --data, else $PENDATA_SERVER_DATA, else PATH.d beside a sqlite:PATH database (its keys are
+ * PATH.key); a postgres:// database needs one, shared by every instance serving it. Data on
  * stdout, messages on stderr; exit 0 ok, 1 failure, 2 usage. `serve` prints the port it listens
  * on as the first line of stdout (so a test can start it on port 0 and read the port), logs one
  * line per request to --access-log, and stops gracefully on SIGTERM or SIGINT.
@@ -111,29 +114,57 @@ static pd_server *open_server(const opts *o)
     return srv;
 }
 
+/* The database URL to show: a URL's user information and query (where a password may sit) are
+ * left out, and so is anything a JSON string would need escaped. */
+static void shown_db(const char *url, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://");
+    size_t n = 0;
+    for (const char *p = url; *p && n + 1 < cap; p++) {
+        if (scheme_end && p == scheme_end + 3) {
+            const char *at = strchr(p, '@'), *slash = strchr(p, '/');
+            if (at && (!slash || at < slash))
+                p = at + 1;
+            if (!*p)
+                break;
+        }
+        if (scheme_end && p > scheme_end && *p == '?')
+            break;
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+            continue;
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
 /* ---- commands -------------------------------------------------------------------------------- */
+
 
 static int cmd_init(opts *o, int argc, char **argv)
 {
-    static const char *const flags[] = {"--db", NULL};
+    static const char *const flags[] = {"--db", "--data", NULL};
     bool bad = false;
     const char *db = opt(argc, argv, "--db", &bad);
+    const char *data = opt(argc, argv, "--data", &bad);
     if (bad || !only(argc, argv, 1, flags) || wants_help(argc, argv))
-        return usage("init [--db sqlite:PATH]");
+        return usage("init [--db sqlite:PATH | --db postgres://… --data DIR] [--data DIR]");
     if (db)
         o->db = db;
+    if (data)
+        o->data = data;
     pd_error err = {0};
-    if (pd_server_init(o->db, &err) != PD_OK)
+    if (pd_server_create(o->db, o->data, &err) != PD_OK)
         return fail("init", err.msg);
     pd_server *srv = open_server(o);
     if (!srv)
         return EX_FAIL;
-    char fp[PD_SERVER_FINGERPRINT_LEN + 1];
+    char fp[PD_SERVER_FINGERPRINT_LEN + 1], shown[512];
     pd_server_fingerprint(srv, fp);
+    shown_db(o->db, shown, sizeof shown);
     if (o->json)
-        printf("{\"db\":\"%s\",\"fingerprint\":\"%s\"}\n", o->db, fp);
+        printf("{\"db\":\"%s\",\"fingerprint\":\"%s\"}\n", shown, fp);
     else
-        printf("created %s\nserver key fingerprint: %s\n", o->db, fp);
+        printf("created %s\nserver key fingerprint: %s\n", shown, fp);
     pd_server_close(srv);
     return EX_OK;
 }
@@ -377,8 +408,10 @@ static void help(FILE *f)
     fprintf(f,
             "pendata-server %s — the central server of pendata\n\n"
             "usage: pendata-server [--db URL] [--data DIR] [--json] COMMAND [ARGS]\n\n"
-            "  --db URL     sqlite:PATH (default $PENDATA_SERVER_DB, sqlite:pendata-server.db)\n"
-            "  --data DIR   uploads, photos and packages (default PATH.d)\n"
+            "  --db URL     sqlite:PATH or postgres://… (default $PENDATA_SERVER_DB,\n"
+            "               sqlite:pendata-server.db)\n"
+            "  --data DIR   uploads, photos, packages; for postgres:// also the key file\n"
+            "               (default $PENDATA_SERVER_DATA, or PATH.d for sqlite:PATH)\n"
             "  --json       machine-readable output\n\ncommands:\n",
             PD_VERSION_STRING);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -395,6 +428,9 @@ int main(int argc, char **argv)
     opts o = {.db = getenv("PENDATA_SERVER_DB")};
     if (!o.db || !*o.db)
         o.db = "sqlite:pendata-server.db";
+    o.data = getenv("PENDATA_SERVER_DATA");
+    if (o.data && !*o.data)
+        o.data = NULL;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--db") && i + 1 < argc) {

@@ -106,6 +106,21 @@ static int print_server_json(cli *c, char *json)
     return cli_print_json(c, j);
 }
 
+/* The server's answer `json` (taken: freed here): as it is with --json, else parsed and shown by
+ * `show`. `what` names the command in the message when the answer is not JSON. */
+static int print_answer(cli *c, const char *what, char *json, void (*show)(const cJSON *))
+{
+    if (c->json)
+        return print_server_json(c, json);
+    cJSON *j = cJSON_Parse(json);
+    free(json);
+    if (!j)
+        return cli_fail(c, what, "the answer is not JSON");
+    show(j);
+    cJSON_Delete(j);
+    return CLI_OK;
+}
+
 /* ---- the server's queue ------------------------------------------------------------------------
  */
 
@@ -521,15 +536,7 @@ static int run_list(cli *c, pd_store *store, int argc, char **argv, int i)
     char *json = NULL;
     if (pd_korcam_list(store, &f, NULL, &json) != PD_OK)
         return fail_korcam(c, "conflicts list", store);
-    if (c->json)
-        return print_server_json(c, json);
-    cJSON *j = cJSON_Parse(json);
-    free(json);
-    if (!j)
-        return cli_fail(c, "conflicts list", "the answer is not JSON");
-    print_list(j);
-    cJSON_Delete(j);
-    return CLI_OK;
+    return print_answer(c, "conflicts list", json, print_list);
 }
 
 static int run_show(cli *c, pd_store *store, int argc, char **argv)
@@ -546,15 +553,21 @@ static int run_show(cli *c, pd_store *store, int argc, char **argv)
     char *json = NULL;
     if (pd_korcam_show(store, id, NULL, &json) != PD_OK)
         return fail_korcam(c, "conflicts show", store);
-    if (c->json)
-        return print_server_json(c, json);
-    cJSON *j = cJSON_Parse(json);
-    free(json);
-    if (!j)
-        return cli_fail(c, "conflicts show", "the answer is not JSON");
-    print_show(j);
-    cJSON_Delete(j);
-    return CLI_OK;
+    return print_answer(c, "conflicts show", json, print_show);
+}
+
+static void print_resolution(const cJSON *j)
+{
+    const cJSON *cf = cJSON_GetObjectItemCaseSensitive(j, "conflict");
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(cf, "resolution");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(cf, "id");
+    printf("conflict %.0f resolved: %s -> ", cJSON_IsNumber(id) ? id->valuedouble : 0.0,
+           jstr(res, "action"));
+    put_value(cJSON_GetObjectItemCaseSensitive(res, "value"), 0);
+    const cJSON *task = cJSON_GetObjectItemCaseSensitive(j, "task");
+    if (cJSON_IsNumber(task))
+        printf(" (task %.0f for the enumerator)", task->valuedouble);
+    putchar('\n');
 }
 
 static int run_resolve(cli *c, pd_store *store, int argc, char **argv)
@@ -614,20 +627,7 @@ static int run_resolve(cli *c, pd_store *store, int argc, char **argv)
     char *json = NULL;
     if (pd_korcam_resolve(store, id, &r, NULL, &json) != PD_OK)
         return fail_korcam(c, "conflicts resolve", store);
-    if (c->json)
-        return print_server_json(c, json);
-    cJSON *j = cJSON_Parse(json);
-    free(json);
-    const cJSON *cf = cJSON_GetObjectItemCaseSensitive(j, "conflict");
-    const cJSON *res = cJSON_GetObjectItemCaseSensitive(cf, "resolution");
-    printf("conflict %lld resolved: %s -> ", (long long)id, jstr(res, "action"));
-    put_value(cJSON_GetObjectItemCaseSensitive(res, "value"), 0);
-    const cJSON *task = cJSON_GetObjectItemCaseSensitive(j, "task");
-    if (cJSON_IsNumber(task))
-        printf(" (task %.0f for the enumerator)", task->valuedouble);
-    putchar('\n');
-    cJSON_Delete(j);
-    return CLI_OK;
+    return print_answer(c, "conflicts resolve", json, print_resolution);
 }
 
 static int run_summary(cli *c, pd_store *store, int argc, char **argv)
@@ -641,15 +641,7 @@ static int run_summary(cli *c, pd_store *store, int argc, char **argv)
     char *json = NULL;
     if (pd_korcam_summary(store, NULL, &json) != PD_OK)
         return fail_korcam(c, "conflicts summary", store);
-    if (c->json)
-        return print_server_json(c, json);
-    cJSON *j = cJSON_Parse(json);
-    free(json);
-    if (!j)
-        return cli_fail(c, "conflicts summary", "the answer is not JSON");
-    print_summary(j);
-    cJSON_Delete(j);
-    return CLI_OK;
+    return print_answer(c, "conflicts summary", json, print_summary);
 }
 
 int cmd_conflicts(cli *c, int argc, char **argv)

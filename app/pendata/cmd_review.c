@@ -138,7 +138,7 @@ static int list_one(void *ctx, const pd_outbox_entry *e)
         return rc;
     }
     const pd_batch_header *h = pd_batch_header_get(b);
-    char who[200], when[32], hex[2 * PD_PUBKEY_BYTES + 1];
+    char who[PD_KEYRING_NAME_MAX + 32], when[32], hex[2 * PD_PUBKEY_BYTES + 1];
     counts oc;
     l->n++;
     if (l->array) {
@@ -302,7 +302,8 @@ static int do_show(cli *c, pd_store *s, int argc, char **argv)
     const pd_batch_header *h = pd_batch_header_get(b);
     const pd_op *ops = pd_batch_ops(b, &n);
     pd_batch_photos(b, &np);
-    char who[200], when[32], hex[2 * PD_HASH_BYTES + 1], prev[2 * PD_HASH_BYTES + 1];
+    char who[PD_KEYRING_NAME_MAX + 32], when[32], hex[2 * PD_HASH_BYTES + 1],
+        prev[2 * PD_HASH_BYTES + 1];
     cli_hex(hex, pd_batch_hash(b), PD_HASH_BYTES);
     cli_hex(prev, h->prev_hash, PD_HASH_BYTES);
     int status = CLI_OK;

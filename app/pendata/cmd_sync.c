@@ -124,7 +124,7 @@ static void print_stats(const pd_sync_stats *s, bool ok, bool json)
                "\"batches_uploaded\":%llu,\"batches_acknowledged\":%llu,\"batches_held\":%llu,"
                "\"batches_rejected\":%llu,\"batches_forked\":%llu,\"records_pulled\":%llu,"
                "\"fields_kept\":%llu,\"conflicts_pulled\":%llu,\"keys_pulled\":%llu,"
-               "\"prelist_imported\":%s,\"cursor\":%lld}\n",
+               "\"prelist_imported\":%s,\"cursor\":%lld,\"pulled\":%s,\"upload_error\":%s%s%s}\n",
                ok ? "true" : "false", (unsigned long long)s->requests,
                (unsigned long long)s->bytes_sent, (unsigned long long)s->bytes_received,
                (unsigned long long)s->retries, (unsigned long long)s->upload_body_bytes,
@@ -135,7 +135,10 @@ static void print_stats(const pd_sync_stats *s, bool ok, bool json)
                (unsigned long long)s->batches_rejected, (unsigned long long)s->batches_forked,
                (unsigned long long)s->records_pulled, (unsigned long long)s->fields_kept,
                (unsigned long long)s->conflicts_pulled, (unsigned long long)s->keys_pulled,
-               s->prelist_imported ? "true" : "false", (long long)s->cursor);
+               s->prelist_imported ? "true" : "false", (long long)s->cursor,
+               s->pulled ? "true" : "false", s->upload_error ? "\"" : "",
+               s->upload_error ? pd_strerror(s->upload_error) : "null",
+               s->upload_error ? "\"" : "");
         return;
     }
     printf("%llu request(s), %llu bytes sent, %llu received\n", (unsigned long long)s->requests,

@@ -15,6 +15,7 @@
 
 #include "pd_sync.h"
 #include "store_internal.h"
+#include "test_db.h"
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -311,6 +312,254 @@ static FIRE_UNUSED sqlite3 *fire_open_db(const char *path)
     }
     sqlite3_busy_timeout(db, 5000);
     return db;
+}
+
+/* ---- the server's database, on either backend --------------------------------------------- */
+
+#ifdef PD_HAVE_PQ
+static FIRE_UNUSED int fire_hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Bind PostgreSQL's text form of (row, col) of r as parameter i of st, in the type SQLite gives
+ * the same value: integers and booleans INTEGER, double precision REAL, bytea BLOB, the rest
+ * (text, jsonb) TEXT. 0, or -1 for a type the fire tests do not expect. */
+static FIRE_UNUSED int fire_bind_pg(sqlite3_stmt *st, int i, const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return sqlite3_bind_null(st, i) == SQLITE_OK ? 0 : -1;
+    const char *v = PQgetvalue(r, row, col);
+    int n = PQgetlength(r, row, col);
+    switch (PQftype(r, col)) {
+    case 16: /* boolean */
+        return sqlite3_bind_int64(st, i, v[0] == 't') == SQLITE_OK ? 0 : -1;
+    case 20: /* bigint */
+    case 21: /* smallint */
+    case 23: /* integer */
+        return sqlite3_bind_int64(st, i, strtoll(v, NULL, 10)) == SQLITE_OK ? 0 : -1;
+    case 700: /* real */
+    case 701: /* double precision: printed shortest-exact (extra_float_digits 1) */
+        return sqlite3_bind_double(st, i, strtod(v, NULL)) == SQLITE_OK ? 0 : -1;
+    case 17: { /* bytea, hex form "\x…" */
+        if (n < 2 || v[0] != '\\' || v[1] != 'x' || n % 2)
+            return -1;
+        size_t len = (size_t)(n - 2) / 2;
+        uint8_t *b = malloc(len ? len : 1);
+        if (!b)
+            return -1;
+        for (size_t k = 0; k < len; k++) {
+            int hi = fire_hex_digit(v[2 + 2 * k]), lo = fire_hex_digit(v[3 + 2 * k]);
+            if (hi < 0 || lo < 0) {
+                free(b);
+                return -1;
+            }
+            b[k] = (uint8_t)(hi << 4 | lo);
+        }
+        return sqlite3_bind_blob(st, i, b, (int)len, free) == SQLITE_OK ? 0 : -1;
+    }
+    case 25:   /* text */
+    case 1043: /* varchar */
+    case 3802: /* jsonb */
+        return sqlite3_bind_text(st, i, v, n, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+    default:
+        fprintf(stderr, "fire: column %s has a PostgreSQL type (oid %u) the copy does not map\n",
+                PQfname(r, col), (unsigned)PQftype(r, col));
+        return -1;
+    }
+}
+
+/* SQLite's declared type for a PostgreSQL column type (as fire_bind_pg stores it). */
+static FIRE_UNUSED const char *fire_pg_decl(Oid type)
+{
+    switch (type) {
+    case 16:
+    case 20:
+    case 21:
+    case 23:
+        return "INTEGER";
+    case 700:
+    case 701:
+        return "REAL";
+    case 17:
+        return "BLOB";
+    default:
+        return "TEXT";
+    }
+}
+
+/* Copy table name of c (inside the caller's transaction) into db. 0 or -1. */
+static FIRE_UNUSED int fire_pg_copy_table(PGconn *c, sqlite3 *db, const char *name)
+{
+    /* the table names come from the catalogue, not from input */
+    char sql[4096];
+    snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", name);
+    PGresult *r = PQexec(c, sql);
+    int result = -1;
+    sqlite3_stmt *ins = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "fire: %s: %s", sql, PQerrorMessage(c));
+        goto out;
+    }
+    int ncol = PQnfields(r);
+    size_t off = (size_t)snprintf(sql, sizeof sql, "CREATE TABLE \"%s\" (", name);
+    for (int i = 0; i < ncol && off < sizeof sql; i++)
+        off += (size_t)snprintf(sql + off, sizeof sql - off, "%s\"%s\" %s", i ? ", " : "",
+                                PQfname(r, i), fire_pg_decl(PQftype(r, i)));
+    if (off + 2 >= sizeof sql)
+        goto out;
+    snprintf(sql + off, sizeof sql - off, ")");
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        goto out;
+    off = (size_t)snprintf(sql, sizeof sql, "INSERT INTO \"%s\" VALUES (", name);
+    for (int i = 0; i < ncol && off < sizeof sql; i++)
+        off += (size_t)snprintf(sql + off, sizeof sql - off, "%s?", i ? ", " : "");
+    if (off + 2 >= sizeof sql)
+        goto out;
+    snprintf(sql + off, sizeof sql - off, ")");
+    if (sqlite3_prepare_v2(db, sql, -1, &ins, NULL) != SQLITE_OK)
+        goto out;
+    for (int row = 0; row < PQntuples(r); row++) {
+        for (int i = 0; i < ncol; i++)
+            if (fire_bind_pg(ins, i + 1, r, row, i) != 0)
+                goto out;
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            goto out;
+        sqlite3_reset(ins);
+    }
+    result = 0;
+out:
+    if (result != 0)
+        fprintf(stderr, "fire: cannot copy table %s: %s\n", name, sqlite3_errmsg(db));
+    sqlite3_finalize(ins);
+    PQclear(r);
+    return result;
+}
+
+/* Every table of the PostgreSQL database at url (a partitioned table as one, with the rows of
+ * all its partitions), copied into a new SQLite database in memory under the same table and
+ * column names, in one REPEATABLE READ transaction (one moment's state). The checks then read the
+ * same facts with the same SQL on either backend, and fire_db_hash hashes the copy. NULL on
+ * failure (message on stderr). */
+static FIRE_UNUSED sqlite3 *fire_pg_snapshot(const char *url)
+{
+    char plain[4608];
+    td_libpq_url(plain, sizeof plain, url);
+    PGconn *c = td_connect(plain);
+    if (!c)
+        return NULL;
+    sqlite3 *db = NULL;
+    PGresult *tables = NULL;
+    bool ok = false;
+    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK)
+        goto out;
+    PQclear(PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+    tables = PQexec(c, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                       "c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN "
+                       "('r', 'p') AND NOT c.relispartition ORDER BY 1");
+    if (PQresultStatus(tables) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "fire: the list of tables: %s", PQerrorMessage(c));
+        goto out;
+    }
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    for (int i = 0; i < PQntuples(tables); i++)
+        if (fire_pg_copy_table(c, db, PQgetvalue(tables, i, 0)) != 0)
+            goto out;
+    ok = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+out:
+    PQclear(tables);
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    if (!ok) {
+        sqlite3_close(db);
+        db = NULL;
+    }
+    return db;
+}
+
+/* amcheck on every table (verify_heapam) and every B-tree index (bt_index_check, every heap tuple
+ * in its indexes) of the PostgreSQL database at url, plus what the partitioned record tables
+ * owe their global id index (record_key): one key for each household, member and visit, in the
+ * same province, and no key without its record. "ok" in msg, or the first complaint. */
+static FIRE_UNUSED bool fire_pg_integrity(const char *url, char *msg, size_t cap)
+{
+    static const char *const checks[][2] = {
+        /* the lists first (MATERIALIZED): amcheck only on this database's own relations */
+        {"amcheck: a corrupt heap page or tuple",
+         "WITH t AS MATERIALIZED (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
+         "c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r') SELECT count(*) "
+         "FROM t, LATERAL verify_heapam(t.oid)"},
+        {"amcheck: a B-tree index does not match its table",
+         "WITH i AS MATERIALIZED (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = "
+         "c.relnamespace JOIN pg_am a ON a.oid = c.relam WHERE n.nspname = current_schema() AND "
+         "c.relkind = 'i' AND a.amname = 'btree') SELECT count(*) FROM i WHERE "
+         "bt_index_check(i.oid, true)::text IS NULL"},
+        {"record_key: a record without its key, or in another province",
+         "SELECT (SELECT count(*) FROM household r WHERE NOT EXISTS (SELECT 1 FROM record_key k "
+         "WHERE k.entity = 0 AND k.id = r.id AND k.prov = r.prov)) + (SELECT count(*) FROM member "
+         "r WHERE NOT EXISTS (SELECT 1 FROM record_key k WHERE k.entity = 1 AND k.id = r.id AND "
+         "k.prov = r.prov)) + (SELECT count(*) FROM visit r WHERE NOT EXISTS (SELECT 1 FROM "
+         "record_key k WHERE k.entity = 2 AND k.id = r.id AND k.prov = r.prov))"},
+        {"record_key: a key without its record",
+         "SELECT count(*) FROM record_key k WHERE k.entity < 3 AND NOT EXISTS (SELECT 1 FROM "
+         "household r WHERE k.entity = 0 AND r.id = k.id AND r.prov = k.prov UNION ALL SELECT 1 "
+         "FROM member r WHERE k.entity = 1 AND r.id = k.id AND r.prov = k.prov UNION ALL SELECT 1 "
+         "FROM visit r WHERE k.entity = 2 AND r.id = k.id AND r.prov = k.prov)"},
+    };
+    if (msg && cap)
+        snprintf(msg, cap, "ok");
+    /* amcheck is a contrib extension of the PostgreSQL server (postgresql-contrib); the test
+     * cluster's owner makes it in each fresh test database. Without it only the record keys are
+     * checked (said once). */
+    static bool told;
+    size_t from = 0;
+    if (!td_exec(url, "CREATE EXTENSION IF NOT EXISTS amcheck")) {
+        if (!told)
+            fprintf(stderr, "fire: no amcheck on this PostgreSQL: its pages are not checked\n");
+        told = true;
+        from = 2;
+    }
+    for (size_t i = from; i < sizeof checks / sizeof checks[0]; i++) {
+        long long n = td_int(url, checks[i][1]);
+        if (n != 0) {
+            if (msg && cap)
+                snprintf(msg, cap, "%s (%lld)", checks[i][0], n);
+            return false;
+        }
+    }
+    return true;
+}
+#endif
+
+/* The server's database at url (a URL td_make gave) for the checks: its SQLite file, opened
+ * read-write so that a WAL left by a killed server is recovered as the server would, or a copy of
+ * the PostgreSQL database in memory (fire_pg_snapshot). NULL on failure (message on stderr). */
+static FIRE_UNUSED sqlite3 *fire_server_db(const char *url)
+{
+    if (td_is_pg_url(url)) {
+#ifdef PD_HAVE_PQ
+        return fire_pg_snapshot(url);
+#else
+        fprintf(stderr, "fire: %s needs libpq\n", url);
+        return NULL;
+#endif
+    }
+    return fire_open_db(!strncmp(url, "sqlite:", 7) ? url + 7 : url);
+}
+
+/* The integrity of the server's database at url: PRAGMA integrity_check on SQLite (db is what
+ * fire_server_db gave), amcheck and the record keys on PostgreSQL (fire_pg_integrity). */
+static FIRE_UNUSED bool fire_server_integrity(const char *url, sqlite3 *db, char *msg, size_t cap)
+{
+    if (td_is_pg_url(url)) {
+#ifdef PD_HAVE_PQ
+        return fire_pg_integrity(url, msg, cap);
+#else
+        return false;
+#endif
+    }
+    return fire_integrity(db, msg, cap);
 }
 
 /* ---- the fault proxy ------------------------------------------------------------------------ */

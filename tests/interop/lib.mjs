@@ -14,8 +14,10 @@ export function blake2b256Hex(bytes) {
 }
 
 // A proxy on 127.0.0.1 to targetPort. The first connection that carries the byte number
-// `cutAfter` (counted from the start, all connections together) is reset right after it.
-export function cutProxy(targetPort, cutAfter) {
+// `cutAfter` (counted from the start, all connections together) is reset right after it;
+// onCut(stats), if given, runs at the cut, before the reset, so that whoever records the cut
+// has done so before the client can even notice it (a timer could miss a quick resume).
+export function cutProxy(targetPort, cutAfter, onCut) {
   const stats = { up: 0, down: 0, cuts: 0, connections: 0 };
   let left = cutAfter > 0 ? cutAfter : 0;
   const server = net.createServer((client) => {
@@ -34,6 +36,7 @@ export function cutProxy(targetPort, cutAfter) {
         stats.up += left;
         left = 0;
         stats.cuts++;
+        if (onCut) onCut(stats);
         setImmediate(kill);
         return;
       }

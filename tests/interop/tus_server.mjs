@@ -28,13 +28,8 @@ const httpServer = cert
   ? https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(arg('--key')) }, handler)
   : http.createServer(handler);
 await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', resolve));
-const proxy = await cutProxy(httpServer.address().port, Number(arg('--cut', '0')));
-let seen = 0;
-setInterval(() => {
-  if (proxy.stats.cuts !== seen) {
-    seen = proxy.stats.cuts;
-    fs.appendFileSync(`${dir}/cuts.log`, `cut ${seen} up ${proxy.stats.up}\n`);
-  }
-}, 20);
+// written at the cut itself: the client cannot finish before the line is in the file
+const proxy = await cutProxy(httpServer.address().port, Number(arg('--cut', '0')), (stats) =>
+  fs.appendFileSync(`${dir}/cuts.log`, `cut ${stats.cuts} up ${stats.up}\n`));
 console.log(JSON.stringify({ port: proxy.port }));
 process.on('SIGTERM', () => process.exit(0));

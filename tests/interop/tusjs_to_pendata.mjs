@@ -43,7 +43,9 @@ const url = await new Promise((resolve, reject) => {
   const up = new Upload(bytes, {
     endpoint: `http://127.0.0.1:${proxy.port}/v1/uploads`,
     chunkSize: 16384,
-    retryDelays: [0, 50, 100, 200, 400, 800, 1600],
+    // ~25 s in all: a loaded machine may take seconds to notice the cut connection; a longer
+    // list does not make the test weaker (the cut happens once, every byte is counted)
+    retryDelays: [0, 50, 100, 200, 400, 800, 1600, 3200, 6400, 12800],
     uploadSize: bytes.length,
     metadata: { kind: 'photo', hash },
     httpStack: new SigningStack(device),
