@@ -558,17 +558,6 @@ static void run_handler(pd_server *srv, srv_conn *c);
  * finds nothing left to write instead of holding every other request for a disk flush. (The
  * file is tus.c's <data dir>/uploads/<id>; a srv_tus_patch_sync(p) in tus.c would say so in one
  * place.) */
-static void presync_upload(pd_server *srv, const srv_conn *c)
-{
-    char *path = srv_path(srv, "uploads", c->upload_id);
-    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(path);
-}
-
 static void phase_complete(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
@@ -584,7 +573,7 @@ static void phase_complete(pd_server *srv, srv_conn *c)
     }
     bool authed = c->open_route || auth_signature(c);
     if (authed && c->patch)
-        presync_upload(srv, c);
+        srv_tus_patch_sync(c->patch); /* the fsync outside the lock */
     pthread_mutex_lock(&srv->lock);
     pd_storage *st = srv->st;
     if (st->ops->sync_defer)
@@ -612,7 +601,7 @@ static void phase_complete(pd_server *srv, srv_conn *c)
         r->fd = -1;
         r->nh = 0;
         r->etag[0] = '\0';
-        r->ranges = r->sign_body = false;
+        r->ranges = false;
         srv_resp_error(r, 503, "busy", "storage: the request's writes could not be made durable");
     }
 }
@@ -778,8 +767,6 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
                 snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
                          (unsigned long long)last, (unsigned long long)len);
             }
-            if (r->sign_body && status == 200 && r->body)
-                sign_response(srv, status, "-", r->body, len, sighdr, sizeof sighdr);
             if (r->fd >= 0) {
                 m = MHD_create_response_from_fd_at_offset64(n, r->fd, first);
                 if (m)
@@ -818,9 +805,66 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------------- */
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
+/* Milliseconds since t0 (CLOCK_MONOTONIC). */
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* One line of the access log (the caller checked there is one); tail is appended as it is. */
+static void access_line(pd_server *srv, const char *device, const char *method, const char *path,
+                        int status, uint64_t in, uint64_t out, double ms, const char *tail)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    char ts[40];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    pthread_mutex_lock(&srv->log_lock);
+    fprintf(srv->cfg.access_log,
+            "time=%s.%03ldZ device=%s method=%s path=%s status=%d in=%llu out=%llu ms=%.1f%s\n", ts,
+            now.tv_nsec / 1000000, device, method, path, status, (unsigned long long)in,
+            (unsigned long long)out, ms, tail);
+    fflush(srv->cfg.access_log);
+    pthread_mutex_unlock(&srv->log_lock);
+}
+
+/* A connection as libmicrohttpd tells of it (MHD_OPTION_NOTIFY_CONNECTION): how many requests
+ * reached on_uri. One that closes with none (bytes that are not HTTP, a request line too long
+ * for its memory, a client that connected and said nothing) gets a line of its own. */
+typedef struct conn_note {
+    struct timespec t0;
+    unsigned requests;
+} conn_note;
+
+static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
 {
     (void)con;
+    pd_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_note *n = calloc(1, sizeof *n);
+        if (n)
+            clock_gettime(CLOCK_MONOTONIC, &n->t0);
+        *socket_context = n;
+        return;
+    }
+    conn_note *n = *socket_context;
+    if (n && n->requests == 0 && srv->cfg.access_log)
+        access_line(srv, "-", "-", "-", 0, 0, 0, ms_since(&n->t0), " closed=before_request");
+    free(n);
+    *socket_context = NULL;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *con)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci && ci->socket_context)
+        ((conn_note *)ci->socket_context)->requests++;
     srv_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
@@ -875,29 +919,11 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
         srv_tus_patch_abort(srv, c->patch);
         pthread_mutex_unlock(&srv->lock);
     }
-    if (srv->cfg.access_log && c->started) {
-        struct timespec t1;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double ms =
-            (double)(t1.tv_sec - c->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - c->t0.tv_nsec) / 1e6;
-        struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
-        struct tm tm;
-        gmtime_r(&now.tv_sec, &tm);
-        char ts[40];
-        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        pthread_mutex_lock(&srv->log_lock);
-        fprintf(srv->cfg.access_log,
-                "time=%s.%03ldZ device=%s method=%s path=%s status=%d in=%llu out=%llu "
-                "ms=%.1f%s\n",
-                ts, now.tv_nsec / 1000000, c->device.id[0] ? c->device.id : "-", c->method,
-                c->path[0] ? c->path : "-",
-                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? c->status : 0,
-                (unsigned long long)c->body_in, (unsigned long long)c->bytes_out, ms,
-                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
-        fflush(srv->cfg.access_log);
-        pthread_mutex_unlock(&srv->log_lock);
-    }
+    if (srv->cfg.access_log && c->started)
+        access_line(
+            srv, c->device.id[0] ? c->device.id : "-", c->method, c->path[0] ? c->path : "-",
+            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? c->status : 0, c->body_in, c->bytes_out,
+            ms_since(&c->t0), toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     cJSON_Delete(c->resp.json);
     free(c->resp.body);
     if (c->resp.fd >= 0)
@@ -909,11 +935,19 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     *con_cls = NULL;
 }
 
+/* The library never prints. libmicrohttpd tells here of an answer it gave itself before any
+ * handler of ours saw the request (414 request line too long, 431 headers too large, 400 …):
+ * that answer gets its access-log line. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
-    (void)fmt;
-    (void)ap; /* the library never prints; failures reach callers as status codes */
+    pd_server *srv = cls;
+    static const char mark[] = "HTTP response code is ";
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    const char *p = strstr(msg, mark);
+    unsigned status;
+    if (srv && srv->cfg.access_log && p && sscanf(p + strlen(mark), "%u", &status) == 1)
+        access_line(srv, "-", "-", "-", (int)status, 0, 0, 0.0, " by=libmicrohttpd");
 }
 
 /* ---- start / stop ---------------------------------------------------------------------------- */
@@ -973,7 +1007,8 @@ int pd_server_start(pd_server *srv, const pd_server_config *cfg)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)d.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)d.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(d.max_header_bytes + 4 * 1024), MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_END);
     if (!srv->mhd)
         return srv_fail(srv, PD_ERR_IO, "cannot listen on %s (address in use, or not allowed)",
                         d.listen);

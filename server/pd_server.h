@@ -127,6 +127,8 @@ typedef struct pd_server_config {
     uint64_t max_upload_bytes; /* Tus-Max-Size (0: 64 MiB) */
     int64_t skew_ms;           /* allowed request time skew (0: 300 s) */
     int64_t upload_ttl_ms;     /* an upload expires this long after its last PATCH (0: 24 h) */
+    unsigned max_open_uploads; /* unfinished uploads one device may hold (0: 16) */
+    uint64_t max_open_bytes;   /* their Upload-Lengths together (0: 4 × max_upload_bytes) */
     FILE *access_log;          /* one line per request, or NULL */
 } pd_server_config;
 

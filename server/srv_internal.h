@@ -163,7 +163,6 @@ typedef struct srv_resp {
     const char *content_type; /* static string */
     char etag[72];            /* "\"hex\"" when the body may be asked for by Range */
     bool ranges;
-    bool sign_body; /* a 200 raw body gets Pd-Server-Signature over it alone */
     int nh;
     struct {
         char name[40];
@@ -223,6 +222,9 @@ typedef struct srv_patch srv_patch;
 bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_patch **p,
                          srv_resp *r);
 void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n);
+/* Make the bytes received so far durable (fsync), so that finish can acknowledge them without
+ * waiting under the server's lock. No lock needed: the patch is this request's own. */
+void srv_tus_patch_sync(srv_patch *p);
 int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_resp *r);
 void srv_tus_patch_abort(pd_server *srv, srv_patch *p);
 /* Process a complete bundle upload; 0 or an HTTP error status with r filled. Lock held. */

@@ -366,6 +366,10 @@ typedef struct pd_storage_ops {
                          const char *state);
     /* Open uploads whose expires_at < now. */
     int (*uploads_expired)(pd_storage *st, int64_t now, pd_storage_id_cb cb, void *ctx);
+    /* A device's open uploads whose expires_at >= now: how many, the sum of their lengths, and
+     * the first expires_at among them (0 if none). One indexed query (uploads_device). */
+    int (*uploads_open_of)(pd_storage *st, const char *device_id, int64_t now, int64_t *count,
+                           int64_t *bytes, int64_t *first_expiry);
 
     int (*blob_get)(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t *size);
     int (*blob_add)(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t size, int64_t at,

@@ -177,6 +177,10 @@ extern const int pd_schema_server_pg_count;
                  "state = $4::text WHERE id = $1::text")                                           \
     X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                    \
                   "AND expires_at < $1::bigint ORDER BY expires_at")                               \
+    X(UP_OPEN_OF, "SELECT count(*), coalesce(sum(length), 0)::bigint, "                            \
+                  "coalesce(min(expires_at), 0) "                                                  \
+                  "FROM uploads WHERE device_id = $1::text AND state = 'open' "                    \
+                  "AND expires_at >= $2::bigint")                                                  \
     X(BLOB_GET, "SELECT size FROM blobs WHERE hash = $1::bytea")                                   \
     X(BLOB_ADD, "INSERT INTO blobs (hash, size, stored_at, device_id) VALUES ($1::bytea, "         \
                 "$2::bigint, $3::bigint, $4::text) ON CONFLICT DO NOTHING")                        \
@@ -1930,6 +1934,24 @@ static int pg_uploads_expired(pd_storage *st, int64_t now, pd_storage_id_cb cb, 
     }
     PQclear(r);
     return stop;
+}
+
+static int pg_uploads_open_of(pd_storage *st, const char *device_id, int64_t now, int64_t *count,
+                              int64_t *bytes, int64_t *first_expiry)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, device_id);
+    p_int(&P, now);
+    PGresult *r;
+    int rc = call(s, ST_UP_OPEN_OF, &P, "counting a device's open uploads", &r);
+    if (rc != PD_OK)
+        return rc;
+    *count = r_int(r, 0, 0);
+    *bytes = r_int(r, 0, 1);
+    *first_expiry = r_int(r, 0, 2);
+    PQclear(r);
+    return PD_OK;
 }
 
 static int pg_blob_get(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t *size)
@@ -3758,6 +3780,7 @@ static const pd_storage_ops pg_ops = {
     .upload_get = pg_upload_get,
     .upload_update = pg_upload_update,
     .uploads_expired = pg_uploads_expired,
+    .uploads_open_of = pg_uploads_open_of,
     .blob_get = pg_blob_get,
     .blob_add = pg_blob_add,
     .batch_put = pg_batch_put,

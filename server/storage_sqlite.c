@@ -86,6 +86,8 @@
     X(UP_UPDATE, "UPDATE uploads SET acked = ?2, expires_at = ?3, state = ?4 WHERE id = ?1")       \
     X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                    \
                   "AND expires_at < ?1 ORDER BY expires_at")                                       \
+    X(UP_OPEN_OF, "SELECT count(*), coalesce(sum(length), 0), coalesce(min(expires_at), 0) "       \
+                  "FROM uploads WHERE device_id = ?1 AND state = 'open' AND expires_at >= ?2")     \
     X(BLOB_GET, "SELECT size FROM blobs WHERE hash = ?1")                                          \
     X(BLOB_ADD, "INSERT OR IGNORE INTO blobs (hash, size, stored_at, device_id) "                  \
                 "VALUES (?1, ?2, ?3, ?4)")                                                         \
@@ -945,6 +947,25 @@ static int sq_uploads_expired(pd_storage *st, int64_t now, pd_storage_id_cb cb, 
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing expired uploads");
+}
+
+static int sq_uploads_open_of(pd_storage *st, const char *device_id, int64_t now, int64_t *count,
+                              int64_t *bytes, int64_t *first_expiry)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = stmt(s, ST_UP_OPEN_OF);
+    if (!q)
+        return st->err.code;
+    sqlite3_bind_text(q, 1, device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, now);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *count = sqlite3_column_int64(q, 0);
+        *bytes = sqlite3_column_int64(q, 1);
+        *first_expiry = sqlite3_column_int64(q, 2);
+    }
+    sqlite3_reset(q);
+    return rc == SQLITE_ROW ? PD_OK : sq_fail(s, rc, "counting a device's open uploads");
 }
 
 static int sq_blob_get(pd_storage *st, const uint8_t hash[PD_HASH_BYTES], int64_t *size)
@@ -2518,6 +2539,7 @@ static const pd_storage_ops sqlite_ops = {
     .upload_get = sq_upload_get,
     .upload_update = sq_upload_update,
     .uploads_expired = sq_uploads_expired,
+    .uploads_open_of = sq_uploads_open_of,
     .blob_get = sq_blob_get,
     .blob_add = sq_blob_add,
     .batch_put = sq_batch_put,

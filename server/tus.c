@@ -29,10 +29,11 @@
 #include <unistd.h>
 
 #define PHOTO_MAX_BYTES (16LL << 20)
-/* What one device may hold unfinished at once (PROTOCOL.md §5): a device sends its uploads one
- * at a time, and a few abandoned ones wait for their expiry; past these an enrolled device could
- * fill the disk with uploads it never finishes. Bytes are the declared lengths of its open
- * uploads, as a multiple of Tus-Max-Size so that one upload of the largest size always fits. */
+/* What one device may hold unfinished at once by default (PROTOCOL.md §5; pd_server_config
+ * max_open_uploads, max_open_bytes): a device sends its uploads one at a time, and a few
+ * abandoned ones wait for their expiry; past these an enrolled device could fill the disk with
+ * uploads it never finishes. Bytes are the declared lengths of its open uploads, by default a
+ * multiple of Tus-Max-Size so that one upload of the largest size always fits. */
 #define DEVICE_OPEN_UPLOADS_MAX 16
 #define DEVICE_OPEN_BYTES_FACTOR 4
 #define OFFSET_TYPE "application/offset+octet-stream"
@@ -205,61 +206,36 @@ static int collect(void *ctx, const char *id)
     return 0;
 }
 
-/* A device's open uploads that have not expired: how many, their declared bytes, and when the
- * first of them expires. */
-typedef struct open_tally {
-    const char *device;
-    int64_t now;
-    int64_t count, bytes, first_expiry;
-} open_tally;
-
-static int tally_open(pd_server *srv, open_tally *t)
-{
-    /* every open upload (no storage operation lists one device's): its own are counted */
-    id_list l = {0};
-    int rc = srv->st->ops->uploads_expired(srv->st, INT64_MAX, collect, &l);
-    for (size_t i = 0; rc == PD_OK && i < l.n; i++) {
-        pd_srv_upload u;
-        if ((rc = srv->st->ops->upload_get(srv->st, l.ids[i], &u)) == PD_ERR_NOTFOUND)
-            rc = PD_OK;
-        else if (rc == PD_OK && !strcmp(u.device_id, t->device) && !strcmp(u.state, "open") &&
-                 u.expires_at >= t->now) {
-            t->count++;
-            t->bytes += u.length;
-            if (!t->first_expiry || u.expires_at < t->first_expiry)
-                t->first_expiry = u.expires_at;
-        }
-    }
-    free(l.ids);
-    return rc;
-}
-
 /* Would a new upload of length bytes keep the device within its caps? false with r answered
  * (429 upload_quota, Retry-After when its first open upload expires, or 503). */
 static bool within_quota(pd_server *srv, const srv_req *q, int64_t length, int64_t now, srv_resp *r)
 {
-    open_tally t = {.device = q->device->id, .now = now};
-    if (tally_open(srv, &t) != PD_OK) {
+    int64_t count, bytes, first_expiry;
+    if (srv->st->ops->uploads_open_of(srv->st, q->device->id, now, &count, &bytes, &first_expiry) !=
+        PD_OK) {
         srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
         return false;
     }
-    uint64_t cap = srv->cfg.max_upload_bytes > UINT64_MAX / DEVICE_OPEN_BYTES_FACTOR
+    int64_t max_count =
+        srv->cfg.max_open_uploads ? srv->cfg.max_open_uploads : DEVICE_OPEN_UPLOADS_MAX;
+    uint64_t cap = srv->cfg.max_open_bytes ? srv->cfg.max_open_bytes
+                   : srv->cfg.max_upload_bytes > UINT64_MAX / DEVICE_OPEN_BYTES_FACTOR
                        ? UINT64_MAX
                        : srv->cfg.max_upload_bytes * DEVICE_OPEN_BYTES_FACTOR;
     int64_t max_bytes = cap > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)cap;
-    if (t.count + 1 <= DEVICE_OPEN_UPLOADS_MAX && t.bytes + length <= max_bytes)
+    if (count + 1 <= max_count && bytes + length <= max_bytes)
         return true;
-    if (t.count + 1 > DEVICE_OPEN_UPLOADS_MAX)
+    if (count + 1 > max_count)
         srv_resp_error(r, 429, "upload_quota",
                        "this device has %lld unfinished uploads, the most it may have: finish "
                        "or DELETE one, or wait for one to expire",
-                       (long long)t.count);
+                       (long long)count);
     else
         srv_resp_error(r, 429, "upload_quota",
                        "this device's unfinished uploads hold %lld bytes; %lld more would pass "
                        "its %lld: finish or DELETE one, or wait for one to expire",
-                       (long long)t.bytes, (long long)length, (long long)max_bytes);
-    int64_t wait_s = (t.first_expiry - now + 999) / 1000;
+                       (long long)bytes, (long long)length, (long long)max_bytes);
+    int64_t wait_s = (first_expiry - now + 999) / 1000;
     srv_resp_header(r, "Retry-After", "%lld", (long long)(wait_s > 0 ? wait_s : 1));
     return false;
 }
@@ -550,6 +526,12 @@ void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n)
         done += (size_t)w;
     }
     p->written += n;
+}
+
+void srv_tus_patch_sync(srv_patch *p)
+{
+    if (p && p->fd >= 0 && !p->io_error)
+        (void)fsync(p->fd);
 }
 
 static void patch_free(pd_server *srv, srv_patch *p)

@@ -4,6 +4,7 @@
  */
 #include "srv_internal.h"
 
+#include "json_text.h"
 #include "pd_prelist.h"
 
 #include <cjson/cJSON.h>
@@ -91,33 +92,10 @@ bool srv_valid_id(const char *id)
     return true;
 }
 
-/* Does a string of the JSON text hold the escape \u0000? (Outside strings a backslash is
- * invalid JSON anyway: cJSON refuses it.) */
-static bool json_has_nul_escape(const uint8_t *p, size_t n)
-{
-    bool in_string = false;
-    for (size_t i = 0; i < n; i++) {
-        if (!in_string) {
-            in_string = p[i] == '"';
-            continue;
-        }
-        if (p[i] == '"') {
-            in_string = false;
-        } else if (p[i] == '\\' && i + 1 < n) {
-            if (p[i + 1] == 'u' && i + 5 < n && p[i + 2] == '0' && p[i + 3] == '0' &&
-                p[i + 4] == '0' && p[i + 5] == '0')
-                return true;
-            i++; /* the escaped character, whatever it is */
-        }
-    }
-    return false;
-}
-
+/* One scan for \u0000 in JSON strings, shared with the sync client (sync/json_text.c). */
 cJSON *srv_json_parse(const uint8_t *body, size_t len)
 {
-    if (!body || json_has_nul_escape(body, len))
-        return NULL;
-    return cJSON_ParseWithLength((const char *)body, len);
+    return body ? pd_json_parse((const char *)body, len) : NULL;
 }
 
 bool srv_valid_text(const char *s, size_t max)

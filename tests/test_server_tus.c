@@ -440,6 +440,21 @@ static void test_uploads_expire(void)
     CHECK_EQ_INT(create(&e, "bundle", NULL, 100, id, NULL), 429);
     usleep(1100 * 1000);
     CHECK_EQ_INT(create(&e, "bundle", NULL, 100, id, NULL), 201);
+    /* the caps are the server's config */
+    pd_server_config tight = {.listen = "127.0.0.1:0",
+                              .threads = 2,
+                              .max_upload_bytes = 1 << 20,
+                              .max_open_uploads = 2,
+                              .max_open_bytes = 3000};
+    REQUIRE_V(restart(&tight));
+    tdev f;
+    tdev_init(&f, "dev-quota-f");
+    REQUIRE_V(ts_enroll(&S, &f, "E1") == 200);
+    char a[33], b[33];
+    CHECK_EQ_INT(create(&f, "bundle", NULL, 2000, a, NULL), 201);
+    CHECK_EQ_INT(create(&f, "bundle", NULL, 1001, b, NULL), 429); /* 3001 bytes */
+    CHECK_EQ_INT(create(&f, "bundle", NULL, 1000, b, NULL), 201);
+    CHECK_EQ_INT(create(&f, "bundle", NULL, 1, id, NULL), 429); /* a third */
     pd_server_config normal = {.listen = "127.0.0.1:0", .threads = 2, .max_upload_bytes = 1 << 20};
     REQUIRE_V(restart(&normal));
 }
