@@ -15,14 +15,20 @@
  *   4. receipts are checked with the pinned key: a valid applied/voided receipt is stored on its
  *      batch (state 'acknowledged'), held and forked batches wait ('uploaded'), a rejected one
  * stays in the queue with its message in sync_state;
- *   5. the pull (client_pull.c) — also when the upload failed for good (a bundle or photo refused):
- *      the batches stay queued and the failure is returned, but resolutions, reassignments and
- *      keys still arrive; only a link that is down (or no memory) skips it.
+ *   5. the pull (client_pull.c) — also when the upload failed for good (a bundle or photo refused)
+ *      or the server takes no new upload from the device (429 upload_quota): the batches stay
+ *      queued and the failure is returned, but resolutions, reassignments and keys still
+ *      arrive; only a link that is down (or no memory) skips it.
+ * An upload given up on (a saved bundle damaged or refused, a photo upload not resumed, one that
+ * is gone or not what it seemed) is terminated (tus DELETE), so that it never holds a place of
+ * the device's cap on the server for the 24 h until it expires; one that cannot be DELETEd for
+ * want of an answer is kept in sync_state and DELETEd at the start of a later run.
  *
  * Keys used: settings server_url, server_sign_pk, server_recovery_pk, server_fingerprint,
  * person_id, role, enrolled_at; sync_state clock_skew_ms, upload.url, upload.offset,
  * upload.bundle, photo.url, photo.hash, rejected.<batch hash hex>, enroll.user_sk (the person key
- * of an enrolment not answered yet), and those of client_pull.c.
+ * of an enrolment not answered yet), abandoned.<upload id> (the URL of an upload to DELETE), and
+ * those of client_pull.c.
  */
 #include "client_internal.h"
 #include "keys.h"
@@ -1194,6 +1200,74 @@ static int save_resume_point(void *ctx, const char *url, uint64_t offset)
     return pd_store_commit(s->store);
 }
 
+/* ---- uploads given up on: terminated, so that they never hold the device's cap -------------- */
+
+#define ABANDONED_PREFIX "abandoned."
+#define ABANDONED_SWEEP_MAX 64
+
+/* Terminate an upload this device gives up on (a saved bundle it cannot resume, a photo it will
+ * not finish, an upload that is not what it thought): the server keeps an unfinished upload for
+ * 24 h and counts it against the device's 16 (PROTOCOL.md §5). It is recorded first (sync_state
+ * abandoned.<upload id>), so that one the link does not let us DELETE now goes in a later run
+ * (sweep_abandoned). A failure to terminate is not the caller's failure: h->err is kept. */
+static int abandon_upload(pd_store *store, pd_http *h, const char *url)
+{
+    if (!url || !url[0])
+        return PD_OK;
+    const char *slash = strrchr(url, '/');
+    char key[PD_HTTP_URL_MAX + sizeof ABANDONED_PREFIX];
+    snprintf(key, sizeof key, ABANDONED_PREFIX "%s", slash ? slash + 1 : url);
+    int rc = pd_sync_state_set_text(store, key, url);
+    if (rc != PD_OK)
+        return pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
+    pd_error keep = h->err;
+    rc = pd_tus_terminate(h, url, true);
+    h->err = keep;
+    /* gone, or refused for good (not ours to delete): nothing more to do; no answer: later */
+    if (rc != PD_ERR_NETWORK && rc != PD_ERR_BUSY && (rc = pd_sync_state_del(store, key)) != PD_OK)
+        return pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
+    return PD_OK;
+}
+
+/* Terminate the uploads earlier runs gave up on but could not DELETE then (no answer). Stops at
+ * the first that gets no answer (the link is down: the sync will say so). */
+static void sweep_abandoned(pd_store *store, pd_http *h)
+{
+    char *urls[ABANDONED_SWEEP_MAX];
+    size_t n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(pd_store_sqlite(store),
+                           "SELECT value FROM sync_state WHERE key > ?1 AND key < ?2 ORDER BY key",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return;
+    }
+    sqlite3_bind_text(st, 1, ABANDONED_PREFIX, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, "abandoned/", -1, SQLITE_STATIC); /* '/' follows '.' */
+    while (n < ABANDONED_SWEEP_MAX && sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (v && (urls[n] = strdup(v)) != NULL)
+            n++;
+    }
+    sqlite3_finalize(st);
+    pd_error keep = h->err;
+    bool down = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!down) {
+            int rc = pd_tus_terminate(h, urls[i], true);
+            down = rc == PD_ERR_NETWORK || rc == PD_ERR_BUSY;
+            if (!down) {
+                const char *slash = strrchr(urls[i], '/');
+                char key[PD_HTTP_URL_MAX + sizeof ABANDONED_PREFIX];
+                snprintf(key, sizeof key, ABANDONED_PREFIX "%s", slash ? slash + 1 : urls[i]);
+                pd_sync_state_del(store, key);
+            }
+        }
+        free(urls[i]);
+    }
+    h->err = keep;
+}
+
 /* Photos named by the batches of `in` that this store holds and has not sent. */
 static int upload_photos(pd_store *store, pd_http *h, const up_list *in, pd_sync_stats *stats)
 {
@@ -1263,23 +1337,33 @@ static int upload_photos(pd_store *store, pd_http *h, const up_list *in, pd_sync
             u.sign = true;
             u.checksum = true;
             u.phase = PD_SYNC_PHASE_PHOTOS;
-            if (pd_sync_state_get_text(store, "photo.hash", saved_hash, sizeof saved_hash) ==
-                    PD_OK &&
-                !strcmp(saved_hash, hex))
-                pd_sync_state_get_text(store, "photo.url", u.url, sizeof u.url);
+            if (pd_sync_state_get_text(store, "photo.url", u.url, sizeof u.url) != PD_OK)
+                u.url[0] = '\0';
+            if (u.url[0] && (pd_sync_state_get_text(store, "photo.hash", saved_hash,
+                                                    sizeof saved_hash) != PD_OK ||
+                             strcmp(saved_hash, hex) != 0)) {
+                /* an earlier run's upload of another photo: not resumed now, so given up */
+                if ((rc = abandon_upload(store, h, u.url)) == PD_OK &&
+                    ((rc = pd_sync_state_del(store, "photo.url")) != PD_OK ||
+                     (rc = pd_sync_state_del(store, "photo.offset")) != PD_OK))
+                    rc = pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
+                u.url[0] = '\0';
+            }
             state_ctx sc = {store, "photo.url", "photo.offset"};
             pd_tus_store ts = {save_resume_point, &sc};
             char create[PD_HTTP_URL_MAX];
             pd_http_url(h, "/v1/uploads", create);
-            rc = pd_sync_state_set_text(store, "photo.hash", hex);
+            if (rc == PD_OK && (rc = pd_sync_state_set_text(store, "photo.hash", hex)) != PD_OK)
+                rc = pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
             if (rc == PD_OK) {
                 rc = pd_tus_send(h, create, &u, &ts);
                 if (rc == PD_ERR_NOTFOUND && u.url[0]) {
+                    /* gone, or not this photo's: terminate it (404/410 if gone), start over */
+                    rc = abandon_upload(store, h, u.url);
                     u.url[0] = '\0';
-                    rc = pd_tus_send(h, create, &u, &ts);
+                    if (rc == PD_OK)
+                        rc = pd_tus_send(h, create, &u, &ts);
                 }
-            } else {
-                rc = pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
             }
             free(meta);
             free(jpeg);
@@ -1319,6 +1403,18 @@ static int clear_upload_state(pd_store *store)
         (rc = pd_sync_state_del(store, "upload.bundle")) != PD_OK)
         return rc;
     return PD_OK;
+}
+
+/* Give up the saved bundle upload: terminate it (abandon_upload) and forget it. */
+static int drop_upload(pd_store *store, pd_http *h)
+{
+    char url[PD_HTTP_URL_MAX];
+    int rc = PD_OK;
+    if (pd_sync_state_get_text(store, "upload.url", url, sizeof url) == PD_OK)
+        rc = abandon_upload(store, h, url);
+    if (rc == PD_OK && (rc = clear_upload_state(store)) != PD_OK)
+        rc = pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
+    return rc;
 }
 
 /* POST /v1/batches/commit for a complete upload: the results of every batch of its bundle,
@@ -1448,25 +1544,25 @@ static int resume_pending(pd_store *store, pd_http *h, up_list *done, pd_sync_st
         url[0] = '\0';
     rc = bundle_batches(store, bundle, len, &in);
     if (rc != PD_OK) {
-        pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
-        clear_upload_state(store); /* a damaged saved bundle: build a new one */
-        rc = PD_OK;
+        /* a damaged saved bundle: give its upload up, build a new one */
+        memset(&h->err, 0, sizeof h->err);
+        rc = drop_upload(store, h);
         goto out;
     }
     rc = send_bundle(store, h, bundle, len, &in, url[0] ? url : NULL, stats);
     if (rc == PD_ERR_INVALID) {
-        /* the server refused the bundle as a whole (422): never resume it; the batches stay
-         * queued and the error is reported */
-        clear_upload_state(store);
+        /* the server refused the bundle (422), or a request of its upload, for good: never
+         * resume it; the batches stay queued and the error is reported */
+        pd_error keep = h->err;
+        drop_upload(store, h);
+        h->err = keep;
         goto out;
     }
     if (rc == PD_ERR_NOTFOUND) {
-        /* Gone (expired, or lost by the server): the batches are still queued; a new bundle
-         * carries them. */
+        /* Gone (expired, or lost by the server), or not this bundle's: the batches are still
+         * queued; a new bundle carries them. */
         memset(&h->err, 0, sizeof h->err);
-        rc = clear_upload_state(store);
-        if (rc != PD_OK)
-            pd_error_set(&h->err, rc, "%s", pd_store_errmsg(store));
+        rc = drop_upload(store, h);
         goto out;
     }
     for (size_t i = 0; rc == PD_OK && i < in.n; i++)
@@ -1616,8 +1712,11 @@ static int upload_queue(pd_store *store, pd_http *h, up_list *done, pd_sync_stat
         }
         rc = send_bundle(store, h, bundle, len, &in, NULL, stats);
         free(bundle);
-        if (rc == PD_ERR_INVALID)
-            clear_upload_state(store); /* refused whole (422): never resume it */
+        if (rc == PD_ERR_INVALID) {
+            pd_error keep = h->err;
+            drop_upload(store, h); /* refused for good (422): never resume it */
+            h->err = keep;
+        }
         for (size_t i = 0; rc == PD_OK && i < in.n; i++)
             if (up_push(done, &in.v[i]) != PD_OK)
                 rc = pd_error_set(&h->err, PD_ERR_NOMEM, "out of memory");
@@ -1685,6 +1784,7 @@ int pd_sync_run(pd_store *store, const pd_sync_options *opt, pd_sync_stats *stat
     if (pd_sync_state_get_int(store, "clock_skew_ms", &skew) == PD_OK)
         h.skew_ms = skew;
 
+    sweep_abandoned(store, &h);
     if ((rc = resume_pending(store, &h, &done, stats)) != PD_OK ||
         (rc = ask_receipts(store, &h, stats)) != PD_OK ||
         (rc = upload_queue(store, &h, &done, stats)) != PD_OK) {
@@ -1694,8 +1794,9 @@ int pd_sync_run(pd_store *store, const pd_sync_options *opt, pd_sync_stats *stat
         /* Refused for good (a bundle refused, a photo that does not match its hash, ...): the
          * batches stay queued, and the pull still brings what the device needs (resolutions,
          * reassignments, keys); local unacknowledged changes keep their values over it. With
-         * the link down (or no memory) there is no point trying. */
-        if (rc == PD_ERR_NETWORK || rc == PD_ERR_BUSY || rc == PD_ERR_NOMEM)
+         * the link down (or no memory) there is no point trying; a server that only refuses
+         * new uploads for the device's cap (429 upload_quota) still serves the pull. */
+        if (rc == PD_ERR_NETWORK || (rc == PD_ERR_BUSY && !h.over_quota) || rc == PD_ERR_NOMEM)
             goto out;
         char up[PD_ERRMSG_MAX];
         snprintf(up, sizeof up, "%s", pd_store_errmsg(store));

@@ -60,6 +60,10 @@ typedef struct pd_http {
     int64_t skew_ms; /* server clock - ours */
     bool skew_changed;
     pd_sync_stats *stats; /* counters go here (may be NULL) */
+    /* A tus creation was answered 429 (the device's upload cap, PROTOCOL.md §5) with a
+     * Retry-After past the backoff cap: no upload is created before quota_retry_s seconds. */
+    bool over_quota;
+    int64_t quota_retry_s;
     pd_error err;
 } pd_http;
 
@@ -87,10 +91,6 @@ typedef struct pd_http_req {
     /* The body may not be sent twice by libcurl itself (it resends a request whose reused
      * connection died before any answer): a tus PATCH must go through HEAD first instead. */
     bool no_resend;
-    /* IGNORED: every signed JSON answer must bind to the request's nonce (a delta too, since the
-     * server stopped signing it over "-"). Kept only until bench/bench_load.c stops setting it;
-     * then delete. */
-    const char *alt_sig_context;
     /* The body of a 200/206 answer goes to sink (return 0 to go on) instead of memory. */
     int (*sink)(void *ctx, const uint8_t *p, size_t n);
     void *sink_ctx;
@@ -188,8 +188,15 @@ typedef struct pd_tus_upload {
 } pd_tus_upload;
 
 /* Create (when url is "") or resume, and send every byte the server lacks. PD_ERR_NOTFOUND when
- * the upload to resume is gone (404/410): the caller starts over. */
+ * the upload to resume is gone (404/410) or is not this one (another length): the caller
+ * terminates it and starts over. PD_ERR_BUSY with h->over_quota when the server refused to create
+ * it for the device's upload cap. */
 int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_tus_store *st);
+
+/* Terminate an upload given up on (tus termination: DELETE). PD_OK when the server removed it
+ * or no longer has it (404/410); a 423 (a request of ours still held) is retried; PD_ERR_NETWORK
+ * when no answer came (the caller keeps the URL to try again later). */
+int pd_tus_terminate(pd_http *h, const char *url, bool sign);
 
 /* SHA-1 (tus's mandatory checksum algorithm; libsodium has none). */
 #define PD_TUS_SHA1_BYTES 20

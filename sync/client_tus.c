@@ -9,10 +9,22 @@
  * URL and the acknowledged offset are handed to the caller's store (the sync state, or a small
  * file) before any byte past that offset goes out, so a killed program resumes the same way.
  *
+ * A HEAD does not tell whether the server is still holding a request of ours that broke (a cut
+ * PATCH it has not noticed yet, or the PATCH of a run that was killed): a PATCH sent then is
+ * refused 423, and its body would be wasted. So after a failed PATCH, and when resuming a saved
+ * upload, the first PATCH at the offset HEAD reported carries no body: a probe the server answers
+ * 204 (free, at that offset), 409 (another offset) or 423 (still busy: back off, HEAD again). Only
+ * then does a body go out; the happy path pays nothing for it.
+ *
  * Each PATCH carries at most cfg.chunk_bytes, with Upload-Checksum (sha1) when the server has the
  * checksum extension: a chunk damaged on the way is refused (460) instead of stored, and at most
  * one chunk is lost by a cut. Attempts are counted since the last progress, so a flaky link that
  * keeps moving finishes, and a dead one fails after max_attempts with backoff and full jitter.
+ *
+ * An upload the caller gives up on is terminated (DELETE, pd_tus_terminate): a pendata server caps
+ * a device's unfinished uploads (PROTOCOL.md §5), and answers a creation past the cap 429 with
+ * Retry-After. Creation waits that long only when it is within the backoff cap; otherwise it stops
+ * at once (h->over_quota, h->quota_retry_s) instead of spinning through its attempts.
  *
  * SHA-1 is here because tus makes it the mandatory checksum and libsodium has none. It is only a
  * transport check; pendata's own hashes are BLAKE2b.
@@ -79,6 +91,35 @@ static int save_point(pd_http *h, const pd_tus_store *st, const char *url, uint6
     return rc;
 }
 
+/* The creation POST, retried as pd_http_call does, except a 429 whose Retry-After is past the
+ * backoff cap (a device's upload cap, PROTOCOL.md §5: hours, not seconds): answered at once, so a
+ * full device stops instead of spinning through its attempts. */
+static int post_create(pd_http *h, const pd_http_req *req, pd_http_resp *r)
+{
+    bool auth_retried = false;
+    for (unsigned attempt = 0;; attempt++) {
+        int rc = pd_http_once(h, req, r);
+        if (rc != PD_OK && rc != PD_ERR_NETWORK)
+            return rc;
+        if (rc == PD_OK && !auth_retried && pd_http_auth_retry(h, r)) {
+            auth_retried = true;
+            pd_http_resp_free(r);
+            attempt--; /* not a failure of the link */
+            continue;
+        }
+        if (rc == PD_OK && !pd_http_transient(r->status))
+            return PD_OK;
+        if (rc == PD_OK && r->status == 429 &&
+            (r->retry_after_s <= 0 || (uint64_t)r->retry_after_s * 1000 > h->cfg.backoff_cap_ms))
+            return PD_OK;
+        if (attempt + 1 >= h->cfg.max_attempts)
+            return rc;
+        int64_t ra = r->retry_after_s;
+        pd_http_resp_free(r);
+        pd_http_backoff(h, attempt, ra);
+    }
+}
+
 static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
                          const pd_tus_store *st, uint64_t *offset)
 {
@@ -99,9 +140,20 @@ static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
                        .phase = u->phase,
                        .progress_total = u->length};
     pd_http_resp r;
-    int rc = pd_http_call(h, &req, &r);
+    int rc = post_create(h, &req, &r);
     if (rc != PD_OK)
         goto out;
+    if (r.status == 429) {
+        h->over_quota = true;
+        h->quota_retry_s = r.retry_after_s > 0 ? r.retry_after_s : 0;
+        char why[PD_ERRMSG_MAX];
+        pd_http_fail_status(h, "tus create", &r);
+        memcpy(why, h->err.msg, sizeof why);
+        rc = pd_error_set(&h->err, PD_ERR_BUSY,
+                          "%s (no new upload from this device for %lld s: try again then)", why,
+                          (long long)h->quota_retry_s);
+        goto out;
+    }
     if (r.status != 201) {
         rc = pd_http_fail_status(h, "tus create", &r);
         goto out;
@@ -159,15 +211,16 @@ out:
 
 typedef enum patch_next { PATCH_OK, PATCH_HEAD, PATCH_RETRY } patch_next;
 
-static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_next *next)
+/* One PATCH at *offset: the next chunk, or with probe no body at all (see the top comment). */
+static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, bool probe, patch_next *next)
 {
     uint64_t left = u->length - *offset;
-    size_t n = left < h->cfg.chunk_bytes ? (size_t)left : h->cfg.chunk_bytes;
+    size_t n = probe ? 0 : left < h->cfg.chunk_bytes ? (size_t)left : h->cfg.chunk_bytes;
     const uint8_t *chunk = u->data + *offset;
     char off_hdr[64], sum_hdr[96];
     const char *hdrs[3] = {off_hdr, NULL, NULL};
     snprintf(off_hdr, sizeof off_hdr, "Upload-Offset: %llu", (unsigned long long)*offset);
-    if (u->checksum) {
+    if (u->checksum && n) {
         uint8_t sum[PD_TUS_SHA1_BYTES];
         char b64[64];
         pd_tus_sha1(chunk, n, sum);
@@ -177,7 +230,7 @@ static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_nex
     }
     pd_http_req req = {.method = "PATCH",
                        .url = u->url,
-                       .body = chunk,
+                       .body = n ? chunk : NULL,
                        .body_len = n,
                        .content_type = "application/offset+octet-stream",
                        .headers = hdrs,
@@ -199,8 +252,9 @@ static int patch_chunk(pd_http *h, pd_tus_upload *u, uint64_t *offset, patch_nex
     if (rc != PD_OK)
         goto out;
     if (r.status == 204) {
-        if (!r.has_offset || (uint64_t)r.upload_offset <= *offset ||
-            (uint64_t)r.upload_offset > *offset + n) {
+        /* a body moves the offset on (by at most its length), a probe leaves it */
+        uint64_t at = r.has_offset && r.upload_offset >= 0 ? (uint64_t)r.upload_offset : 0;
+        if (!r.has_offset || at < *offset || at > *offset + n || (at == *offset) != probe) {
             rc = pd_error_set(&h->err, PD_ERR_PROTOCOL,
                               "tus PATCH %s at %llu (%zu bytes): the answer's Upload-Offset is "
                               "missing or wrong",
@@ -234,6 +288,8 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
 {
     uint64_t offset = 0;
     bool known = false;
+    /* A saved upload may still be held by the server for the request of a run that died. */
+    bool probe = u->url[0] != '\0';
     int rc;
     u->complete_at_create = false;
     u->resumed = false;
@@ -274,15 +330,18 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
         }
         patch_next next;
         uint64_t before = offset;
-        rc = patch_chunk(h, u, &offset, &next);
+        rc = patch_chunk(h, u, &offset, probe, &next);
         if (rc != PD_OK)
             return rc;
         if (next == PATCH_OK) {
             attempt = 0;
-            if ((rc = save_point(h, st, u->url, offset)) != PD_OK)
+            probe = false; /* the server is free and at our offset: the body may go */
+            if (offset > before && (rc = save_point(h, st, u->url, offset)) != PD_OK)
                 return rc;
             continue;
         }
+        /* Whatever broke (a cut, 423, 409, 5xx), no body goes out before a probe says so. */
+        probe = true;
         if (offset > before && (rc = save_point(h, st, u->url, offset)) != PD_OK)
             return rc; /* a 409 told us the server holds more */
         known = next == PATCH_RETRY;
@@ -296,6 +355,18 @@ int pd_tus_send(pd_http *h, const char *create_url, pd_tus_upload *u, const pd_t
         }
         pd_http_backoff(h, attempt - 1, 0);
     }
+}
+
+int pd_tus_terminate(pd_http *h, const char *url, bool sign)
+{
+    pd_http_req req = {
+        .method = "DELETE", .url = url, .sign = sign, .tus = true, .phase = PD_SYNC_PHASE_UPLOAD};
+    pd_http_resp r;
+    int rc = pd_http_call(h, &req, &r); /* 423 (a PATCH of ours still held) is retried */
+    if (rc == PD_OK && r.status != 204 && r.status != 404 && r.status != 410)
+        rc = pd_http_fail_status(h, "tus DELETE", &r);
+    pd_http_resp_free(&r);
+    return rc;
 }
 
 /* ---- a plain file to any tus server ------------------------------------------------------------
@@ -455,7 +526,9 @@ int pd_tus_upload_file(const char *endpoint, const char *path, const char *state
     file_state_load(state_path, u.url);
     rc = pd_tus_send(&h, endpoint, &u, &st);
     if (rc == PD_ERR_NOTFOUND && u.url[0]) {
-        /* The saved upload is gone (expired, terminated): start a new one. */
+        /* The saved upload is gone (expired, terminated), or is not this file's: start a new
+         * one, and terminate the old (best effort: 404/410 when it is gone). */
+        pd_tus_terminate(&h, u.url, false);
         u.url[0] = '\0';
         memset(&h.err, 0, sizeof h.err);
         rc = pd_tus_send(&h, endpoint, &u, &st);
