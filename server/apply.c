@@ -203,7 +203,7 @@ typedef struct apply_ctx {
     const pd_srv_user *author;
     int64_t now;
     uint32_t applied, merged, conflicted;
-    /* why the batch was refused (with srv->err) */
+    /* why the batch was refused (with srv_err) */
     const char *error;
     /* a household whose double visit this batch already queued as a conflict */
     char double_visit[256];
@@ -213,17 +213,19 @@ static int refuse(apply_ctx *a, int code, const char *error, const char *fmt, ..
 static int refuse(apply_ctx *a, int code, const char *error, const char *fmt, ...)
 {
     a->error = error;
-    a->srv->err.code = code;
+    pd_error *e = srv_err(a->srv);
+    e->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(a->srv->err.msg, sizeof a->srv->err.msg, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     return code;
 }
 
 static int storage_refuse(apply_ctx *a)
 {
-    return refuse(a, a->st->err.code ? a->st->err.code : PD_ERR_INTERNAL, "internal", "%s",
+    int code = pd_storage_error(a->st)->code;
+    return refuse(a, code ? code : PD_ERR_INTERNAL, "internal", "%s",
                   pd_storage_errmsg(a->st));
 }
 
@@ -290,10 +292,9 @@ static int add_conflict(apply_ctx *a, const pd_op *op, const char *kind, const c
     return audit_op(a, "conflict", op, entity, field, server_v, device_v, rev);
 }
 
-/* The desa of a record, checked against the author's area. */
-static int check_area(apply_ctx *a, pd_entity e, const char *id, char desa[PD_SRV_CODE_MAX + 1])
+/* A record's desa (record_area's answer, or field_merge_read's) against the author's area. */
+static int check_desa(apply_ctx *a, int rc, pd_entity e, const char *id, const char *desa)
 {
-    int rc = a->st->ops->record_area(a->st, e, id, desa);
     if (rc == PD_ERR_NOTFOUND)
         return refuse(a, PD_ERR_INVALID, "bad_batch", "batch %s/%llu: %s %s does not exist",
                       a->h->device_id, (unsigned long long)a->h->seq, pd_entity_name(e), id);
@@ -303,6 +304,12 @@ static int check_area(apply_ctx *a, pd_entity e, const char *id, char desa[PD_SR
         return refuse(a, PD_ERR_DENIED, "denied", "%s %s lies in %s, outside the author %s's area",
                       pd_entity_name(e), id, desa, a->author->id);
     return PD_OK;
+}
+
+/* The desa of a record, checked against the author's area. */
+static int check_area(apply_ctx *a, pd_entity e, const char *id, char desa[PD_SRV_CODE_MAX + 1])
+{
+    return check_desa(a, a->st->ops->record_area(a->st, e, id, desa), e, id, desa);
 }
 
 /* ---- korcam checks (server/korcam.c) ------------------------------------------------------------
@@ -352,6 +359,35 @@ static int korcam_after_batch(apply_ctx *a, const pd_op *ops, size_t n)
     return PD_OK;
 }
 
+/* What merging one field reads: the record's desa (checked), the field's value and last change,
+ * whether the record changed elsewhere since the op's base. One storage call where the backend
+ * has field_merge_read (SQLite), else four. On PD_OK the caller clears m->value. */
+static int merge_read(apply_ctx *a, const pd_op *op, pd_entity e, int col, const char *dev,
+                      pd_srv_merge_read *m)
+{
+    pd_storage *st = a->st;
+    memset(m, 0, sizeof *m);
+    if (st->ops->field_merge_read) {
+        int rc = st->ops->field_merge_read(st, e, op->target, col, op->base_rev, dev, m);
+        if ((rc = check_desa(a, rc, e, op->target, m->desa)) != PD_OK)
+            pd_srv_value_clear(&m->value);
+        return rc;
+    }
+    int rc = check_area(a, e, op->target, m->desa);
+    if (rc != PD_OK)
+        return rc;
+    if (st->ops->changed_elsewhere(st, e, op->target, op->base_rev, dev, &m->changed_elsewhere) !=
+        PD_OK)
+        return storage_refuse(a);
+    rc = st->ops->field_change(st, e, op->target, col, &m->last);
+    if (rc != PD_OK && rc != PD_ERR_NOTFOUND)
+        return storage_refuse(a);
+    m->has_last = rc == PD_OK;
+    if (st->ops->field_get(st, e, op->target, col, &m->value) != PD_OK)
+        return storage_refuse(a);
+    return PD_OK;
+}
+
 /* One field of an existing record, merged (op kinds "set" and "end"). */
 static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *field)
 {
@@ -364,37 +400,34 @@ static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *f
     if (!pd_column_accepts(&cols[col], &op->new_value) || !valid_text_value(&op->new_value))
         return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: a bad value for %s.%s",
                       (long long)op->seq, pd_entity_name(e), field);
-    char desa[PD_SRV_CODE_MAX + 1];
-    int rc = check_area(a, e, op->target, desa);
+    pd_storage *st = a->st;
+    const char *dev = op->device_id && *op->device_id ? op->device_id : a->h->device_id;
+    pd_srv_merge_read m;
+    int rc = merge_read(a, op, e, col, dev, &m);
     if (rc != PD_OK)
         return rc;
+    const char *desa = m.desa;
+    pd_srv_value cur = m.value; /* (cleared on every return below) */
     if (e == PD_ENT_HOUSEHOLD && !strcmp(field, "status") && a->double_visit[0] &&
         !strcmp(a->double_visit, op->target)) {
         a->conflicted++; /* its conflict row is the double visit's */
+        pd_srv_value_clear(&cur);
         return PD_OK;
     }
     if (e == PD_ENT_HOUSEHOLD && !strcmp(field, "desa")) {
         char *nd = text_dup(&op->new_value, PD_SRV_CODE_MAX);
         bool ok = nd && srv_areas_cover(a->author->area, nd);
         free(nd);
-        if (!ok)
+        if (!ok) {
+            pd_srv_value_clear(&cur);
             return refuse(a, PD_ERR_DENIED, "denied",
                           "op %lld moves household %s outside the author's area",
                           (long long)op->seq, op->target);
+        }
     }
-    pd_storage *st = a->st;
-    const char *dev = op->device_id && *op->device_id ? op->device_id : a->h->device_id;
-    bool other_fields;
-    if (st->ops->changed_elsewhere(st, e, op->target, op->base_rev, dev, &other_fields) != PD_OK)
-        return storage_refuse(a);
-    pd_srv_change last;
-    int frc = st->ops->field_change(st, e, op->target, col, &last);
-    if (frc != PD_OK && frc != PD_ERR_NOTFOUND)
-        return storage_refuse(a);
-    bool changed_since = frc == PD_OK && last.rev > op->base_rev && strcmp(last.device_id, dev);
-    pd_srv_value cur = {0};
-    if (st->ops->field_get(st, e, op->target, col, &cur) != PD_OK)
-        return storage_refuse(a);
+    bool other_fields = m.changed_elsewhere;
+    const pd_srv_change *last = m.has_last ? &m.last : NULL;
+    bool changed_since = last && last->rev > op->base_rev && strcmp(last->device_id, dev);
     const char *action;
     if (!changed_since || value_equal(&cur.v, &op->old_value)) {
         if (value_equal(&cur.v, &op->new_value)) {
@@ -411,7 +444,7 @@ static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *f
         change_of(a, op, rev, &ch);
         if (st->ops->field_set(st, e, op->target, col, &op->new_value, &ch) != PD_OK) {
             pd_srv_value_clear(&cur);
-            if (st->err.code == PD_ERR_INVALID)
+            if (pd_storage_error(st)->code == PD_ERR_INVALID)
                 return refuse(a, PD_ERR_INVALID, "bad_batch", "op %lld: %s", (long long)op->seq,
                               pd_storage_errmsg(st));
             return storage_refuse(a);
@@ -445,7 +478,7 @@ static int merge_field(apply_ctx *a, const pd_op *op, pd_entity e, const char *f
     }
     a->conflicted++;
     rc = add_conflict(a, op, "field", pd_entity_name(e), op->target, field, desa, &op->old_value,
-                      &cur.v, frc == PD_OK ? &last : NULL, &op->new_value);
+                      &cur.v, last, &op->new_value);
     pd_srv_value_clear(&cur);
     return rc;
 }
@@ -884,7 +917,11 @@ static int verify_batch(pd_server *srv, verified *v, const char **error)
                         "return) by the author's supervisor came with it",
                         v->h.device_id, (unsigned long long)v->h.seq);
     pd_review rv;
-    if (pd_review_parse(&rv, v->review, v->review_len, &e) != PD_OK) {
+    /* The bundle precheck parsed (and so verified) these very review bytes outside the lock:
+     * only the key it named is needed here. */
+    if (v->pre)
+        memcpy(rv.supervisor_pk, v->pre->supervisor_pk, PD_PUBKEY_BYTES);
+    else if (pd_review_parse(&rv, v->review, v->review_len, &e) != PD_OK) {
         *error = error_name(e.code);
         return srv_fail(srv, e.code, "batch %s/%llu: review record: %s", v->h.device_id,
                         (unsigned long long)v->h.seq, e.msg);
@@ -1393,9 +1430,9 @@ int srv_bundle_process(pd_server *srv, const char *upload_id, const char *upload
     char msg[PD_ERRMSG_MAX] = "";
     /* Signatures, inflating and decoding need no storage: the other requests go on meanwhile
      * (the caller's upload is its own: tus keeps it busy, and applying is exactly once). */
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     int rc = bundle_precheck(bytes, len, &items, &count, &refs, &nbat, msg, sizeof msg);
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     if (rc != PD_OK) {
         rc = srv_fail(srv, rc, "%s", msg);
         goto out;
@@ -1407,8 +1444,8 @@ int srv_bundle_process(pd_server *srv, const char *upload_id, const char *upload
         memset(&res, 0, sizeof res);
         res.r.idx = (int)k;
         res.upload_id = upload_id;
-        srv->err.code = 0;
-        srv->err.msg[0] = '\0';
+        srv_err(srv)->code = 0;
+        srv_err(srv)->msg[0] = '\0';
         process_batch(srv, it->bytes, it->len, refs[k].review, refs[k].review_len,
                       refs[k].prechecked ? &refs[k].pre : NULL, &res);
         if (!res.stored && srv->st->ops->result_put(srv->st, upload_id, &res.r) != PD_OK) {

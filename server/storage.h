@@ -10,7 +10,8 @@
  *   - Writes happen inside pd_storage_begin … pd_storage_commit (or _rollback), one transaction;
  *     reads may happen inside or outside one. A failed call inside a transaction leaves it to the
  *     caller to roll back.
- *   - A handle is used by one thread at a time (the server serialises access with its own lock).
+ *   - A handle is used by one thread at a time (the server serialises access with its own lock),
+ *     unless its ops say concurrent (PostgreSQL's pool): then by many threads at once.
  *   - Every function returns PD_OK or a PD_ERR_* code and leaves a message on the handle
  *     (pd_storage_errmsg). "Not there" is PD_ERR_NOTFOUND; a duplicate key PD_ERR_EXISTS.
  *   - Strings and byte buffers handed in are copied; structs filled out are owned by the caller
@@ -177,6 +178,15 @@ typedef struct pd_srv_stats {
     int64_t batches, batches_held, forks, conflicts_open, uploads_open, revision;
 } pd_srv_stats;
 
+/* What merging one field of an existing record reads (field_merge_read). */
+typedef struct pd_srv_merge_read {
+    char desa[PD_SRV_CODE_MAX + 1]; /* the record's desa, as record_area */
+    pd_srv_value value;             /* the field's value (pd_srv_value_clear it) */
+    bool has_last;                  /* false: the field never changed since the record was made */
+    pd_srv_change last;             /* its last change, as field_change */
+    bool changed_elsewhere;         /* as changed_elsewhere(base_rev, device_id) */
+} pd_srv_merge_read;
+
 /* One column value of a record row handed to a callback. */
 typedef struct pd_srv_field {
     const char *name;
@@ -313,6 +323,13 @@ typedef struct pd_storage_ops {
     const char *name;
     void (*close)(pd_storage *st);
 
+    /* Many threads may use the handle at once (each thread's transaction on a connection of its
+     * own): the server then takes no lock of its own around storage work. A failed call's
+     * message is then the calling thread's, in thread_error (pd_storage_error reads it). false
+     * and NULL: one thread at a time (the server's lock), the message in st->err. */
+    bool concurrent;
+    const pd_error *(*thread_error)(const pd_storage *st);
+
     int (*begin)(pd_storage *st);
     int (*commit)(pd_storage *st);
     void (*rollback)(pd_storage *st);
@@ -408,6 +425,12 @@ typedef struct pd_storage_ops {
      * server itself)? */
     int (*changed_elsewhere)(pd_storage *st, pd_entity e, const char *id, int64_t rev,
                              const char *device_id, bool *changed);
+    /* Optional (NULL: the caller makes the four calls): record_area, field_get, field_change
+     * and changed_elsewhere(base_rev, device_id) of a household or member in one call, for the
+     * merge of one field. PD_ERR_NOTFOUND if there is no such record; out->value is set only
+     * on PD_OK. */
+    int (*field_merge_read)(pd_storage *st, pd_entity e, const char *id, int column,
+                            int64_t base_rev, const char *device_id, pd_srv_merge_read *out);
     /* The desa code a record lies in (a member's or visit's: its household's); desa has
      * PD_SRV_CODE_MAX+1 bytes. */
     int (*record_area)(pd_storage *st, pd_entity e, const char *id, char *desa);
@@ -512,6 +535,11 @@ struct pd_storage {
 int pd_storage_open(pd_storage **out, const char *url, pd_error *err);
 void pd_storage_close(pd_storage *st);
 const char *pd_storage_errmsg(const pd_storage *st);
+/* The code and message of the calling thread's last failed call on st. */
+static inline const pd_error *pd_storage_error(const pd_storage *st)
+{
+    return st->ops->thread_error ? st->ops->thread_error(st) : &st->err;
+}
 int pd_storage_fail(pd_storage *st, int code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -56,6 +56,7 @@
 #define STATEMENTS(X)                                                                              \
     X(REV_NEXT, "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value")        \
     X(REV_CUR, "SELECT value FROM meta WHERE key = 'revision'")                                    \
+    X(REV_SET, "UPDATE meta SET value = ?1 WHERE key = 'revision'")                                \
     X(USER_ADD, "INSERT INTO users (id, role, name, area, supervisor_id, created_at) "             \
                 "VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''), ?6)")                                     \
     X(USER_GET, "SELECT id, role, name, area, COALESCE(supervisor_id, ''), created_at "            \
@@ -192,12 +193,18 @@ typedef struct sq_storage {
     sqlite3_stmt *st[ST__COUNT];
     sqlite3_stmt *get_col[PD_ENT__COUNT][MAX_COLS];
     sqlite3_stmt *set_col[PD_ENT__COUNT][MAX_COLS];
+    sqlite3_stmt *merge_col[PD_ENT__COUNT][MAX_COLS]; /* field_merge_read */
     sqlite3_stmt *row[PD_ENT__COUNT];
     /* record inserts, by their SQL (the set of columns given varies by caller) */
     struct {
         char *sql;
         sqlite3_stmt *st;
     } ins[16];
+
+    /* the revision counter inside a transaction (sq_revision_next) */
+    bool rev_held;  /* rev is meta's value plus what this transaction took since */
+    bool rev_dirty; /* rev not yet written back to meta */
+    int64_t rev;
 
     /* group commit (see the top of the file) */
     int deferred;               /* sync_defer depth; set and read under the caller's lock */
@@ -495,6 +502,7 @@ static void sq_close(pd_storage *st)
         for (int c = 0; c < MAX_COLS; c++) {
             sqlite3_finalize(s->get_col[e][c]);
             sqlite3_finalize(s->set_col[e][c]);
+            sqlite3_finalize(s->merge_col[e][c]);
         }
         sqlite3_finalize(s->row[e]);
     }
@@ -519,15 +527,41 @@ static int sq_exec(sq_storage *s, const char *sql, const char *ctx)
     return rc == SQLITE_OK ? PD_OK : sq_fail(s, rc, ctx);
 }
 
+static void rev_forget(sq_storage *s)
+{
+    s->rev_held = s->rev_dirty = false;
+}
+
+/* Write the transaction's revision counter back to meta (before COMMIT, or a read of meta). */
+static int rev_store(sq_storage *s)
+{
+    if (!s->rev_dirty)
+        return PD_OK;
+    sqlite3_stmt *q = stmt(s, ST_REV_SET);
+    if (!q)
+        return s->base.err.code;
+    sqlite3_bind_int64(q, 1, s->rev);
+    int rc = step_done(s, q, "storing the revision");
+    if (rc == PD_OK)
+        s->rev_dirty = false;
+    return rc;
+}
+
 static int sq_begin(pd_storage *st)
 {
-    return sq_exec(SQ(st), "BEGIN IMMEDIATE", "starting a transaction");
+    sq_storage *s = SQ(st);
+    if (sqlite3_get_autocommit(s->db)) /* (not when BEGIN will fail inside a transaction) */
+        rev_forget(s);
+    return sq_exec(s, "BEGIN IMMEDIATE", "starting a transaction");
 }
 
 static int sq_commit(pd_storage *st)
 {
     sq_storage *s = SQ(st);
-    int rc = sq_exec(s, "COMMIT", "committing");
+    int rc = rev_store(s);
+    rev_forget(s);
+    if (rc == PD_OK)
+        rc = sq_exec(s, "COMMIT", "committing");
     if (rc != PD_OK && !sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -536,6 +570,7 @@ static int sq_commit(pd_storage *st)
 static void sq_rollback(pd_storage *st)
 {
     sq_storage *s = SQ(st);
+    rev_forget(s);
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -557,14 +592,35 @@ static int sq_int_query(sq_storage *s, int id, int64_t *out, const char *ctx)
     return sq_fail(s, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, ctx);
 }
 
+/* Inside a transaction (which holds the write lock: BEGIN IMMEDIATE) the first revision is
+ * taken from meta and the rest counted here, written back once before COMMIT: an applied batch
+ * takes a revision per change, and one UPDATE of meta per change was a statement per op. */
 static int sq_revision_next(pd_storage *st, int64_t *rev)
 {
-    return sq_int_query(SQ(st), ST_REV_NEXT, rev, "taking the next revision");
+    sq_storage *s = SQ(st);
+    bool in_txn = !sqlite3_get_autocommit(s->db);
+    if (s->rev_held && in_txn) {
+        *rev = ++s->rev;
+        s->rev_dirty = true;
+        return PD_OK;
+    }
+    rev_forget(s);
+    int rc = sq_int_query(s, ST_REV_NEXT, rev, "taking the next revision");
+    if (rc == PD_OK && in_txn) {
+        s->rev = *rev;
+        s->rev_held = true;
+    }
+    return rc;
 }
 
 static int sq_revision_current(pd_storage *st, int64_t *rev)
 {
-    return sq_int_query(SQ(st), ST_REV_CUR, rev, "reading the revision");
+    sq_storage *s = SQ(st);
+    if (s->rev_held && !sqlite3_get_autocommit(s->db)) {
+        *rev = s->rev;
+        return PD_OK;
+    }
+    return sq_int_query(s, ST_REV_CUR, rev, "reading the revision");
 }
 
 /* ---- users, keys, devices, codes ------------------------------------------------------------ */
@@ -1273,6 +1329,25 @@ static int sq_record_rev(pd_storage *st, pd_entity e, const char *id, int64_t *r
     return rc;
 }
 
+/* Column i of the current row as a value of the caller's own (before the statement resets). */
+static int take_value(sq_storage *s, sqlite3_stmt *q, int i, pd_srv_value *out)
+{
+    memset(out, 0, sizeof *out);
+    out->v = column_value(q, i);
+    if (out->v.type == PD_VAL_TEXT || out->v.type == PD_VAL_BLOB) {
+        out->buf = malloc(out->v.len + 1);
+        if (!out->buf) {
+            memset(out, 0, sizeof *out);
+            return pd_storage_fail(&s->base, PD_ERR_NOMEM, "out of memory reading a field");
+        }
+        if (out->v.len)
+            memcpy(out->buf, out->v.p, out->v.len);
+        out->buf[out->v.len] = 0;
+        out->v.p = out->buf;
+    }
+    return PD_OK;
+}
+
 static int sq_field_get(pd_storage *st, pd_entity e, const char *id, int col, pd_srv_value *out)
 {
     sq_storage *s = SQ(st);
@@ -1298,21 +1373,9 @@ static int sq_field_get(pd_storage *st, pd_entity e, const char *id, int col, pd
         sqlite3_reset(q);
         return sq_fail(s, rc, "reading a field");
     }
-    out->v = column_value(q, 0);
-    if (out->v.type == PD_VAL_TEXT || out->v.type == PD_VAL_BLOB) {
-        out->buf = malloc(out->v.len + 1);
-        if (!out->buf) {
-            sqlite3_reset(q);
-            memset(out, 0, sizeof *out);
-            return pd_storage_fail(st, PD_ERR_NOMEM, "out of memory reading a field");
-        }
-        if (out->v.len)
-            memcpy(out->buf, out->v.p, out->v.len);
-        out->buf[out->v.len] = 0;
-        out->v.p = out->buf;
-    }
+    rc = take_value(s, q, 0, out);
     sqlite3_reset(q);
-    return PD_OK;
+    return rc;
 }
 
 static int put_change(sq_storage *s, pd_entity e, const char *id, const char *field,
@@ -1361,6 +1424,18 @@ static int sq_field_set(pd_storage *st, pd_entity e, const char *id, int col, co
     return put_change(s, e, id, cols[col].name, ch);
 }
 
+/* A field_rev row (rev, device_id, author_pk, seq, hlc, batch_hash) from column i on. */
+static void read_change(sqlite3_stmt *q, int i, pd_srv_change *out)
+{
+    memset(out, 0, sizeof *out);
+    out->rev = sqlite3_column_int64(q, i);
+    copy_text(out->device_id, sizeof out->device_id, q, i + 1);
+    out->has_author = copy_blob(out->author_pk, PD_PUBKEY_BYTES, q, i + 2);
+    out->seq = sqlite3_column_int64(q, i + 3);
+    out->hlc = sqlite3_column_int64(q, i + 4);
+    out->has_batch = copy_blob(out->batch_hash, PD_HASH_BYTES, q, i + 5);
+}
+
 static int sq_field_change(pd_storage *st, pd_entity e, const char *id, int col, pd_srv_change *out)
 {
     sq_storage *s = SQ(st);
@@ -1376,13 +1451,7 @@ static int sq_field_change(pd_storage *st, pd_entity e, const char *id, int col,
     bind_text(q, 3, cols[col].name);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
-        memset(out, 0, sizeof *out);
-        out->rev = sqlite3_column_int64(q, 0);
-        copy_text(out->device_id, sizeof out->device_id, q, 1);
-        out->has_author = copy_blob(out->author_pk, PD_PUBKEY_BYTES, q, 2);
-        out->seq = sqlite3_column_int64(q, 3);
-        out->hlc = sqlite3_column_int64(q, 4);
-        out->has_batch = copy_blob(out->batch_hash, PD_HASH_BYTES, q, 5);
+        read_change(q, 0, out);
         sqlite3_reset(q);
         return PD_OK;
     }
@@ -1409,6 +1478,55 @@ static int sq_changed_elsewhere(pd_storage *st, pd_entity e, const char *id, int
         return sq_fail(s, rc, "reading a record's changes");
     *changed = rc == SQLITE_ROW;
     return PD_OK;
+}
+
+/* One statement for the four reads of a merge (storage.h): the row (with its household's desa),
+ * the field's last change (a LEFT JOIN: none if it never changed) and whether another device
+ * changed the record since the base — one B-tree descent each instead of four statements. */
+static int sq_field_merge_read(pd_storage *st, pd_entity e, const char *id, int col,
+                               int64_t base_rev, const char *device_id, pd_srv_merge_read *out)
+{
+    sq_storage *s = SQ(st);
+    memset(out, 0, sizeof *out);
+    if ((e != PD_ENT_HOUSEHOLD && e != PD_ENT_MEMBER) || !valid_column(e, col))
+        return pd_storage_fail(st, PD_ERR_INTERNAL, "bad column %d of %s", col,
+                               pd_entity_name(e) ? pd_entity_name(e) : "?");
+    size_t n;
+    const pd_column *cols = pd_entity_columns(e, &n);
+    char sql[768];
+    snprintf(sql, sizeof sql,
+             "SELECT r.%s, %s, f.rev, f.device_id, f.author_pk, f.seq, f.hlc, f.batch_hash, "
+             "EXISTS (SELECT 1 FROM field_rev o WHERE o.entity = ?1 AND o.target = ?2 "
+             "AND o.rev > ?4 AND (o.device_id IS NULL OR o.device_id <> ?5)) "
+             "FROM %s r %s LEFT JOIN field_rev f ON f.entity = ?1 AND f.target = ?2 "
+             "AND f.field = ?3 WHERE r.id = ?2",
+             cols[col].name, e == PD_ENT_MEMBER ? "h.desa" : "r.desa", pd_entity_name(e),
+             e == PD_ENT_MEMBER ? "JOIN household h ON h.id = r.household_id" : "");
+    sqlite3_stmt *q = prepare_built(s, &s->merge_col[e][col], sql);
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, pd_entity_name(e));
+    bind_text(q, 2, id);
+    bind_text(q, 3, cols[col].name);
+    sqlite3_bind_int64(q, 4, base_rev);
+    bind_text(q, 5, device_id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(q);
+        return pd_storage_fail(st, PD_ERR_NOTFOUND, "no %s %s", pd_entity_name(e), id);
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(q);
+        return sq_fail(s, rc, "reading a field to merge");
+    }
+    copy_text(out->desa, sizeof out->desa, q, 1);
+    out->has_last = sqlite3_column_type(q, 2) != SQLITE_NULL;
+    if (out->has_last)
+        read_change(q, 2, &out->last);
+    out->changed_elsewhere = sqlite3_column_int(q, 8) != 0;
+    rc = take_value(s, q, 0, &out->value);
+    sqlite3_reset(q);
+    return rc;
 }
 
 static int sq_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fields, size_t n,
@@ -1802,6 +1920,8 @@ static int sq_audit_add(pd_storage *st, const pd_srv_audit *a)
 static int sq_stats(pd_storage *st, pd_srv_stats *out)
 {
     sq_storage *s = SQ(st);
+    if (rev_store(s) != PD_OK) /* (inside a transaction: it reads meta) */
+        return st->err.code;
     sqlite3_stmt *q = stmt(s, ST_STATS);
     if (!q)
         return st->err.code;
@@ -2559,6 +2679,7 @@ static const pd_storage_ops sqlite_ops = {
     .field_set = sq_field_set,
     .field_change = sq_field_change,
     .changed_elsewhere = sq_changed_elsewhere,
+    .field_merge_read = sq_field_merge_read,
     .record_area = sq_record_area,
     .nik_holders = sq_nik_holders,
     .visits_of = sq_visits_of,

@@ -141,6 +141,23 @@ int pd_review_parse(pd_review *out, const uint8_t *buf, size_t len, pd_error *er
     return verify_sig(out, err);
 }
 
+/* The review is about this batch and by this supervisor (its signature checked elsewhere). */
+static int check_binding(const pd_review *r, const uint8_t batch_hash[PD_HASH_BYTES],
+                         const uint8_t supervisor_pk[PD_PUBKEY_BYTES], pd_error *err)
+{
+    if (sodium_memcmp(r->batch_hash, batch_hash, PD_HASH_BYTES) != 0)
+        return pd_error_set(err, PD_ERR_INVALID, "the review record is about another batch");
+    if (sodium_memcmp(r->supervisor_pk, supervisor_pk, PD_PUBKEY_BYTES) != 0) {
+        char by[17], want[17];
+        pd_sync_hex(by, r->supervisor_pk, 8);
+        pd_sync_hex(want, supervisor_pk, 8);
+        return pd_error_set(err, PD_ERR_DENIED,
+                            "%s by key %s..., which is not the author's supervisor (%s...)",
+                            r->kind == PD_REVIEW_APPROVE ? "approved" : "returned", by, want);
+    }
+    return PD_OK;
+}
+
 int pd_review_check(const pd_review *r, const uint8_t batch_hash[PD_HASH_BYTES],
                     const uint8_t supervisor_pk[PD_PUBKEY_BYTES], pd_error *err)
 {
@@ -153,17 +170,7 @@ int pd_review_check(const pd_review *r, const uint8_t batch_hash[PD_HASH_BYTES],
     int rc = verify_sig(r, err);
     if (rc)
         return rc;
-    if (sodium_memcmp(r->batch_hash, batch_hash, PD_HASH_BYTES) != 0)
-        return pd_error_set(err, PD_ERR_INVALID, "the review record is about another batch");
-    if (sodium_memcmp(r->supervisor_pk, supervisor_pk, PD_PUBKEY_BYTES) != 0) {
-        char by[17], want[17];
-        pd_sync_hex(by, r->supervisor_pk, 8);
-        pd_sync_hex(want, supervisor_pk, 8);
-        return pd_error_set(err, PD_ERR_DENIED,
-                            "%s by key %s..., which is not the author's supervisor (%s...)",
-                            r->kind == PD_REVIEW_APPROVE ? "approved" : "returned", by, want);
-    }
-    return PD_OK;
+    return check_binding(r, batch_hash, supervisor_pk, err);
 }
 
 int pd_batch_verify_reviewed(pd_batch **out, bool *voided, const uint8_t *batch, size_t batch_len,
@@ -185,8 +192,9 @@ int pd_batch_verify_reviewed(pd_batch **out, bool *voided, const uint8_t *batch,
                           (unsigned long long)pd_batch_header_get(b)->seq);
         goto out;
     }
+    /* pd_review_parse has verified the signature: only the binding is left to check */
     if ((rc = pd_review_parse(&r, review, review_len, err)) != PD_OK ||
-        (rc = pd_review_check(&r, pd_batch_hash(b), supervisor_pk, err)) != PD_OK)
+        (rc = check_binding(&r, pd_batch_hash(b), supervisor_pk, err)) != PD_OK)
         goto out;
     if (voided)
         *voided = r.kind == PD_REVIEW_RETURN;
