@@ -4,8 +4,10 @@
 # own traffic shaping where the machine allows), the hostile-input catalogue, the fuzzers of the
 # protocol's decoders, and the load sweep. Prints each part's figures (the lines docs/fire.md
 # quotes) and exits non-zero at the first part that fails.
-#   scripts/fire.sh                 everything (about 30 minutes on 2 cores)
-#   scripts/fire.sh crash net       some parts: crash net netns hostile fuzz load
+#   scripts/fire.sh                 everything (about 35 minutes on 2 cores)
+#   scripts/fire.sh crash net       some parts: crash net netns hostile pg fuzz load
+# pg: the crash, network and hostile suites (short modes) with the server on PostgreSQL
+# (tests/sys_server_pg.sh; skipped there without PostgreSQL server binaries).
 # Knobs: PD_FIRE_KILLS (1000), PD_FIRE_SEED (replay), PD_FIRE_FUZZ_SECONDS (120 per target),
 # PD_FIRE_NET_BATCHES (6), PD_FIRE_BUILD (build/), PD_LOAD_REPEAT (see scripts/load.sh).
 set -euo pipefail
@@ -13,10 +15,10 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 dir=${PD_FIRE_BUILD:-$top/build}
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(crash net netns hostile fuzz load)
+[ ${#parts[@]} -gt 0 ] || parts=(crash net netns hostile pg fuzz load)
 for p in "${parts[@]}"; do
-  case "$p" in crash | net | netns | hostile | fuzz | load) ;;
-    *) echo "usage: scripts/fire.sh [crash|net|netns|hostile|fuzz|load ...]" >&2; exit 2 ;;
+  case "$p" in crash | net | netns | hostile | pg | fuzz | load) ;;
+    *) echo "usage: scripts/fire.sh [crash|net|netns|hostile|pg|fuzz|load ...]" >&2; exit 2 ;;
   esac
 done
 bash scripts/build.sh release "$dir" >/dev/null
@@ -96,6 +98,10 @@ for p in "${parts[@]}"; do
   hostile)
     part "hostile input: the catalogue against the server and the device's importers"
     run hostile "$dir/tests/test_fire_hostile"
+    ;;
+  pg)
+    part "on PostgreSQL: crash points, the field network and the hostile catalogue (short modes)"
+    run pg bash tests/sys_server_pg.sh
     ;;
   fuzz)
     part "fuzzing: the decoders of requests, tus headers and JSON bodies (libFuzzer)"

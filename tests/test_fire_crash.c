@@ -14,8 +14,9 @@
  * After every device kill: the store opens through the store API (PIN, recovery of a hot journal),
  * PRAGMA integrity_check is ok, the enumerator's chain is whole (seq 1..n, each prev_hash the hash
  * of the batch before, each hash the hash of its bytes) and every batch holds exactly the ops the
- * op log says it sealed. After every server kill: integrity_check of the server database, every
- * device's chain on the server whole, nothing quarantined. A step whose effect is absent after a
+ * op log says it sealed. After every server kill: the server database's integrity (SQLite:
+ * integrity_check; PostgreSQL: amcheck and the record keys, fire_pg_integrity), every device's
+ * chain on the server whole, nothing quarantined. A step whose effect is absent after a
  * kill is run again; one whose effect is present is not (so nothing is done twice on purpose).
  *
  * At the end everything drains (seal, review, sync until every batch has its receipt) and:
@@ -26,9 +27,14 @@
  *     hash and op seq); no op of a voided batch is;
  *   - device and server agree: every household row (all columns both have) is equal, and the
  *     visits and photos the device made are the server's;
- *   - integrity_check is clean on every device store and the server database.
+ *   - integrity_check is clean on every device store, and the server database's integrity holds.
+ *
+ * On PostgreSQL (PD_TEST_DB_URL, tests/sys_server_pg.sh) the server's checks read a copy of its
+ * database (fire_server_db); a killed server restarts on the same database URL and data directory.
  *
  * Knobs: PD_FIRE_KILLS (kill points to reach; default 110, under PD_SANITIZED 100),
+ * PD_FIRE_SERVER_KILLS (of which at least this many of the server, default 0: the rounds go on
+ * until both are reached; tests/sys_server_pg.sh asks for 8 on PostgreSQL),
  * PD_FIRE_SEED (replay), PD_FIRE_MAX_S (a time cap, default 600). scripts/fire.sh runs the long
  * version (PD_FIRE_KILLS=1000).
  */
@@ -231,21 +237,14 @@ static void check_device(const fdev *d)
     pd_store_close(s);
 }
 
-static char *server_db_path(void)
-{
-    return pd_test_path(srv.dir, "server.db");
-}
-
-/* The server's database: integrity, every device's chain whole, nothing quarantined, no op
- * audited twice. */
+/* The server's database (SQLite, or PostgreSQL through a copy: fire_server_db): integrity,
+ * every device's chain whole, nothing quarantined, no op audited twice. */
 static void check_server_db(void)
 {
-    char *path = server_db_path();
-    sqlite3 *db = fire_open_db(path);
-    free(path);
+    sqlite3 *db = fire_server_db(srv.db);
     REQUIRE_VOID(db);
     char msg[256];
-    bool ok = fire_integrity(db, msg, sizeof msg);
+    bool ok = fire_server_integrity(srv.db, db, msg, sizeof msg);
     CHECK(ok);
     if (!ok)
         fprintf(stderr, "server: integrity_check: %s\n", msg);
@@ -286,9 +285,7 @@ static void check_server_db(void)
  * complete but not processed (verifying / applying), or neither (between requests). */
 static int server_phase(void)
 {
-    char *path = server_db_path();
-    sqlite3 *db = fire_open_db(path);
-    free(path);
+    sqlite3 *db = fire_server_db(srv.db);
     if (!db)
         return 2;
     int phase = 2;
@@ -323,34 +320,29 @@ static void server_kill_and_restart(void)
  * length. Returns true when that moment came while pid still ran. */
 static bool wait_bundle_arrived(pid_t pid, int64_t max_wait_us)
 {
-    char *path = server_db_path();
-    sqlite3 *db = NULL;
-    sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-    free(path);
     bool hit = false;
     int64_t t0 = fire_now_us();
-    while (db && fire_now_us() - t0 < max_wait_us) {
+    while (fire_now_us() - t0 < max_wait_us) {
         if (waitpid(pid, NULL, WNOHANG) != 0)
             break; /* it finished (reaped by the caller's next wait: do not reap here) */
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db,
-                               "SELECT id, length FROM uploads WHERE state = 'open' AND kind = "
-                               "'bundle' ORDER BY created_at DESC LIMIT 1",
-                               -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW) {
+        char row[200], id[128];
+        long long length = -1;
+        if (fire_server_text(
+                srv.db,
+                "SELECT id || ' ' || length FROM uploads WHERE state = 'open' AND kind = "
+                "'bundle' ORDER BY created_at DESC LIMIT 1",
+                row, sizeof row) &&
+            sscanf(row, "%127s %lld", id, &length) == 2) {
             char file[1400];
-            snprintf(file, sizeof file, "%s/server.db.d/uploads/%s", srv.dir,
-                     (const char *)sqlite3_column_text(st, 0));
+            snprintf(file, sizeof file, "%s/uploads/%s", srv.data, id);
             struct stat sb;
-            if (stat(file, &sb) == 0 && sb.st_size == sqlite3_column_int64(st, 1))
+            if (stat(file, &sb) == 0 && sb.st_size == length)
                 hit = true;
         }
-        sqlite3_finalize(st);
         if (hit)
             break;
         fire_sleep_us(1000);
     }
-    sqlite3_close(db);
     return hit;
 }
 
@@ -689,13 +681,14 @@ int main(void)
         return 1;
     fire_seed_init("test_fire_crash");
     long target = fire_env_long("PD_FIRE_KILLS", fire_sanitized() ? 100 : 110);
+    long server_target = fire_env_long("PD_FIRE_SERVER_KILLS", 0);
     max_us = fire_env_long("PD_FIRE_MAX_S", 600) * 1000000LL;
     t_start = fire_now_us();
     setenv("PENDATA_PIN", PIN, 1);
     dir = pd_test_tmpdir("fire-crash");
     snprintf(out_path, sizeof out_path, "%s/commands.out", dir);
     /* households enough for the visits of the long version too */
-    uint32_t households = (uint32_t)(60 + target / 2);
+    uint32_t households = (uint32_t)(60 + target / 2 + 16 * server_target);
     REQUIRE(th_server_create(&srv, dir, households) == PD_OK);
     REQUIRE(th_server_start(&srv, 0) == 0);
     port = srv.port;
@@ -716,7 +709,8 @@ int main(void)
         REQUIRE(cli_run(&E[i], first, NULL));
 
     int round = 0;
-    while (total_kills() < target && fire_now_us() - t_start < max_us && !pd_test_failures) {
+    while ((total_kills() < target || server_kills < server_target) &&
+           fire_now_us() - t_start < max_us && !pd_test_failures) {
         for (int i = 0; i < NDEV; i++) {
             fdev *d = &E[i];
             int visits = 2 + (int)fire_below(3);
@@ -739,9 +733,7 @@ int main(void)
     fire_proxy_stop(&proxy);
     th_server_kill(&srv, SIGTERM);
     check_server_db();
-    char *path = server_db_path();
-    sqlite3 *sdb = fire_open_db(path);
-    free(path);
+    sqlite3 *sdb = fire_server_db(srv.db);
     REQUIRE(sdb);
     for (int i = 0; i < NDEV; i++)
         final_account(&E[i], sdb);
@@ -760,6 +752,7 @@ int main(void)
             "   server kills: %d while receiving, %d while verifying/applying, %d between\n",
             srv_phase[0], srv_phase[1], srv_phase[2]);
     CHECK(total_kills() >= target);
+    CHECK(server_kills >= server_target);
     printf("FIRE crash kill_points=%d device=%d server=%d server_receiving=%d server_applying=%d "
            "rounds=%d seconds=%.1f\n",
            total_kills(), device_kills, server_kills, srv_phase[0], srv_phase[1], round,

@@ -16,7 +16,9 @@
  * SQL in text fields is the one case where input is accepted: the text is stored verbatim as data
  * and every table is still there.
  *
- * The catalogue is printed at the end (case, status, error); docs/fire.md reproduces it.
+ * The catalogue is printed at the end (case, status, error); docs/fire.md reproduces it. On
+ * PostgreSQL (PD_TEST_DB_URL, tests/sys_server_pg.sh) the hashes are of a copy of the server's
+ * database taken before and after each case (fire_server_db).
  */
 #include "fault/fire.h"
 #include "test_server_client.h"
@@ -34,7 +36,18 @@
 
 static tsrv S;
 static tdev E1, E2, E3, S1, S2;
-static sqlite3 *obs; /* an observer's connection to the server's database */
+static sqlite3 *obs; /* an observer's connection to the server's database, or its last copy */
+
+/* The server's database as it is now (fire_server_db): on SQLite an observer's connection to its
+ * file, opened once; on PostgreSQL a fresh copy that replaces the last one. */
+static sqlite3 *server_now(void)
+{
+    if (obs && !td_is_pg_url(S.url))
+        return obs;
+    sqlite3_close(obs);
+    obs = fire_server_db(S.url);
+    return obs;
+}
 
 /* ---- the case frame -------------------------------------------------------------------------- */
 
@@ -60,7 +73,7 @@ static struct {
     long log_mark;
     int failures, checks;
     const char *known;
-    sqlite3 *db; /* the database hashed (the server's, or a device store's) */
+    sqlite3 *db; /* the device store hashed, NULL for the server's database (server_now) */
 } cur;
 
 static long file_size(const char *path)
@@ -79,12 +92,12 @@ static void begin_on(sqlite3 *db, const char *name, const char *const *skip)
     cur.known = NULL;
     fflush(S.log);
     cur.log_mark = file_size(S.log_path);
-    CHECK(fire_db_hash(db, skip, cur.before) == 0);
+    CHECK(fire_db_hash(db ? db : server_now(), skip, cur.before) == 0);
 }
 
 static void begin(const char *name, const char *const *skip)
 {
-    begin_on(obs, name, skip);
+    begin_on(NULL, name, skip);
 }
 
 /* Does the access log, from the case's mark on, hold a request answered with status? */
@@ -135,7 +148,7 @@ static void end_status(long status, const char *error, bool has_message, long wa
         CHECK(has_message);
     }
     uint8_t after[32];
-    CHECK(fire_db_hash(cur.db, cur.skip, after) == 0);
+    CHECK(fire_db_hash(cur.db ? cur.db : server_now(), cur.skip, after) == 0);
     bool same = !memcmp(after, cur.before, 32);
     if (!same)
         fprintf(stderr, "  %s: the stored data changed\n", cur.name);
@@ -704,10 +717,10 @@ static void tus_cases(void)
             snprintf(ppath, sizeof ppath, "%s", loc);
         CHECK_EQ_INT(r.status, 201);
         tresp_free(&r);
-        long blobs = fire_int(obs, "SELECT count(*) FROM blobs", NULL);
+        long blobs = fire_int(server_now(), "SELECT count(*) FROM blobs", NULL);
         tus_patch("tus: photo bytes that do not match their hash", &E1, ppath, off0, jpeg,
                   sizeof jpeg, 422, "hash_mismatch", SKIP_UPLOAD);
-        CHECK_EQ_INT(fire_int(obs, "SELECT count(*) FROM blobs", NULL), blobs);
+        CHECK_EQ_INT(fire_int(server_now(), "SELECT count(*) FROM blobs", NULL), blobs);
     }
 }
 
@@ -1009,12 +1022,14 @@ static void batch_cases(void)
         REQUIRE_V(tb_seal(&f, TS_DESA, ops, 1, &bytes, &len) == PD_OK);
         pd_bundle_new(&b);
         tb_add(b, bytes, len, &S1, NULL);
-        long q = fire_int(obs, "SELECT count(*) FROM quarantine", NULL);
-        long other = fire_int(obs, "SELECT count(*) FROM audit WHERE action <> 'fork'", NULL);
+        long q = fire_int(server_now(), "SELECT count(*) FROM quarantine", NULL);
+        long other =
+            fire_int(server_now(), "SELECT count(*) FROM audit WHERE action <> 'fork'", NULL);
         batch_case("batch: a fork (another batch 1)", &E1, b, "fork", NULL, SKIP_FORK);
-        CHECK_EQ_INT(fire_int(obs, "SELECT count(*) FROM quarantine", NULL), q + 1);
-        CHECK_EQ_INT(fire_int(obs, "SELECT count(*) FROM audit WHERE action <> 'fork'", NULL),
-                     other);
+        CHECK_EQ_INT(fire_int(server_now(), "SELECT count(*) FROM quarantine", NULL), q + 1);
+        CHECK_EQ_INT(
+            fire_int(server_now(), "SELECT count(*) FROM audit WHERE action <> 'fork'", NULL),
+            other);
         pd_bundle_free(b);
         free(bytes);
     }
@@ -1051,14 +1066,16 @@ static void batch_cases(void)
         pd_bundle_new(&b);
         tb_add(b, bytes, len, &S1, NULL);
         long tables =
-            fire_int(obs, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'", NULL);
-        long members = fire_int(obs, "SELECT count(*) FROM member", NULL);
+            fire_int(server_now(), "SELECT count(*) FROM sqlite_schema WHERE type = 'table'", NULL);
+        long members = fire_int(server_now(), "SELECT count(*) FROM member", NULL);
         bundle_sync(&E1, b, st, err, NULL);
         CHECK(!strcmp(st, "applied"));
-        CHECK_EQ_INT(fire_int(obs, "SELECT count(*) FROM household WHERE address = ?1", sql), 1);
-        CHECK_EQ_INT(fire_int(obs, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'", NULL),
-                     tables);
-        CHECK_EQ_INT(fire_int(obs, "SELECT count(*) FROM member", NULL), members);
+        CHECK_EQ_INT(
+            fire_int(server_now(), "SELECT count(*) FROM household WHERE address = ?1", sql), 1);
+        CHECK_EQ_INT(
+            fire_int(server_now(), "SELECT count(*) FROM sqlite_schema WHERE type = 'table'", NULL),
+            tables);
+        CHECK_EQ_INT(fire_int(server_now(), "SELECT count(*) FROM member", NULL), members);
         if (ncases < MAX_CASES) {
             snprintf(cases[ncases].name, sizeof cases[ncases].name,
                      "batch: SQL in text fields (stored verbatim as data)");
@@ -1252,7 +1269,7 @@ static void slow_loris_case(void)
     CHECK_EQ_INT(served, 15);
     CHECK(worst < 2000000);
     cur.skip = SKIP_AUTH;
-    CHECK(fire_db_hash(obs, SKIP_AUTH, cur.before) == 0); /* the normal requests' nonces */
+    CHECK(fire_db_hash(server_now(), SKIP_AUTH, cur.before) == 0); /* the normal requests' nonces */
     end_status(200, "", false, 200, NULL, false);
 
     begin("idle: 200 connections that send nothing, a normal request meanwhile", SKIP_NONE);
@@ -1510,8 +1527,7 @@ int main(void)
     REQUIRE(ts_enroll(&S, &E3, "E3") == 200);
     REQUIRE(ts_enroll(&S, &S1, "S1") == 200);
     REQUIRE(ts_enroll(&S, &S2, "S2") == 200);
-    REQUIRE(sqlite3_open_v2(S.db_path, &obs, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    sqlite3_busy_timeout(obs, 5000);
+    REQUIRE(server_now() != NULL);
 
     RUN(auth_cases);
     RUN(revoked_case);

@@ -234,12 +234,13 @@ int main(void)
             log.patch_ok, (unsigned long long)log.patch_in, log.patch_other);
 
     th_server_kill(&srv, SIGTERM);
-    char *path = pd_test_path(srv.dir, "server.db");
-    sqlite3 *sdb = fire_open_db(path);
-    free(path);
+    sqlite3 *sdb = fire_server_db(srv.db);
     REQUIRE(sdb);
     char msg[200];
-    CHECK(fire_integrity(sdb, msg, sizeof msg));
+    bool intact = fire_server_integrity(srv.db, sdb, msg, sizeof msg);
+    if (!intact)
+        fprintf(stderr, "server: %s\n", msg);
+    CHECK(intact);
     CHECK(fire_integrity(pd_store_sqlite(enu), msg, sizeof msg));
     fire_account(enu, sdb, "enumerator");
     sqlite3_close(sdb);

@@ -7,6 +7,11 @@
  * same records on both sides). Header-only (static functions), like the other test headers: each
  * test is its own program.
  *
+ * The server's side on either backend (the device's is always its encrypted SQLite store):
+ * fire_server_db gives the server's SQLite file, or on PostgreSQL (PD_TEST_DB_URL, test_db.h) a
+ * copy of its database in memory, so every check reads the same facts with the same SQL;
+ * fire_server_integrity is integrity_check on SQLite, amcheck and the record keys on PostgreSQL.
+ *
  * Knobs: PD_FIRE_SEED replays a run (the seed is printed); PD_SANITIZED=1 (set by scripts/test.sh
  * for the ASan build) scales the counts down; each test documents its own PD_FIRE_* counts.
  */
@@ -546,6 +551,35 @@ static FIRE_UNUSED sqlite3 *fire_server_db(const char *url)
 #endif
     }
     return fire_open_db(!strncmp(url, "sqlite:", 7) ? url + 7 : url);
+}
+
+/* td_text for polling the server's database at url: on PostgreSQL through one connection kept
+ * open between calls (a new one per call costs more than the moments a poll looks for). */
+static FIRE_UNUSED bool fire_server_text(const char *url, const char *sql, char *out, size_t cap)
+{
+#ifdef PD_HAVE_PQ
+    if (td_is_pg_url(url)) {
+        static PGconn *c;
+        out[0] = '\0';
+        if (c && PQstatus(c) != CONNECTION_OK) {
+            PQfinish(c);
+            c = NULL;
+        }
+        if (!c) {
+            char plain[4608];
+            td_libpq_url(plain, sizeof plain, url);
+            if (!(c = td_connect(plain)))
+                return false;
+        }
+        PGresult *r = PQexec(c, sql);
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0);
+        if (ok)
+            snprintf(out, cap, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return ok;
+    }
+#endif
+    return td_text(url, sql, out, cap);
 }
 
 /* The integrity of the server's database at url: PRAGMA integrity_check on SQLite (db is what
