@@ -4,8 +4,9 @@
  * HTTP layer itself) or against the device's importers (batch files, review decisions, prelist
  * packages, deltas). For each case the test proves:
  *   - a clear refusal: the documented status and error code, with a message for a person;
- *   - a log line: the server's access log has the request with that status (cases the HTTP layer
- *     refuses before any handler runs are logged by it too, or the connection is just closed);
+ *   - a log line: the server's access log has the request with that status (what libmicrohttpd
+ *     answers itself, 414 or 431, too), or, for a connection closed before any request (bytes
+ *     that are not HTTP), a line saying so;
  *   - nothing stored changed: a hash of every table of the server database (or of the device
  *     store) is the same after as before — except the bookkeeping the protocol itself keeps for a
  *     refused request, named per case (the replay cache `nonces` for any signed request; for a
@@ -100,11 +101,9 @@ static void begin(const char *name, const char *const *skip)
     begin_on(NULL, name, skip);
 }
 
-/* Does the access log, from the case's mark on, hold a request answered with status? */
-static bool logged(long status)
+/* Does the access log, from the case's mark on, hold a line with want in it? */
+static bool logged_text(const char *want)
 {
-    char want[32];
-    snprintf(want, sizeof want, " status=%ld ", status);
     bool found = false;
     /* the line is written when the connection's request is over, a moment after the answer */
     for (int tries = 0; tries < 200 && !found; tries++) {
@@ -122,6 +121,14 @@ static bool logged(long status)
         free(text);
     }
     return found;
+}
+
+/* A request answered with status, or (status -1) a connection closed before any request. */
+static bool logged(long status)
+{
+    char want[32];
+    snprintf(want, sizeof want, " status=%ld ", status);
+    return logged_text(status < 0 ? " closed=before_request" : want);
 }
 
 static bool healthy(void)
@@ -427,7 +434,7 @@ static void size_cases(void)
         long st = raw_request(req, (size_t)hl + n + 4, NULL, 0);
         free(req);
         /* answered by libmicrohttpd before any handler ran */
-        end_status(st, "", false, 431, NULL, false);
+        end_status(st, "", false, 431, NULL, true);
     }
 
     begin("size: 2,000 request headers", SKIP_NONE);
@@ -441,7 +448,7 @@ static void size_cases(void)
         off += (size_t)snprintf(req + off, cap - off, "\r\n");
         long st = raw_request(req, off, NULL, 0);
         free(req);
-        end_status(st, "", false, 431, NULL, false);
+        end_status(st, "", false, 431, NULL, true);
     }
 
     begin("size: a 20 KiB request target", SKIP_NONE);
@@ -455,7 +462,7 @@ static void size_cases(void)
         free(req);
         /* the request line does not fit the connection's memory (max_header_bytes and the
          * answer's headers): libmicrohttpd answers 414 before any handler */
-        end_status(st, "", false, 414, NULL, false);
+        end_status(st, "", false, 414, NULL, true);
     }
 }
 
@@ -1140,7 +1147,7 @@ static void other_cases(void)
         static const char g[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n";
         long st = raw_request(g, sizeof g - 1, NULL, 0);
         /* libmicrohttpd cannot parse a request line from it and closes, answering nothing */
-        end_status(st, "", false, -1, NULL, false);
+        end_status(st, "", false, -1, NULL, true);
     }
     begin("http: a NUL in the request target", SKIP_NONE);
     {
