@@ -21,8 +21,13 @@
  *   apply     (SQLite) the same bundles handed straight to srv_bundle_process, no HTTP: the
  *             ceiling of the apply path behind the HTTP layer (--apply-only runs only this);
  *
- *   bench_server_pg [--devices N] [--batches B] [--households H] [--clients C] [--quick]
- *                   [--apply-only]
+ *   bench_server_pg [--devices N] [--batches B] [--households H] [--clients C] [--pool N]
+ *                   [--quick] [--apply-only] [--storage-only]
+ *
+ * --storage-only runs only "storage alone" (below), on SQLite and, if configured, PostgreSQL.
+ *
+ * --pool N: each PostgreSQL server's connections (pool=N, default 4). A PostgreSQL server runs
+ * its requests' storage work in parallel (storage.h `concurrent`), up to N at once.
  *
  * pd_server_init only creates sqlite: servers yet, so a PostgreSQL server's key file is minted
  * by initialising a throwaway SQLite server and copying its key into the data directory
@@ -71,6 +76,7 @@ typedef struct bench {
     tdev sup;
     tdev *dev;
     int ndev, batches, per_dev, clients;
+    int pool; /* PostgreSQL connections per server (pool=N) */
     hh *hh;
     int nhh;
     atomic_int next;
@@ -232,6 +238,9 @@ static int setup(bench *b, bool pg, int nservers)
         if (!pg_admin(sql))
             return PD_ERR_IO;
         pg_url_for(b->url, sizeof b->url, b->pgdb);
+        size_t ul = strlen(b->url);
+        snprintf(b->url + ul, sizeof b->url - ul, "%spool=%d", strchr(b->url, '?') ? "&" : "?",
+                 b->pool);
         char key[700], seedkey[700];
         snprintf(seedkey, sizeof seedkey, "%s/server.db.key", b->dir);
         snprintf(key, sizeof key, "%s/server.key", b->data_dir);
@@ -771,7 +780,8 @@ int main(int argc, char **argv)
     b.batches = 3;
     b.per_dev = 5;
     b.clients = 16;
-    bool apply_only = false;
+    b.pool = 4;
+    bool apply_only = false, storage_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--devices") && i + 1 < argc)
             b.ndev = atoi(argv[++i]);
@@ -781,18 +791,23 @@ int main(int argc, char **argv)
             b.per_dev = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--clients") && i + 1 < argc)
             b.clients = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--pool") && i + 1 < argc)
+            b.pool = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--apply-only"))
             apply_only = true;
+        else if (!strcmp(argv[i], "--storage-only"))
+            storage_only = true;
         else if (!strcmp(argv[i], "--quick"))
             b.ndev = 20, b.batches = 2, b.per_dev = 3, b.clients = 4;
         else {
             fprintf(stderr, "usage: bench_server_pg [--devices N] [--batches B] [--households H] "
-                            "[--clients C] [--quick] [--apply-only]\n");
+                            "[--clients C] [--pool N] [--quick] [--apply-only] "
+                            "[--storage-only]\n");
             return 2;
         }
     }
     if (b.ndev < 1 || b.ndev > 5000 || b.batches < 1 || b.per_dev < 1 || b.per_dev > 16 ||
-        b.clients < 1 || b.clients > 256) {
+        b.clients < 1 || b.clients > 256 || b.pool < 1 || b.pool > 64) {
         fprintf(stderr, "bench_server_pg: out of range\n");
         return 2;
     }
@@ -818,16 +833,27 @@ int main(int argc, char **argv)
         curl_global_cleanup();
         return bad;
     }
-    bad |= run_config(&b, "sqlite, 1 server", false, 1, &fs) != PD_OK || fs.failures;
     bool pg = pg_base_url() != NULL;
 #ifndef PD_HAVE_PQ
     pg = false;
 #endif
+    int txns = b.ndev <= 20 ? 10 : 50;
+    if (storage_only) {
+        printf("%-26s %10s %10s %9s\n", "backend", "1 thread", "4 threads", "scaling");
+        storage_figures(false, txns);
+        if (pg)
+            storage_figures(true, txns);
+        free(b.dev);
+        free(b.hh);
+        free(b.lat_ms);
+        curl_global_cleanup();
+        return 0;
+    }
+    bad |= run_config(&b, "sqlite, 1 server", false, 1, &fs) != PD_OK || fs.failures;
     if (pg) {
         bad |= run_config(&b, "postgresql, 1 server", true, 1, &fp1) != PD_OK || fp1.failures;
         bad |= run_config(&b, "postgresql, 2 servers", true, 2, &fp2) != PD_OK || fp2.failures;
     }
-    int txns = b.ndev <= 20 ? 10 : 50;
     printf("\nstorage alone: the merge's calls for one field op (lock and read the record, last "
            "change, value, revision, write, audit), 20 ops a transaction, %d transactions a "
            "thread\n",
@@ -843,8 +869,8 @@ int main(int argc, char **argv)
            "per %d bundles): %.0f ops/s, %.1f batches/s\n",
            b.clients, aops, abat);
     printf("\nserver end to end: %d devices x %d batches x %d households (4 ops each), "
-           "%d clients at a time\n",
-           b.ndev, b.batches, b.per_dev, b.clients);
+           "%d clients at a time, PostgreSQL pool=%d a server\n",
+           b.ndev, b.batches, b.per_dev, b.clients, b.pool);
     printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "", "ingest", "batches", "sync p50", "sync p95",
            "sync max", "all syncs", "fail");
     printf("%-26s %10s %10s %9s %9s %9s %9s %6s\n", "configuration", "ops/s", "/s", "ms", "ms",

@@ -64,8 +64,9 @@ static int refuse_used_database(pd_storage *st, const char *db_url, pd_error *er
 {
     pd_srv_stats s = {0};
     if (st->ops->stats(st, &s) != PD_OK)
-        return pd_error_set(err, st->err.code ? st->err.code : PD_ERR_INTERNAL, "%s",
-                            pd_storage_errmsg(st));
+        return pd_error_set(
+            err, pd_storage_error(st)->code ? pd_storage_error(st)->code : PD_ERR_INTERNAL, "%s",
+            pd_storage_errmsg(st));
     if (s.users || s.devices || s.households || s.members || s.batches || s.revision)
         return pd_error_set(err, PD_ERR_EXISTS,
                             "%s already holds a server's data: open it with the data directory "
@@ -150,6 +151,8 @@ int pd_server_open(pd_server **out, const char *db_url, const char *data_dir, pd
         return pd_error_set(err, PD_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&srv->lock, NULL);
     pthread_mutex_init(&srv->log_lock, NULL);
+    pthread_mutex_init(&srv->state_lock, NULL);
+    pthread_mutex_init(&srv->pkg_lock, NULL);
     int rc = PD_OK;
     char *keyfile = NULL;
     srv->db_url = strdup(db_url);
@@ -197,6 +200,8 @@ void pd_server_close(pd_server *srv)
     }
     pthread_mutex_destroy(&srv->lock);
     pthread_mutex_destroy(&srv->log_lock);
+    pthread_mutex_destroy(&srv->state_lock);
+    pthread_mutex_destroy(&srv->pkg_lock);
     free(srv->db_url);
     free(srv->data_dir);
     free(srv);
@@ -206,13 +211,14 @@ const char *pd_server_errmsg(const pd_server *srv)
 {
     if (!srv)
         return "no server";
-    return srv->err.msg[0] ? srv->err.msg : pd_strerror(srv->err.code);
+    const pd_error *e = srv_err(srv);
+    return e->msg[0] ? e->msg : pd_strerror(e->code);
 }
 
 /* Run one storage transaction under the server lock: body(srv, ctx) inside begin/commit. */
 static int in_txn(pd_server *srv, int (*body)(pd_server *, void *), void *ctx)
 {
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     pd_storage *st = srv->st;
     int rc = st->ops->begin(st);
     if (rc != PD_OK) {
@@ -228,13 +234,13 @@ static int in_txn(pd_server *srv, int (*body)(pd_server *, void *), void *ctx)
     if (rc != PD_OK)
         srv_fail_storage(srv);
 out:
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     /* durable before we return, also when it ran while a request deferred its flush (storage.h
      * sync_defer) */
     if (rc == PD_OK && st->ops->sync_flush && st->ops->sync_flush(st) != PD_OK) {
-        pthread_mutex_lock(&srv->lock);
+        srv_lock(srv);
         rc = srv_fail(srv, PD_ERR_IO, "the change was written but could not be made durable");
-        pthread_mutex_unlock(&srv->lock);
+        srv_unlock(srv);
     }
     return rc;
 }
@@ -465,8 +471,8 @@ static void add_real(pd_srv_field *f, size_t *n, const char *name, double v)
 
 static int load_fail(load_ctx *c, pd_error *err)
 {
-    return pd_error_set(err, c->srv->st->err.code ? c->srv->st->err.code : PD_ERR_INTERNAL, "%s",
-                        pd_storage_errmsg(c->srv->st));
+    int code = pd_storage_error(c->srv->st)->code;
+    return pd_error_set(err, code ? code : PD_ERR_INTERNAL, "%s", pd_storage_errmsg(c->srv->st));
 }
 
 static int load_shape(void *ud, const pd_prelist_shape *s, pd_error *err)
@@ -636,11 +642,11 @@ int pd_server_get_status(pd_server *srv, pd_server_status *out)
 {
     memset(out, 0, sizeof *out);
     pd_srv_stats s = {0};
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     int rc = srv->st->ops->stats(srv->st, &s);
     if (rc != PD_OK)
         srv_fail_storage(srv);
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     if (rc != PD_OK)
         return rc;
     out->users = s.users;

@@ -333,6 +333,7 @@ int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r)
         return srv_resp_error(r, 500, "internal", "out of memory");
     int status;
     pkg_ctx *c = NULL;
+    bool pkg_locked = false;
     int64_t cursor = area_rev;
     /* the cursor a package starts devices at sits beside it */
     size_t cpl = strlen(path) + 8;
@@ -342,6 +343,10 @@ int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r)
         goto out;
     }
     snprintf(cursor_path, cpl, "%s.cursor", path);
+    /* one builder at a time (requests run in parallel on PostgreSQL): two would share the
+     * package's temp file, and a reader could find the package before its cursor file */
+    pthread_mutex_lock(&srv->pkg_lock);
+    pkg_locked = true;
     if (access(path, R_OK) != 0) {
         c = calloc(1, sizeof *c);
         if (!c) {
@@ -386,6 +391,8 @@ int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r)
         if (f)
             fclose(f);
     }
+    pthread_mutex_unlock(&srv->pkg_lock);
+    pkg_locked = false;
     pd_prelist_info info;
     pd_error pe = {0};
     if (pd_prelist_peek(path, &info, &pe) != PD_OK) {
@@ -410,6 +417,8 @@ int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r)
     srv_resp_header(r, "Pd-Cursor", "%lld", (long long)cursor);
     r->status = status = 200;
 out:
+    if (pkg_locked)
+        pthread_mutex_unlock(&srv->pkg_lock);
     if (c) {
         flush_household(c); /* frees buffered rows after a failure */
         pd_prelist_writer_free(c->w);

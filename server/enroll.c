@@ -109,7 +109,7 @@ int srv_keyring_json(pd_server *srv, const pd_srv_user *u, int64_t since, cJSON 
     if (!strcmp(u->role, "supervisor")) {
         sup_ctx c = {.srv = srv, .arr = arr, .since = since};
         int rc = srv->st->ops->users_supervised(srv->st, u->id, supervised_cb, &c);
-        return rc == PD_OK ? PD_OK : (srv->err.code ? rc : srv_fail_storage(srv));
+        return rc == PD_OK ? PD_OK : (srv_err(srv)->code ? rc : srv_fail_storage(srv));
     }
     return PD_OK; /* korcam and admin: nothing in version 1 */
 }

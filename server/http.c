@@ -22,6 +22,11 @@
  * request or a read — leaves before its nonce is durable, so a replay is refused after a
  * restart or a power cut too.
  *
+ * "The lock" is srv_lock: the server's one mutex for a backend used by one thread at a time
+ * (SQLite), nothing for a concurrent one (PostgreSQL: each request's transaction on a pooled
+ * connection of its own), whose requests run their storage work in parallel as two server
+ * processes would. What the server itself keeps in memory has its own small lock (state_lock).
+ *
  * The access log (if the caller gave a FILE*) has one line per request: time, device id, method,
  * path, status, bytes in and out, milliseconds. Never a query string, body or header value.
  */
@@ -372,12 +377,12 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
     memcpy(c->resp_ctx, c->nonce_hex, sizeof c->nonce_hex); /* answers bind to the nonce */
     char dev_id[PD_SRV_ID_MAX + 1];
     snprintf(dev_id, sizeof dev_id, "%s", c->device.id);
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     int rc = srv->st->ops->device_get(srv->st, dev_id, &c->device);
     bool seen = false;
     int nrc = rc == PD_OK ? srv->st->ops->nonce_seen(srv->st, dev_id, c->nonce, NONCE_BYTES, &seen)
                           : PD_OK;
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     if (rc == PD_ERR_NOTFOUND) {
         srv_resp_error(r, 401, "unknown_device", "device %s is not enrolled", dev_id);
         return false;
@@ -457,9 +462,13 @@ static bool auth_nonce(pd_server *srv, srv_conn *c)
 static void maybe_purge(pd_server *srv)
 {
     int64_t now = srv_now_ms();
-    if (now - srv->last_purge < PURGE_EVERY_MS)
+    pthread_mutex_lock(&srv->state_lock);
+    bool due = now - srv->last_purge >= PURGE_EVERY_MS;
+    if (due)
+        srv->last_purge = now;
+    pthread_mutex_unlock(&srv->state_lock);
+    if (!due)
         return;
-    srv->last_purge = now;
     srv->st->ops->nonce_purge(srv->st, now - 2 * srv->cfg.skew_ms);
     srv_tus_expire(srv, now);
 }
@@ -501,9 +510,9 @@ static void phase_headers(pd_server *srv, srv_conn *c, const char *url)
     if (c->route == R_UPLOAD && !strcmp(c->method, "PATCH")) {
         srv_req q = make_req(c);
         q.device = &c->device; /* headers checked; the signature comes at the end */
-        pthread_mutex_lock(&srv->lock);
+        srv_lock(srv);
         bool go = srv_tus_patch_begin(srv, &q, c->upload_id, &c->patch, r);
-        pthread_mutex_unlock(&srv->lock);
+        srv_unlock(srv);
         if (!go)
             c->answered = true;
         return;
@@ -574,7 +583,7 @@ static void phase_complete(pd_server *srv, srv_conn *c)
     bool authed = c->open_route || auth_signature(c);
     if (authed && c->patch)
         srv_tus_patch_sync(c->patch); /* the fsync outside the lock */
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     pd_storage *st = srv->st;
     if (st->ops->sync_defer)
         st->ops->sync_defer(st, true);
@@ -589,7 +598,7 @@ static void phase_complete(pd_server *srv, srv_conn *c)
     }
     if (st->ops->sync_defer)
         st->ops->sync_defer(st, false);
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     /* the group commit: durable before anyone hears of it */
     if (st->ops->sync_flush && st->ops->sync_flush(st) != PD_OK) {
         cJSON_Delete(r->json);
@@ -915,9 +924,9 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     if (!c)
         return;
     if (c->patch) { /* the connection broke mid-PATCH: nothing of it was acknowledged */
-        pthread_mutex_lock(&srv->lock);
+        srv_lock(srv);
         srv_tus_patch_abort(srv, c->patch);
-        pthread_mutex_unlock(&srv->lock);
+        srv_unlock(srv);
     }
     if (srv->cfg.access_log && c->started)
         access_line(

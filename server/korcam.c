@@ -1138,7 +1138,7 @@ static int not_found(srv_resp *r, int64_t id)
 
 static int storage_error(pd_server *srv, srv_resp *r)
 {
-    int code = srv->st->err.code;
+    int code = pd_storage_error(srv->st)->code;
     const char *msg = pd_storage_errmsg(srv->st);
     if (code == PD_ERR_BUSY)
         return srv_resp_error(r, 503, "busy", "storage: %s", msg);
@@ -1583,17 +1583,18 @@ static int act_fail(ko_act *a, int status, const char *error, const char *fmt, .
 {
     a->status = status;
     a->error = error;
-    a->srv->err.code = status == 409 ? PD_ERR_STATE : PD_ERR_INVALID;
+    pd_error *e = srv_err(a->srv);
+    e->code = status == 409 ? PD_ERR_STATE : PD_ERR_INVALID;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(a->srv->err.msg, sizeof a->srv->err.msg, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
-    return a->srv->err.code;
+    return e->code;
 }
 
 static int act_storage(ko_act *a)
 {
-    int code = a->st->err.code ? a->st->err.code : PD_ERR_INTERNAL;
+    int code = pd_storage_error(a->st)->code ? pd_storage_error(a->st)->code : PD_ERR_INTERNAL;
     a->status = code == PD_ERR_BUSY ? 503 : code == PD_ERR_NOTFOUND ? 404 : 500;
     a->error = code == PD_ERR_BUSY ? "busy" : code == PD_ERR_NOTFOUND ? "not_found" : "internal";
     if (code == PD_ERR_INVALID) {
@@ -2607,6 +2608,21 @@ static void user_json(cJSON *o, const pd_srv_user *u)
     cJSON_AddStringToObject(j, "area", u->area);
 }
 
+/* The hash an unknown user's password is checked against (the same work as a known user's, no
+ * timing oracle): of a random password, made once. */
+static char dummy_hash[crypto_pwhash_STRBYTES];
+
+static void make_dummy_hash(void)
+{
+    char pw[33];
+    uint8_t rnd[16];
+    randombytes_buf(rnd, sizeof rnd);
+    srv_hex(rnd, sizeof rnd, pw);
+    if (crypto_pwhash_str(dummy_hash, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+        dummy_hash[0] = '\0';
+}
+
 static int web_login(pd_server *srv, const srv_req *q, srv_resp *r)
 {
     if (!same_origin_post(q))
@@ -2656,22 +2672,14 @@ static int web_login(pd_server *srv, const srv_req *q, srv_resp *r)
                  st->ops->password_get(st, user_id, hash, sizeof hash) == PD_OK;
     if (!known) {
         /* the same work for an unknown user (no timing oracle): a hash of a random password */
-        static char dummy[crypto_pwhash_STRBYTES];
-        if (!dummy[0]) {
-            char pw[33];
-            uint8_t rnd[16];
-            randombytes_buf(rnd, sizeof rnd);
-            srv_hex(rnd, sizeof rnd, pw);
-            if (crypto_pwhash_str(dummy, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                                  crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-                dummy[0] = '\0';
-        }
-        snprintf(hash, sizeof hash, "%s", dummy);
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, make_dummy_hash); /* logins run in parallel on PostgreSQL */
+        snprintf(hash, sizeof hash, "%s", dummy_hash);
     }
     /* Argon2id takes a while and 64 MiB: not under the storage lock */
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     bool ok = hash[0] && crypto_pwhash_str_verify(hash, password, plen) == 0 && known;
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     sodium_memzero(hash, sizeof hash);
     if (!ok) {
         st->ops->login_failure_add(st, user_id, now);
@@ -2813,7 +2821,7 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
     if (!password || len < PASSWORD_MIN || len > PASSWORD_MAX || memchr(password, 0, len))
         return srv_fail(srv, PD_ERR_INVALID, "the password must be %d..%d bytes", PASSWORD_MIN,
                         PASSWORD_MAX);
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     pd_storage *st = srv->st;
     pd_srv_user u;
     int rc;
@@ -2837,11 +2845,11 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
                       user_id, u.role);
         goto out;
     }
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     char hash[crypto_pwhash_STRBYTES];
     int h = crypto_pwhash_str(hash, password, len, crypto_pwhash_OPSLIMIT_INTERACTIVE,
                               crypto_pwhash_MEMLIMIT_INTERACTIVE);
-    pthread_mutex_lock(&srv->lock);
+    srv_lock(srv);
     if (h != 0) {
         rc = srv_fail(srv, PD_ERR_NOMEM, "not enough memory to hash the password");
         goto out;
@@ -2859,6 +2867,6 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
     }
     sodium_memzero(hash, sizeof hash);
 out:
-    pthread_mutex_unlock(&srv->lock);
+    srv_unlock(srv);
     return rc;
 }

@@ -14,8 +14,9 @@
  * every instance serving that database shares both (docs/postgres.md).
  *
  * The HTTP protocol is server/PROTOCOL.md. The service runs libmicrohttpd with an internal thread
- * pool on epoll; storage access is serialised by one lock (the SQLite backend has one writer
- * anyway), so request handling is parallel but each storage transaction is not.
+ * pool on epoll; storage access is serialised by one lock for SQLite (one writer anyway); on
+ * PostgreSQL (a concurrent backend, storage.h) requests run their transactions in parallel, each
+ * on a pooled connection.
  *
  * Conventions as in pendata.h: PD_OK or a PD_ERR_* code, the message on the handle
  * (pd_server_errmsg) or in a pd_error, whoever creates frees, the library never prints (the access

@@ -31,17 +31,18 @@ typedef struct srv_busy {
 
 struct pd_server {
     pd_storage *st;
-    pthread_mutex_t lock; /* serialises every use of st and of busy */
+    pthread_mutex_t lock; /* serialises every use of st, unless st is concurrent (srv_lock) */
     char *db_url;
     char *data_dir;
     srv_keys keys;
-    pd_error err;
 
     /* the HTTP service */
     struct MHD_Daemon *mhd;
     pd_server_config cfg;
     uint16_t port;
     pthread_mutex_t log_lock;
+    pthread_mutex_t state_lock; /* busy and last_purge (requests run in parallel on PostgreSQL) */
+    pthread_mutex_t pkg_lock;   /* building a prelist package (download.c) */
     srv_busy *busy;
     int64_t last_purge;
 };
@@ -49,8 +50,17 @@ struct pd_server {
 /* ---- helpers (util.c) -------------------------------------------------------------------- */
 
 int64_t srv_now_ms(void);
+
+/* The storage lock: srv->lock around storage work for a backend one thread at a time uses
+ * (SQLite); nothing for a concurrent one (PostgreSQL's pool), whose requests run in parallel. */
+void srv_lock(pd_server *srv);
+void srv_unlock(pd_server *srv);
+
+/* The error of the calling thread's current request or operator act (pd_server_errmsg): kept
+ * per thread, like errno, since requests run in parallel. srv_fail sets it and returns code. */
+pd_error *srv_err(const pd_server *srv);
 int srv_fail(pd_server *srv, int code, const char *fmt, ...) PD_PRINTF(3, 4);
-/* Copy the storage's message onto the server handle; returns its code. */
+/* Copy the storage's message (the calling thread's) onto the server's error; returns its code. */
 int srv_fail_storage(pd_server *srv);
 
 void srv_hex(const uint8_t *p, size_t n, char *out); /* 2n+1 bytes */

@@ -36,7 +36,8 @@ const char *pd_storage_errmsg(const pd_storage *st)
 {
     if (!st)
         return "no storage";
-    return st->err.msg[0] ? st->err.msg : pd_strerror(st->err.code);
+    const pd_error *e = pd_storage_error(st); /* the calling thread's, on a concurrent backend */
+    return e->msg[0] ? e->msg : pd_strerror(e->code);
 }
 
 int pd_storage_fail(pd_storage *st, int code, const char *fmt, ...)

@@ -48,7 +48,9 @@
  * Connections: a pool of up to `pool=N` connections (storage_pg.h), opened as needed. A thread's
  * transaction owns one connection from begin to commit/rollback; other calls borrow one. Results
  * are read completely before a callback runs and the connection is back in the pool by then, so
- * a callback may call the storage again (as the SQLite backend allows).
+ * a callback may call the storage again (as the SQLite backend allows). So the handle is
+ * `concurrent` (storage.h): one server process runs many requests' storage work at once, and a
+ * failure's message is the calling thread's (pg_fail keeps it per thread).
  */
 #include "storage_pg.h"
 
@@ -353,14 +355,36 @@ static pg_storage *PG(pd_storage *st)
 
 static int pg_fail(pg_storage *s, int code, const char *fmt, ...) PD_PRINTF(3, 4);
 
+/* The handle serves many threads at once (ops.concurrent), so a failure's message is kept per
+ * thread, like errno: the calling thread reads its own (pd_storage_error), never another
+ * request's. base.err gets a copy too, for single-threaded users of pd_storage_errmsg. */
+static _Thread_local pd_error thread_err;
+
+static const pd_error *pg_thread_error(const pd_storage *st)
+{
+    (void)st;
+    return &thread_err;
+}
+
 static int pg_fail(pg_storage *s, int code, const char *fmt, ...)
 {
-    pthread_mutex_lock(&s->err_mu);
-    s->base.err.code = code;
+    thread_err.code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(s->base.err.msg, sizeof s->base.err.msg, fmt, ap);
+    vsnprintf(thread_err.msg, sizeof thread_err.msg, fmt, ap);
     va_end(ap);
+    pthread_mutex_lock(&s->err_mu);
+    s->base.err = thread_err;
+    pthread_mutex_unlock(&s->err_mu);
+    return code;
+}
+
+/* Change the code of the failure just reported, keeping its message. */
+static int pg_recode(pg_storage *s, int code)
+{
+    thread_err.code = code;
+    pthread_mutex_lock(&s->err_mu);
+    s->base.err.code = code;
     pthread_mutex_unlock(&s->err_mu);
     return code;
 }
@@ -2377,8 +2401,7 @@ static int pg_field_set(pd_storage *st, pd_entity e, const char *id, int col, co
         else
             rc = put_change(s, c, e, id, cols[col].name, ch);
     } else if (rc == PD_ERR_EXISTS) {
-        rc = PD_ERR_INVALID; /* a constraint refused the value */
-        s->base.err.code = rc;
+        rc = pg_recode(s, PD_ERR_INVALID); /* a constraint refused the value */
     }
     conn_put(s, c);
     return rc;
@@ -2552,8 +2575,7 @@ static int pg_record_insert(pd_storage *st, pd_entity e, const pd_srv_field *fie
             PQclear(r);
             r = NULL;
         } else if (rc == PD_ERR_EXISTS) {
-            rc = PD_ERR_INVALID; /* another constraint (a CHECK) refused a value */
-            s->base.err.code = rc;
+            rc = pg_recode(s, PD_ERR_INVALID); /* another constraint (a CHECK) refused a value */
         }
         bool no_household = false;
         if (rc == PD_OK && added == 0 && e == PD_ENT_MEMBER) {
@@ -3757,6 +3779,8 @@ static int pg_desa_summary(pd_storage *st, const char *area_list, pd_storage_sum
 static const pd_storage_ops pg_ops = {
     .name = "postgres",
     .close = pg_close,
+    .concurrent = true,
+    .thread_error = pg_thread_error,
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
@@ -3998,10 +4022,11 @@ int pd_storage_pg_open(pd_storage **out, const char *url, pd_error *err)
         conn_put(s, c);
     }
     if (rc != PD_OK) {
-        pd_error_set(err, rc, "%s", s->base.err.msg);
+        pd_error_set(err, rc, "%s", thread_err.msg);
         goto fail;
     }
     memset(&s->base.err, 0, sizeof s->base.err);
+    memset(&thread_err, 0, sizeof thread_err);
     *out = &s->base;
     return PD_OK;
 fail:

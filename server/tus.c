@@ -54,17 +54,9 @@ struct srv_patch {
     crypto_hash_sha512_state sha512;
 };
 
-static void busy_add(pd_server *srv, const char *id)
-{
-    srv_busy *b = calloc(1, sizeof *b);
-    if (!b)
-        return;
-    snprintf(b->id, sizeof b->id, "%s", id);
-    b->next = srv->busy;
-    srv->busy = b;
-}
-
-static bool busy_has(const pd_server *srv, const char *id)
+/* The uploads a PATCH of this process is writing. Requests run in parallel (PostgreSQL), so the
+ * list has its own lock; taking an id checks and adds at once. */
+static bool busy_has_locked(const pd_server *srv, const char *id)
 {
     for (const srv_busy *b = srv->busy; b; b = b->next)
         if (!strcmp(b->id, id))
@@ -72,16 +64,45 @@ static bool busy_has(const pd_server *srv, const char *id)
     return false;
 }
 
+static bool busy_has(pd_server *srv, const char *id)
+{
+    pthread_mutex_lock(&srv->state_lock);
+    bool has = busy_has_locked(srv, id);
+    pthread_mutex_unlock(&srv->state_lock);
+    return has;
+}
+
+/* Mark id busy; false if it already was (or out of memory). */
+static bool busy_take(pd_server *srv, const char *id)
+{
+    srv_busy *b = calloc(1, sizeof *b);
+    if (!b)
+        return false;
+    snprintf(b->id, sizeof b->id, "%s", id);
+    pthread_mutex_lock(&srv->state_lock);
+    bool taken = !busy_has_locked(srv, id);
+    if (taken) {
+        b->next = srv->busy;
+        srv->busy = b;
+    }
+    pthread_mutex_unlock(&srv->state_lock);
+    if (!taken)
+        free(b);
+    return taken;
+}
+
 static void busy_remove(pd_server *srv, const char *id)
 {
+    pthread_mutex_lock(&srv->state_lock);
     for (srv_busy **pp = &srv->busy; *pp; pp = &(*pp)->next) {
         if (!strcmp((*pp)->id, id)) {
             srv_busy *b = *pp;
             *pp = b->next;
             free(b);
-            return;
+            break;
         }
     }
+    pthread_mutex_unlock(&srv->state_lock);
 }
 
 static void expires_header(srv_resp *r, int64_t at)
@@ -468,7 +489,7 @@ bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_p
                        (long long)u.length);
         return false;
     }
-    if (busy_has(srv, id)) {
+    if (!busy_take(srv, id)) {
         free(p);
         srv_resp_error(r, 423, "busy", "upload %s is being written by another request", id);
         return false;
@@ -481,6 +502,7 @@ bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_p
         if (p->fd < 0 || ftruncate(p->fd, u.acked) != 0 || lseek(p->fd, u.acked, SEEK_SET) < 0) {
             if (p->fd >= 0)
                 close(p->fd);
+            busy_remove(srv, id);
             free(p);
             srv_resp_error(r, 500, "internal", "cannot open the upload's file");
             return false;
@@ -495,7 +517,6 @@ bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_p
         crypto_hash_sha256_init(&p->sha256);
     else if (p->alg == ALG_SHA512)
         crypto_hash_sha512_init(&p->sha512);
-    busy_add(srv, id);
     *out = p;
     return true;
 }

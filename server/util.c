@@ -26,20 +26,43 @@ int64_t srv_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void srv_lock(pd_server *srv)
+{
+    if (!srv->st->ops->concurrent)
+        pthread_mutex_lock(&srv->lock);
+}
+
+void srv_unlock(pd_server *srv)
+{
+    if (!srv->st->ops->concurrent)
+        pthread_mutex_unlock(&srv->lock);
+}
+
+/* One per thread: a request runs on one thread from its handler to its answer (libmicrohttpd's
+ * thread pool keeps a connection on its thread), and an operator act on its caller's. */
+static _Thread_local pd_error thread_err;
+
+pd_error *srv_err(const pd_server *srv)
+{
+    (void)srv;
+    return &thread_err;
+}
+
 int srv_fail(pd_server *srv, int code, const char *fmt, ...)
 {
-    srv->err.code = code;
+    pd_error *e = srv_err(srv);
+    e->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(srv->err.msg, sizeof srv->err.msg, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     return code;
 }
 
 int srv_fail_storage(pd_server *srv)
 {
-    int code = srv->st->err.code ? srv->st->err.code : PD_ERR_INTERNAL;
-    return srv_fail(srv, code, "%s", pd_storage_errmsg(srv->st));
+    int code = pd_storage_error(srv->st)->code;
+    return srv_fail(srv, code ? code : PD_ERR_INTERNAL, "%s", pd_storage_errmsg(srv->st));
 }
 
 void srv_hex(const uint8_t *p, size_t n, char *out)
