@@ -1593,6 +1593,7 @@ typedef struct locker {
     const char *first, *second;
     pthread_barrier_t *both_hold_first; /* both transactions hold their first lock */
     int rc;
+    char msg[256]; /* the storage message, read on this thread (errors are per thread) */
 } locker;
 
 /* One transaction (a transaction belongs to the thread that began it): lock first, wait until the
@@ -1611,10 +1612,12 @@ static void *lock_thread(void *arg)
     pthread_barrier_wait(l->both_hold_first); /* reached on failure too: never leave one waiting */
     if (l->rc == PD_OK)
         l->rc = st->ops->record_rev(st, PD_ENT_HOUSEHOLD, l->second, &rev);
-    if (l->rc == PD_OK)
+    if (l->rc == PD_OK) {
         l->rc = st->ops->commit(st);
-    else
+    } else {
+        snprintf(l->msg, sizeof l->msg, "%s", pd_storage_errmsg(st));
         st->ops->rollback(st);
+    }
     return NULL;
 }
 
@@ -1646,7 +1649,7 @@ static void test_pg_deadlock_is_busy(void)
     pthread_barrier_destroy(&barrier);
     CHECK((la.rc == PD_ERR_BUSY) != (lb.rc == PD_ERR_BUSY));
     CHECK(la.rc == PD_OK || lb.rc == PD_OK);
-    CHECK(strstr(pd_storage_errmsg(la.rc == PD_OK ? b : a), "40P01") != NULL);
+    CHECK(strstr(la.rc == PD_OK ? lb.msg : la.msg, "40P01") != NULL);
     pd_storage_close(a);
     pd_storage_close(b);
     db_drop(&d);
