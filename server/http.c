@@ -947,6 +947,9 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 /* The library never prints. libmicrohttpd tells here of an answer it gave itself before any
  * handler of ours saw the request (414 request line too long, 431 headers too large, 400 …):
  * that answer gets its access-log line. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 0)))
+#endif
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     pd_server *srv = cls;
