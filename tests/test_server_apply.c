@@ -21,39 +21,18 @@ static tsrv S;
 static pd_server *B; /* the second server on S's database */
 static tdev E1, S1;
 
-typedef struct hh_info {
-    char id[64];
-    int64_t rev;
-} hh_info;
-
-static hh_info HH[40];
-static size_t NHH;
-
-static int hh_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
-{
-    (void)ctx;
-    if (e != PD_ENT_HOUSEHOLD || NHH >= PD_ARRAY_LEN(HH))
-        return 0;
-    hh_info *h = &HH[NHH++];
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(f[i].name, "id"))
-            snprintf(h->id, sizeof h->id, "%.*s", (int)f[i].value.len, (const char *)f[i].value.p);
-        else if (!strcmp(f[i].name, "rev"))
-            h->rev = f[i].value.i;
-    }
-    return 0;
-}
+static ts_households HL; /* the desa's households and their revisions */
 
 /* One approved bundle of E1: "set rooms" on household k. */
 static pd_bundle *bundle_for(size_t k, int64_t rooms)
 {
     pd_op op = {.kind = "set",
                 .entity = "household",
-                .target = HH[k].id,
+                .target = HL.h[k].id,
                 .field = "rooms",
                 .old_value = {.type = PD_VAL_NULL},
                 .new_value = {.type = PD_VAL_INT, .i = rooms},
-                .base_rev = HH[k].rev};
+                .base_rev = HL.h[k].rev};
     uint8_t *batch = NULL;
     size_t len = 0;
     pd_bundle *b = NULL;
@@ -209,8 +188,8 @@ int main(void)
     REQUIRE(ts_enroll(&S, &S1, "S1") == 200);
     pd_error err = {0};
     REQUIRE(pd_server_open(&B, S.url, S.data_dir, &err) == PD_OK);
-    REQUIRE(B->st->ops->area_records(B->st, TS_DESA, hh_row, NULL) == PD_OK);
-    REQUIRE(NHH >= 3 * ROUNDS);
+    REQUIRE(B->st->ops->area_records(B->st, TS_DESA, ts_household_row, &HL) == PD_OK);
+    REQUIRE(HL.n >= 3 * ROUNDS);
     RUN(test_same_batch_on_two_servers_at_once_applies_exactly_once);
     RUN(test_consecutive_batches_on_two_servers_both_join_the_chain);
     pd_server_close(B);

@@ -18,6 +18,7 @@
 
 #include "pd_server.h"
 #include "pd_sync.h"
+#include "storage.h"
 #include "test_db.h"
 #include "testutil.h"
 
@@ -78,6 +79,33 @@ typedef struct topt {
     const char *sign_target; /* sign this target instead of the one sent */
     bool expect;             /* let libcurl send "Expect: 100-continue" as it likes */
 } topt;
+
+/* Households of an area with their revisions, collected by ts_household_row through a storage
+ * listing (ops->area_records(st, areas, ts_household_row, &list)). */
+typedef struct ts_household {
+    char id[64];
+    int64_t rev;
+} ts_household;
+
+typedef struct ts_households {
+    ts_household h[40];
+    size_t n;
+} ts_households;
+
+static inline int ts_household_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
+{
+    ts_households *l = ctx;
+    if (e != PD_ENT_HOUSEHOLD || l->n >= sizeof l->h / sizeof l->h[0])
+        return 0;
+    ts_household *h = &l->h[l->n++];
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(f[i].name, "id"))
+            snprintf(h->id, sizeof h->id, "%.*s", (int)f[i].value.len, (const char *)f[i].value.p);
+        else if (!strcmp(f[i].name, "rev"))
+            h->rev = f[i].value.i;
+    }
+    return 0;
+}
 
 static inline void tdev_init(tdev *d, const char *id)
 {

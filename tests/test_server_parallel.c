@@ -22,28 +22,7 @@
 static tsrv S;
 static tdev SUP;
 
-typedef struct hh_info {
-    char id[64];
-    int64_t rev;
-} hh_info;
-
-static hh_info HH[40];
-static size_t NHH;
-
-static int hh_row(void *ctx, pd_entity e, const pd_srv_field *f, size_t n)
-{
-    (void)ctx;
-    if (e != PD_ENT_HOUSEHOLD || NHH >= PD_ARRAY_LEN(HH))
-        return 0;
-    hh_info *h = &HH[NHH++];
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(f[i].name, "id"))
-            snprintf(h->id, sizeof h->id, "%.*s", (int)f[i].value.len, (const char *)f[i].value.p);
-        else if (!strcmp(f[i].name, "rev"))
-            h->rev = f[i].value.i;
-    }
-    return 0;
-}
+static ts_households HL; /* the desa's households and their revisions */
 
 typedef struct worker {
     tdev dev;
@@ -72,11 +51,11 @@ static void *worker_main(void *arg)
         size_t k = hh_of(w->t, r);
         pd_op op = {.kind = "set",
                     .entity = "household",
-                    .target = HH[k].id,
+                    .target = HL.h[k].id,
                     .field = "rooms",
                     .old_value = {.type = PD_VAL_NULL},
                     .new_value = {.type = PD_VAL_INT, .i = rooms_of(w->t, r)},
-                    .base_rev = HH[k].rev};
+                    .base_rev = HL.h[k].rev};
         uint8_t *batch = NULL;
         size_t len = 0;
         pd_bundle *b = NULL;
@@ -131,8 +110,8 @@ static void test_one_server_many_parallel_requests_apply_exactly_once(void)
     S.port = pd_server_port(S.srv);
     CHECK(S.srv->st->ops->concurrent == td_is_pg());
 
-    REQUIRE_V(S.srv->st->ops->area_records(S.srv->st, TS_DESA, hh_row, NULL) == PD_OK);
-    REQUIRE_V(NHH >= THREADS * ROUNDS);
+    REQUIRE_V(S.srv->st->ops->area_records(S.srv->st, TS_DESA, ts_household_row, &HL) == PD_OK);
+    REQUIRE_V(HL.n >= THREADS * ROUNDS);
 
     tdev_init(&SUP, "dev-S1");
     REQUIRE_V(ts_enroll(&S, &SUP, "S1") == 200);
@@ -184,7 +163,7 @@ static void test_one_server_many_parallel_requests_apply_exactly_once(void)
             pd_srv_value v = {0};
             int col = pd_entity_column(PD_ENT_HOUSEHOLD, "rooms");
             REQUIRE_V(col >= 0);
-            CHECK(S.srv->st->ops->field_get(S.srv->st, PD_ENT_HOUSEHOLD, HH[hh_of(t, r)].id, col,
+            CHECK(S.srv->st->ops->field_get(S.srv->st, PD_ENT_HOUSEHOLD, HL.h[hh_of(t, r)].id, col,
                                             &v) == PD_OK);
             CHECK(v.v.type == PD_VAL_INT && v.v.i == rooms_of(t, r));
             pd_srv_value_clear(&v);
