@@ -147,10 +147,11 @@ static inline size_t ts_header_cb(char *p, size_t sz, size_t n, void *ud)
     return len;
 }
 
-/* A response header's value (the last one of that name), into a static buffer; NULL if absent. */
+/* A response header's value (the last one of that name), into a buffer of the calling thread
+ * (benches call this from many threads at once); NULL if absent. */
 static inline const char *tresp_header(const tresp *r, const char *name)
 {
-    static char val[1024];
+    static _Thread_local char val[1024];
     const char *found = NULL;
     size_t nl = strlen(name);
     for (const char *p = r->headers; p && *p;) {
@@ -174,7 +175,7 @@ static inline const char *tresp_header(const tresp *r, const char *name)
 /* The JSON "error" member of a response, or "". */
 static inline const char *tresp_error(const tresp *r)
 {
-    static char code[64];
+    static _Thread_local char code[64];
     code[0] = '\0';
     cJSON *o = r->body ? cJSON_Parse(r->body) : NULL;
     const cJSON *e = o ? cJSON_GetObjectItemCaseSensitive(o, "error") : NULL;
