@@ -51,6 +51,13 @@
 #define IN_AREAS(col)                                                                              \
     "EXISTS (SELECT 1 FROM areas a WHERE " col " = a.code OR substr(" col                          \
     ", 1, length(a.code) + 1) = a.code || '.')"
+/* The same test as a join condition from `areas a`: col lies in a.code's range [code, code/)
+ * first ('/' follows '.'; codes are digits and dots), so an index on col is searched by range
+ * (a desa's rows, not the whole table), then the exact test. The ranges of overlapping codes
+ * ("32.73.01" and "32.73.01.1001") meet the same row twice: callers DISTINCT what they list. */
+#define AREA_ON(col)                                                                               \
+    col " >= a.code AND " col " < a.code || '/' AND (" col " = a.code OR substr(" col              \
+    ", 1, length(a.code) + 1) = a.code || '.')"
 
 /* The fixed statements, by id. */
 #define STATEMENTS(X)                                                                              \
@@ -129,21 +136,25 @@
     X(NIK_HOLDERS, "SELECT id, household_id FROM member WHERE nik = ?1 ORDER BY id")               \
     X(VISITS_OF, "SELECT id, outcome, device_id FROM visit WHERE household_id = ?1 "               \
                  "ORDER BY visited_at, id")                                                        \
+    /* area first (household_desa, member_household_rev): a delta costs what changed in the   \
+     * area, not what changed in the whole database since the cursor */                          \
     X(SINCE,                                                                                       \
-      AREAS_CTE "SELECT 0, h.id, h.rev FROM household h WHERE h.rev > ?2 AND " IN_AREAS(           \
-          "h.desa") " UNION ALL SELECT 1, m.id, m.rev FROM member m "                              \
-                    "JOIN household h ON h.id = m.household_id WHERE m.rev > ?2 AND " IN_AREAS(    \
-                        "h.desa") " ORDER BY 3 LIMIT ?3")                                          \
-    X(AREA_HHS,                                                                                    \
-      AREAS_CTE "SELECT h.id FROM household h WHERE " IN_AREAS("h.desa") " ORDER BY h.id")         \
+      AREAS_CTE "SELECT DISTINCT 0, h.id, h.rev FROM areas a JOIN household h ON " AREA_ON(        \
+          "h.desa") " WHERE h.rev > ?2 UNION ALL SELECT DISTINCT 1, m.id, m.rev FROM areas a "     \
+                    "JOIN household h ON " AREA_ON("h.desa") " JOIN member m ON m.household_id = " \
+                                                             "h.id AND m.rev > ?2 ORDER BY 3 "     \
+                                                             "LIMIT ?3")                           \
+    X(AREA_HHS, AREAS_CTE "SELECT DISTINCT h.id FROM areas a JOIN household h ON " AREA_ON(        \
+                    "h.desa") " ORDER BY h.id")                                                    \
     X(HH_MEMBERS, "SELECT id FROM member WHERE household_id = ?1 ORDER BY member_no, id")          \
     X(SHAPE_PUT, "INSERT INTO area_shape (code, name, shape, rev) VALUES (?1, ?2, ?3, ?4)")        \
     X(SHAPES_IN, AREAS_CTE "SELECT code, name, shape, rev FROM area_shape s WHERE " IN_AREAS(      \
                      "s.code") " ORDER BY code")                                                   \
     X(AREA_REV,                                                                                    \
-      AREAS_CTE "SELECT max(r) FROM (SELECT max(h.rev) AS r FROM household h WHERE " IN_AREAS(     \
-          "h.desa") " UNION ALL SELECT max(m.rev) FROM member m JOIN "                             \
-                    "household h ON h.id = m.household_id WHERE " IN_AREAS("h.desa") ")")          \
+      AREAS_CTE "SELECT max(r) FROM (SELECT max(h.rev) AS r FROM areas a JOIN household h ON "     \
+                AREA_ON("h.desa") " UNION ALL SELECT max(m.rev) FROM areas a JOIN household h "    \
+                                  "ON " AREA_ON("h.desa") " JOIN member m ON m.household_id = "    \
+                                                          "h.id)")                                 \
     X(CONFLICT_ADD, "INSERT INTO conflicts (kind, entity, target, field, area, base_rev, "         \
                     "base_value, server_value, server_device, server_author, server_seq, "         \
                     "server_hlc, server_batch, device_value, device_device, device_author, "       \
