@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #define MAX_COLS 48
+#define KO_CACHE 40 /* korcam statements kept prepared (ko_prepare) */
 #define WAL_CHECKPOINT_FRAMES 1000 /* as SQLite's auto-checkpoint */
 
 #define AREAS_CTE                                                                                  \
@@ -232,6 +233,13 @@ typedef struct sq_storage {
     pthread_t ckpt_thread;
     _Atomic bool ckpt_running; /* (written under the caller's lock, read by flushes too) */
     bool ckpt_due, ckpt_stop;
+
+    /* ko_prepare's statements */
+    struct ko_stmt {
+        const char *sql;
+        sqlite3_stmt *st;
+        bool out;
+    } ko[KO_CACHE];
 } sq_storage;
 
 static sq_storage *SQ(pd_storage *st)
@@ -521,6 +529,8 @@ static void sq_close(pd_storage *st)
         sqlite3_finalize(s->ins[i].st);
         free(s->ins[i].sql);
     }
+    for (int i = 0; i < KO_CACHE; i++)
+        sqlite3_finalize(s->ko[i].st);
     sqlite3_close(s->db);
     if (s->wal_fd >= 0)
         close(s->wal_fd);
@@ -1989,16 +1999,50 @@ static const char ko_sql_list[] =
 static const char ko_sql_count[] = AREAS_CTE "SELECT count(*) FROM conflicts c " KO_CONFLICT_WHERE;
 static const char ko_sql_get[] = "SELECT " KO_CONFLICT_COLS KO_CONFLICT_FROM "WHERE c.id = ?1";
 
+/* The korcam statements (and the merge's conflict checks) are prepared on first use and kept,
+ * keyed by their SQL text's address (every one is a constant of this file): a delta or an
+ * applied op no longer parses and plans a statement each time. A statement already out (a caller
+ * that runs one while it holds another of the same text) is prepared afresh and finalized by
+ * ko_release. */
 static sqlite3_stmt *ko_prepare(sq_storage *s, const char *sql)
 {
+    int free_slot = -1;
+    for (int i = 0; i < KO_CACHE; i++) {
+        if (s->ko[i].sql == sql && !s->ko[i].out) {
+            s->ko[i].out = true;
+            sqlite3_reset(s->ko[i].st);
+            sqlite3_clear_bindings(s->ko[i].st);
+            return s->ko[i].st;
+        }
+        if (!s->ko[i].sql && free_slot < 0)
+            free_slot = i;
+    }
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0,
+                                &q, NULL);
     if (rc != SQLITE_OK) {
         sq_fail(s, rc, "preparing a korcam statement");
         sqlite3_finalize(q);
         return NULL;
     }
+    if (free_slot >= 0)
+        s->ko[free_slot] = (struct ko_stmt){.sql = sql, .st = q, .out = true};
     return q;
+}
+
+/* Done with a statement of ko_prepare: reset and kept, or finalized if it was not cached. */
+static void ko_release(sq_storage *s, sqlite3_stmt *q)
+{
+    if (!q)
+        return;
+    for (int i = 0; i < KO_CACHE; i++)
+        if (s->ko[i].st == q) {
+            sqlite3_reset(q);
+            sqlite3_clear_bindings(q);
+            s->ko[i].out = false;
+            return;
+        }
+    sqlite3_finalize(q);
 }
 
 static const char *ko_text(sqlite3_stmt *q, int i)
@@ -2018,7 +2062,7 @@ static const uint8_t *ko_blob(sqlite3_stmt *q, int i, size_t n)
 static int ko_exec(sq_storage *s, sqlite3_stmt *q, const char *ctx)
 {
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (rc == SQLITE_DONE)
         return PD_OK;
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
@@ -2091,7 +2135,7 @@ static int sq_conflicts_list(pd_storage *st, const pd_srv_conflict_filter *f,
         ko_bind_filter(q, f);
         rc = sqlite3_step(q);
         *total = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-        sqlite3_finalize(q);
+        ko_release(s, q);
         if (rc != SQLITE_ROW)
             return sq_fail(s, rc, "counting conflicts");
     }
@@ -2107,7 +2151,7 @@ static int sq_conflicts_list(pd_storage *st, const pd_srv_conflict_filter *f,
         if ((stop = cb(ctx, &c)) != 0)
             break;
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing conflicts");
@@ -2130,7 +2174,7 @@ static int sq_conflict_get(pd_storage *st, int64_t id, pd_storage_conflict_cb cb
     } else {
         out = sq_fail(s, rc, "reading a conflict");
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     return out;
 }
 
@@ -2159,7 +2203,7 @@ static int sq_conflict_exists(pd_storage *st, const char *kind, const char *targ
     sqlite3_bind_int(q, 4, device_value == NULL);
     bind_value(q, 5, device_value);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return sq_fail(s, rc, "looking for a conflict");
     *exists = rc == SQLITE_ROW;
@@ -2197,7 +2241,7 @@ static int sq_conflict_resolve(pd_storage *st, const pd_srv_resolution *r)
     char by[PD_SRV_ID_MAX + 1] = "";
     if (rc == SQLITE_ROW)
         copy_text(by, sizeof by, q, 0);
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (rc == SQLITE_ROW)
         return pd_storage_fail(st, PD_ERR_STATE, "conflict %lld was already resolved by %s",
                                (long long)r->id, by);
@@ -2227,7 +2271,7 @@ static int sq_nik_members(pd_storage *st, const char *nik, pd_storage_holder_cb 
         if ((stop = cb(ctx, &h)) != 0)
             break;
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "looking up a NIK");
@@ -2246,7 +2290,7 @@ static int sq_kk_households(pd_storage *st, const char *kk, pd_storage_pair_cb c
     while ((rc = sqlite3_step(q)) == SQLITE_ROW)
         if ((stop = cb(ctx, ko_text(q, 0), ko_text(q, 1), NULL)) != 0)
             break;
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "looking up a KK");
@@ -2278,7 +2322,7 @@ static int ko_points(sq_storage *s, sqlite3_stmt *q, pd_storage_point_cb cb, voi
         if ((stop = cb(ctx, &p)) != 0)
             break;
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing locations");
@@ -2347,7 +2391,7 @@ static int sq_household_audit(pd_storage *st, const char *household_id, int64_t 
         if ((stop = cb(ctx, &a)) != 0)
             break;
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "reading a household's history");
@@ -2436,7 +2480,7 @@ static int sq_tasks_since(pd_storage *st, const char *areas, const char *assigne
         if ((stop = cb(ctx, &t)) != 0)
             break;
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "listing tasks");
@@ -2483,7 +2527,7 @@ static int sq_password_get(pd_storage *st, const char *user_id, char *hash, size
     } else {
         out = sq_fail(s, rc, "reading a password");
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     return out;
 }
 
@@ -2524,7 +2568,7 @@ static int sq_session_get(pd_storage *st, const uint8_t token_hash[PD_HASH_BYTES
     } else {
         res = sq_fail(s, rc, "reading a session");
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     return res;
 }
 
@@ -2577,7 +2621,7 @@ static int sq_login_failures(pd_storage *st, const char *subject, int64_t since,
     sqlite3_bind_int64(q, 2, since);
     int rc = sqlite3_step(q);
     *count = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
-    sqlite3_finalize(q);
+    ko_release(s, q);
     return rc == SQLITE_ROW ? PD_OK : sq_fail(s, rc, "counting failed logins");
 }
 
@@ -2633,7 +2677,7 @@ static int sq_desa_summary(pd_storage *st, const char *areas, pd_storage_summary
         if ((stop = cb(ctx, &d)) != 0)
             break;
     }
-    sqlite3_finalize(q);
+    ko_release(s, q);
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? PD_OK : sq_fail(s, rc, "summarising an area");
