@@ -219,6 +219,18 @@ static inline void ts_auth_header(const tdev *dev, const char *method, const cha
              sig_hex);
 }
 
+/* Keep-alive (benches): each thread keeps one curl handle, and with it its connection, from one
+ * request to the next, as the real client does within a sync; ts_thread_done() frees it. Off
+ * by default: a test's requests each get a fresh connection. */
+static bool ts_keepalive;
+static _Thread_local CURL *ts_thread_curl;
+
+static inline void ts_thread_done(void)
+{
+    curl_easy_cleanup(ts_thread_curl);
+    ts_thread_curl = NULL;
+}
+
 /* One HTTP request to the fixture's server. dev NULL: unauthenticated. headers: NULL-terminated
  * extra header lines. nonce_out (33 bytes, may be NULL) gets the nonce used. */
 static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *method,
@@ -229,7 +241,11 @@ static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *met
     if (!o)
         o = &none;
     memset(out, 0, sizeof *out);
-    CURL *c = curl_easy_init();
+    CURL *c = ts_keepalive ? ts_thread_curl : NULL;
+    if (c)
+        curl_easy_reset(c);
+    else
+        c = curl_easy_init();
     if (!c) {
         out->status = -1;
         return;
@@ -290,7 +306,10 @@ static inline void ts_request_ex(const tsrv *s, const tdev *dev, const char *met
     else
         out->status = -1;
     curl_slist_free_all(hl);
-    curl_easy_cleanup(c);
+    if (ts_keepalive)
+        ts_thread_curl = c; /* its connection stays open for the thread's next request */
+    else
+        curl_easy_cleanup(c);
 }
 
 static inline void ts_request(const tsrv *s, const tdev *dev, const char *method,
