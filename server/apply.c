@@ -878,7 +878,7 @@ typedef struct verified {
 /* Verify a batch with its review record; PD_OK, or the failure on srv with *error set. */
 static int verify_batch(pd_server *srv, verified *v, const char **error)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     pd_error e = {0};
     pd_srv_person_key k;
     int rc = st->ops->person_key_get(st, v->h.author_pk, &k);
@@ -1008,8 +1008,8 @@ static int quarantine(pd_server *srv, const verified *v, const char *reason, bat
                        .device_id = v->h.device_id,
                        .batch_hash = v->hash,
                        .seq = (int64_t)v->h.seq};
-    if (srv->st->ops->quarantine_put(srv->st, &sb) != PD_OK ||
-        srv->st->ops->audit_add(srv->st, &au) != PD_OK)
+    if (srv_store(srv)->ops->quarantine_put(srv_store(srv), &sb) != PD_OK ||
+        srv_store(srv)->ops->audit_add(srv_store(srv), &au) != PD_OK)
         return srv_fail_storage(srv);
     snprintf(out->r.status, sizeof out->r.status, "fork");
     memcpy(out->receipt, sb.receipt, PD_RECEIPT_BYTES);
@@ -1022,7 +1022,7 @@ static int quarantine(pd_server *srv, const verified *v, const char *reason, bat
 static int apply_verified(pd_server *srv, const verified *v, bool held, batch_result *out)
 {
     apply_ctx a = {.srv = srv,
-                   .st = srv->st,
+                   .st = srv_store(srv),
                    .h = &v->h,
                    .hash = v->hash,
                    .author = &v->author,
@@ -1050,7 +1050,7 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
                            .device_id = v->h.device_id,
                            .batch_hash = v->hash,
                            .seq = (int64_t)v->h.seq};
-        if (srv->st->ops->audit_add(srv->st, &au) != PD_OK)
+        if (srv_store(srv)->ops->audit_add(srv_store(srv), &au) != PD_OK)
             return srv_fail_storage(srv);
     }
     pd_srv_batch sb;
@@ -1058,11 +1058,11 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
     fill_stored(&sb, v, state);
     make_receipt(srv, v, status, &a, sb.receipt);
     sb.has_receipt = true;
-    int rc = held ? srv->st->ops->batch_set_state(srv->st, sb.device_id, sb.seq, state, sb.receipt,
+    int rc = held ? srv_store(srv)->ops->batch_set_state(srv_store(srv), sb.device_id, sb.seq, state, sb.receipt,
                                                   a.now)
-                  : srv->st->ops->batch_put(srv->st, &sb);
+                  : srv_store(srv)->ops->batch_put(srv_store(srv), &sb);
     if (rc == PD_OK && !held)
-        rc = srv->st->ops->batch_set_state(srv->st, sb.device_id, sb.seq, state, sb.receipt, a.now);
+        rc = srv_store(srv)->ops->batch_set_state(srv_store(srv), sb.device_id, sb.seq, state, sb.receipt, a.now);
     if (rc != PD_OK)
         return srv_fail_storage(srv);
     snprintf(out->r.status, sizeof out->r.status, "%s", state);
@@ -1096,7 +1096,7 @@ static bool retry_pause(int attempt)
  * then. PD_OK with out filled (again), PD_ERR_NOTFOUND, or a storage failure (on srv). */
 static int known_batch(pd_server *srv, const uint8_t hash[PD_HASH_BYTES], batch_result *out)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     pd_srv_batch known;
     int rc = st->ops->batch_by_hash(st, hash, &known);
     if (rc == PD_ERR_NOTFOUND)
@@ -1116,7 +1116,7 @@ static int known_batch(pd_server *srv, const uint8_t hash[PD_HASH_BYTES], batch_
 /* Chain decision and apply, in one transaction (one attempt). */
 static int place_once(pd_server *srv, const verified *v, batch_result *out)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     if (st->ops->begin(st) != PD_OK)
         return srv_fail_storage(srv);
     /* the chain's head first: in PostgreSQL that read takes the device's chain lock (and reads
@@ -1206,7 +1206,7 @@ static int place_batch(pd_server *srv, const verified *v, batch_result *out)
  * that acts on it. *joined: it was applied or voided (the next one may follow). */
 static int drain_once(pd_server *srv, const char *device_id, int64_t seq, bool *joined)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     *joined = false;
     if (st->ops->begin(st) != PD_OK)
         return srv_fail_storage(srv);
@@ -1448,7 +1448,7 @@ int srv_bundle_process(pd_server *srv, const char *upload_id, const char *upload
         srv_err(srv)->msg[0] = '\0';
         process_batch(srv, it->bytes, it->len, refs[k].review, refs[k].review_len,
                       refs[k].prechecked ? &refs[k].pre : NULL, &res);
-        if (!res.stored && srv->st->ops->result_put(srv->st, upload_id, &res.r) != PD_OK) {
+        if (!res.stored && srv_store(srv)->ops->result_put(srv_store(srv), upload_id, &res.r) != PD_OK) {
             rc = srv_fail_storage(srv);
             goto out;
         }
@@ -1469,9 +1469,9 @@ static bool current_receipt(pd_server *srv, const uint8_t hash[PD_HASH_BYTES],
                             uint8_t out[PD_RECEIPT_BYTES])
 {
     pd_srv_batch b;
-    int rc = srv->st->ops->batch_by_hash(srv->st, hash, &b);
+    int rc = srv_store(srv)->ops->batch_by_hash(srv_store(srv), hash, &b);
     if (rc == PD_ERR_NOTFOUND)
-        rc = srv->st->ops->quarantine_by_hash(srv->st, hash, &b);
+        rc = srv_store(srv)->ops->quarantine_by_hash(srv_store(srv), hash, &b);
     if (rc != PD_OK)
         return false;
     bool ok = b.has_receipt;
@@ -1540,11 +1540,11 @@ int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r)
     memcpy(id, up->valuestring, sizeof id);
     cJSON_Delete(in);
     pd_srv_upload u;
-    int rc = srv->st->ops->upload_get(srv->st, id, &u);
+    int rc = srv_store(srv)->ops->upload_get(srv_store(srv), id, &u);
     if (rc == PD_ERR_NOTFOUND || (rc == PD_OK && strcmp(u.device_id, q->device->id) != 0))
         return srv_resp_error(r, 404, "not_found", "no upload %s", id);
     if (rc != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     if (strcmp(u.kind, "bundle") != 0)
         return srv_resp_error(r, 400, "bad_request", "upload %s is not a bundle", id);
     if (!strcmp(u.state, "open"))
@@ -1568,10 +1568,10 @@ int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r)
     cJSON_AddStringToObject(o, "upload", id);
     cJSON_AddNumberToObject(o, "server_time", (double)srv_now_ms());
     results_ctx c = {.srv = srv, .arr = arr};
-    rc = srv->st->ops->results_of(srv->st, id, result_cb, &c);
+    rc = srv_store(srv)->ops->results_of(srv_store(srv), id, result_cb, &c);
     if (rc != PD_OK) {
         cJSON_Delete(o);
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     }
     r->json = o;
     r->status = 200;
@@ -1609,7 +1609,7 @@ int srv_handle_receipts(pd_server *srv, const srv_req *q, srv_resp *r)
         if (got < 0 || *end || since < 0 || !since_s[0])
             return srv_resp_error(r, 400, "bad_request", "since must be a batch seq");
     }
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     /* who may ask: the device itself, its person's supervisor, korcam and admin */
     if (strcmp(dev, q->device->id) != 0) {
         pd_srv_device target;

@@ -33,8 +33,8 @@
 
 static int person_of(pd_server *srv, const srv_req *q, pd_srv_user *u, srv_resp *r)
 {
-    if (srv->st->ops->user_get(srv->st, q->device->user_id, u) != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->user_get(srv_store(srv), q->device->user_id, u) != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     if (!u->area[0])
         return srv_resp_error(r, 404, "no_area", "user %s has no assigned area", u->id);
     return 0;
@@ -308,7 +308,7 @@ int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r)
     int e = person_of(srv, q, &u, r);
     if (e)
         return e;
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     int64_t area_rev;
     if (st->ops->area_revision(st, u.area, &area_rev) != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(st));
@@ -541,7 +541,7 @@ int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r)
         cJSON_Delete(o);
         return srv_resp_error(r, 500, "internal", "out of memory");
     }
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     int rc = st->ops->records_since(st, u.area, since, limit, delta_row, &c);
     if (rc == PD_OK)
         rc = st->ops->conflicts_since(st, u.area, since, delta_row, &c);

@@ -68,7 +68,7 @@ static int key_cb(void *ctx, const pd_srv_person_key *k)
 static bool latest_key(pd_server *srv, const char *user_id, uint8_t pk[PD_PUBKEY_BYTES])
 {
     key_ctx c = {.latest_only = true};
-    if (srv->st->ops->person_keys_of(srv->st, user_id, key_cb, &c) != PD_OK || !c.found)
+    if (srv_store(srv)->ops->person_keys_of(srv_store(srv), user_id, key_cb, &c) != PD_OK || !c.found)
         return false;
     memcpy(pk, c.latest, PD_PUBKEY_BYTES);
     return true;
@@ -79,7 +79,7 @@ static int list_keys(pd_server *srv, cJSON *arr, const pd_srv_user *u, int64_t s
     uint8_t sup_pk[PD_PUBKEY_BYTES];
     bool has_sup = u->supervisor_id[0] && latest_key(srv, u->supervisor_id, sup_pk);
     key_ctx c = {.arr = arr, .user = u, .supervisor_pk = has_sup ? sup_pk : NULL, .since = since};
-    int rc = srv->st->ops->person_keys_of(srv->st, u->id, key_cb, &c);
+    int rc = srv_store(srv)->ops->person_keys_of(srv_store(srv), u->id, key_cb, &c);
     return rc == PD_OK ? PD_OK : srv_fail_storage(srv);
 }
 
@@ -99,7 +99,7 @@ int srv_keyring_json(pd_server *srv, const pd_srv_user *u, int64_t since, cJSON 
 {
     if (!strcmp(u->role, "enumerator") && u->supervisor_id[0]) {
         pd_srv_user sup;
-        int rc = srv->st->ops->user_get(srv->st, u->supervisor_id, &sup);
+        int rc = srv_store(srv)->ops->user_get(srv_store(srv), u->supervisor_id, &sup);
         if (rc == PD_OK)
             rc = list_keys(srv, arr, &sup, since);
         else if (rc != PD_ERR_NOTFOUND)
@@ -108,7 +108,7 @@ int srv_keyring_json(pd_server *srv, const pd_srv_user *u, int64_t since, cJSON 
     }
     if (!strcmp(u->role, "supervisor")) {
         sup_ctx c = {.srv = srv, .arr = arr, .since = since};
-        int rc = srv->st->ops->users_supervised(srv->st, u->id, supervised_cb, &c);
+        int rc = srv_store(srv)->ops->users_supervised(srv_store(srv), u->id, supervised_cb, &c);
         return rc == PD_OK ? PD_OK : (srv_err(srv)->code ? rc : srv_fail_storage(srv));
     }
     return PD_OK; /* korcam and admin: nothing in version 1 */
@@ -126,7 +126,7 @@ typedef struct enroll_in {
  * fills r on failure; 200 and *user on success. */
 static int enroll_txn(pd_server *srv, const enroll_in *in, pd_srv_user *user, srv_resp *r)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     int64_t now = srv_now_ms();
     pd_srv_code_state state;
     char user_id[PD_SRV_ID_MAX + 1] = "";
@@ -226,7 +226,7 @@ int srv_handle_enroll(pd_server *srv, const srv_req *q, srv_resp *r)
         status = srv_resp_error(r, 403, "code_unknown", "no such enrolment code");
         goto out;
     }
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     if (st->ops->begin(st) != PD_OK) {
         status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(st));
         goto out;

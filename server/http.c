@@ -377,18 +377,27 @@ static bool auth_headers(pd_server *srv, srv_conn *c)
     memcpy(c->resp_ctx, c->nonce_hex, sizeof c->nonce_hex); /* answers bind to the nonce */
     char dev_id[PD_SRV_ID_MAX + 1];
     snprintf(dev_id, sizeof dev_id, "%s", c->device.id);
-    srv_lock(srv);
-    int rc = srv->st->ops->device_get(srv->st, dev_id, &c->device);
+    /* on a reader if one is free (auth_nonce decides on the writer, under the lock) */
+    bool reading = srv_read_begin(srv);
+    if (!reading)
+        srv_lock(srv);
+    pd_storage *st = srv_store(srv);
+    int rc = st->ops->device_get(st, dev_id, &c->device);
     bool seen = false;
-    int nrc = rc == PD_OK ? srv->st->ops->nonce_seen(srv->st, dev_id, c->nonce, NONCE_BYTES, &seen)
-                          : PD_OK;
-    srv_unlock(srv);
+    int nrc = rc == PD_OK ? st->ops->nonce_seen(st, dev_id, c->nonce, NONCE_BYTES, &seen) : PD_OK;
+    char msg[PD_ERRMSG_MAX] = "";
+    if (rc != PD_OK || nrc != PD_OK)
+        snprintf(msg, sizeof msg, "%s", pd_storage_errmsg(st));
+    if (reading)
+        srv_read_end(srv, false); /* (decides nothing alone: auth_nonce and the handler do) */
+    else
+        srv_unlock(srv);
     if (rc == PD_ERR_NOTFOUND) {
         srv_resp_error(r, 401, "unknown_device", "device %s is not enrolled", dev_id);
         return false;
     }
     if (rc != PD_OK || nrc != PD_OK) {
-        srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+        srv_resp_error(r, 503, "busy", "storage: %s", msg);
         return false;
     }
     if (c->device.revoked_at) {
@@ -567,6 +576,13 @@ static void run_handler(pd_server *srv, srv_conn *c);
  * finds nothing left to write instead of holding every other request for a disk flush. (The
  * file is tus.c's <data dir>/uploads/<id>; a srv_tus_patch_sync(p) in tus.c would say so in one
  * place.) */
+/* Routes whose handlers only read (a read transaction on a reader suits them). */
+static bool reads_only(const srv_conn *c)
+{
+    return (c->route == R_DELTA || c->route == R_RECEIPTS || c->route == R_PRELIST) &&
+           !strcmp(c->method, "GET");
+}
+
 static void phase_complete(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
@@ -588,19 +604,33 @@ static void phase_complete(pd_server *srv, srv_conn *c)
     if (st->ops->sync_defer)
         st->ops->sync_defer(st, true);
     maybe_purge(srv);
-    if (!authed || (!c->open_route && !auth_nonce(srv, c))) {
+    bool ok = authed && (c->open_route || auth_nonce(srv, c)), read_later = false;
+    if (!ok) {
         if (c->patch) {
             srv_tus_patch_abort(srv, c->patch);
             c->patch = NULL;
         }
-    } else {
+    } else if (!(read_later = reads_only(c))) {
         run_handler(srv, c);
     }
     if (st->ops->sync_defer)
         st->ops->sync_defer(st, false);
     srv_unlock(srv);
+    /* A request that only reads (its nonce is recorded above) runs on a reader, without the
+     * lock, where there are readers (SQLite); else under the lock as any other. */
+    bool durable = true;
+    if (read_later) {
+        if (srv_read_begin(srv)) {
+            run_handler(srv, c);
+            durable = srv_read_end(srv, true);
+        } else {
+            srv_lock(srv);
+            run_handler(srv, c);
+            srv_unlock(srv);
+        }
+    }
     /* the group commit: durable before anyone hears of it */
-    if (st->ops->sync_flush && st->ops->sync_flush(st) != PD_OK) {
+    if (!durable || (st->ops->sync_flush && st->ops->sync_flush(st) != PD_OK)) {
         cJSON_Delete(r->json);
         r->json = NULL;
         free(r->body);
@@ -615,7 +645,7 @@ static void phase_complete(pd_server *srv, srv_conn *c)
     }
 }
 
-/* The route's handler (lock held, request authenticated). */
+/* The route's handler (request authenticated; lock held, or on a reader: srv_read_begin). */
 static void run_handler(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
@@ -1007,6 +1037,9 @@ int pd_server_start(pd_server *srv, const pd_server_config *cfg)
         return srv_fail(srv, PD_ERR_INVALID, "listen address '%s': '%s' is not an IPv4 address",
                         d.listen, host);
 
+    /* one reader for each request thread (SQLite; nothing for PostgreSQL's pool) */
+    if (srv_readers_open(srv, (int)d.threads) != PD_OK)
+        return srv_err(srv)->code;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     /* The logger first: an option before it that fails is reported by MHD's own logger, on
      * stderr. A connection's memory pool holds its request line and headers (whose parsed
@@ -1021,9 +1054,11 @@ int pd_server_start(pd_server *srv, const pd_server_config *cfg)
         (size_t)(d.max_header_bytes + 4 * 1024), MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         srv, MHD_OPTION_END);
-    if (!srv->mhd)
+    if (!srv->mhd) {
+        srv_readers_close(srv);
         return srv_fail(srv, PD_ERR_IO, "cannot listen on %s (address in use, or not allowed)",
                         d.listen);
+    }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info ? info->port : (uint16_t)port;
     return PD_OK;
@@ -1040,4 +1075,5 @@ void pd_server_stop(pd_server *srv)
         return;
     MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
+    srv_readers_close(srv);
 }

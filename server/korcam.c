@@ -439,7 +439,7 @@ static int add_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op *
                         const char *desa, const char *related, const pd_value *base,
                         const pd_value *server_v, const pd_value *device_v)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     int64_t rev, id;
     int rc;
     if ((rc = st->ops->revision_next(st, &rev)) != PD_OK)
@@ -481,7 +481,7 @@ static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op
     /* A proposal matches a household once, whatever matched (head NIK, KK, name and place); a
      * NIK or status conflict again with another value is a new situation. */
     bool any_value = !strcmp(kind, "duplicate_household");
-    int rc = srv->st->ops->conflict_exists(srv->st, kind, target, related,
+    int rc = srv_store(srv)->ops->conflict_exists(srv_store(srv), kind, target, related,
                                            any_value ? NULL : device_v, &exists);
     if (rc != PD_OK || exists)
         return rc;
@@ -541,7 +541,7 @@ static int basic_nik_check(pd_server *srv, const srv_korcam_batch *b, const pd_o
                            const char *member_id, const char *household_id, const char *desa,
                            const pd_value *nik, const char *s)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     basic_nik c = {.member_id = member_id, .household_id = household_id};
     int rc = st->ops->nik_holders(st, s, basic_nik_cb, &c);
     if (rc != PD_OK && rc != 1)
@@ -557,7 +557,7 @@ int srv_korcam_check_nik(pd_server *srv, const srv_korcam_batch *b, const pd_op 
                          const char *member_id, const char *household_id, const char *desa,
                          const pd_value *nik)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     char s[32];
     if (!value_text(nik, s, sizeof s) || !*s || is_placeholder_nik(s))
         return PD_OK;
@@ -648,7 +648,7 @@ static int check_near(pd_server *srv, const srv_korcam_batch *b, const pd_op *op
 {
     if (!name || !*name || !isfinite(lat) || !isfinite(lon))
         return PD_OK;
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     near_ctx c = {.self = self, .name = name, .lat = lat, .lon = lon};
     double dlat = NEAR_M / 111320.0 * 1.01;
     double coslat = cos(lat * M_PI / 180.0);
@@ -691,7 +691,7 @@ static int kk_cb(void *ctx, const char *id, const char *head, const char *unused
 static int check_proposal(pd_server *srv, const srv_korcam_batch *b, const pd_op *op,
                           const char *household_id, const double *fix_lat, const double *fix_lon)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     ko_row h;
     int rc = load_row(st, PD_ENT_HOUSEHOLD, household_id, &h);
     if (rc == PD_ERR_NOTFOUND)
@@ -732,7 +732,7 @@ out:
 /* A member ended as deceased or moved while another member with the NIK is active elsewhere. */
 static int check_ended(pd_server *srv, const srv_korcam_batch *b, const pd_op *op)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     char status[16];
     if (!value_text(&op->new_value, status, sizeof status) || !inactive(status))
         return PD_OK;
@@ -775,7 +775,7 @@ out:
  * the delta that carries it. The change is the op's (its device, author, batch). */
 static int keep_member_count(pd_server *srv, const srv_korcam_batch *b, const pd_op *op)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     ko_row m, h;
     memset(&h, 0, sizeof h);
     int rc = load_row(st, PD_ENT_MEMBER, op->target, &m);
@@ -828,7 +828,7 @@ out:
 
 int srv_korcam_after_batch(pd_server *srv, const srv_korcam_batch *b, const pd_op *ops, size_t n)
 {
-    if (!has_korcam_ops(srv->st))
+    if (!has_korcam_ops(srv_store(srv)))
         return PD_OK;
     /* every member is in by now: the first member created in a household raises its count to
      * all of them (the change is that op's), the others find nothing left to do */
@@ -848,7 +848,7 @@ int srv_korcam_after_batch(pd_server *srv, const srv_korcam_batch *b, const pd_o
 
 int srv_korcam_after_op(pd_server *srv, const srv_korcam_batch *b, const pd_op *op)
 {
-    if (!has_korcam_ops(srv->st) || !op->kind || !op->entity || !op->target)
+    if (!has_korcam_ops(srv_store(srv)) || !op->kind || !op->entity || !op->target)
         return PD_OK;
     if (!strcmp(op->kind, "create") && !strcmp(op->entity, "household"))
         return check_proposal(srv, b, op, op->target, NULL, NULL);
@@ -890,7 +890,7 @@ static const char *user_name(pd_server *srv, name_cache *nc, const char *id)
         if (!strcmp(nc->e[i].id, id))
             return nc->e[i].name;
     pd_srv_user u;
-    if (srv->st->ops->user_get(srv->st, id, &u) != PD_OK)
+    if (srv_store(srv)->ops->user_get(srv_store(srv), id, &u) != PD_OK)
         return "";
     size_t k = nc->n < PD_ARRAY_LEN(nc->e) ? nc->n++ : PD_ARRAY_LEN(nc->e) - 1;
     snprintf(nc->e[k].id, sizeof nc->e[k].id, "%s", id);
@@ -1101,7 +1101,7 @@ static int delta_task_cb(void *ctx, const pd_srv_task *t)
 int srv_korcam_delta(pd_server *srv, const pd_srv_user *u, int64_t since, cJSON *conflicts,
                      cJSON *tasks, int64_t *cursor)
 {
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     if (!has_korcam_ops(st))
         return PD_OK;
     cJSON *it;
@@ -1138,8 +1138,8 @@ static int not_found(srv_resp *r, int64_t id)
 
 static int storage_error(pd_server *srv, srv_resp *r)
 {
-    int code = pd_storage_error(srv->st)->code;
-    const char *msg = pd_storage_errmsg(srv->st);
+    int code = pd_storage_error(srv_store(srv))->code;
+    const char *msg = pd_storage_errmsg(srv_store(srv));
     if (code == PD_ERR_BUSY)
         return srv_resp_error(r, 503, "busy", "storage: %s", msg);
     return srv_resp_error(r, 500, "internal", "storage: %s", msg);
@@ -1264,7 +1264,7 @@ static int api_list(pd_server *srv, const actor *a, const srv_req *q, srv_resp *
     l->srv = srv;
     l->now = srv_now_ms();
     int64_t total = 0;
-    int rc = srv->st->ops->conflicts_list(srv->st, &f, list_cb, l, &total);
+    int rc = srv_store(srv)->ops->conflicts_list(srv_store(srv), &f, list_cb, l, &total);
     bool nomem = l->nomem;
     free(l);
     if (rc != PD_OK || nomem) {
@@ -1342,7 +1342,7 @@ static int conflict_for(pd_server *srv, const actor *a, int64_t id, ko_conflict 
     memset(c, 0, sizeof *c);
     c->nc = nc;
     c->srv = srv;
-    int rc = srv->st->ops->conflict_get(srv->st, id, conflict_copy_cb, c);
+    int rc = srv_store(srv)->ops->conflict_get(srv_store(srv), id, conflict_copy_cb, c);
     if (rc == PD_ERR_NOTFOUND)
         return not_found(r, id);
     if (c->nomem || rc == PD_ERR_NOMEM) {
@@ -1372,7 +1372,7 @@ static void related_household(pd_server *srv, const ko_conflict *c, char *out, s
     }
     if (!strcmp(c->kind, "duplicate_nik") || !strcmp(c->kind, "moved_active")) {
         ko_row m;
-        if (load_row(srv->st, PD_ENT_MEMBER, c->related, &m) == PD_OK) {
+        if (load_row(srv_store(srv), PD_ENT_MEMBER, c->related, &m) == PD_OK) {
             const char *h = row_text(&m, "household_id");
             snprintf(out, cap, "%s", h ? h : "");
         }
@@ -1383,7 +1383,7 @@ static void related_household(pd_server *srv, const ko_conflict *c, char *out, s
 static cJSON *household_json(pd_server *srv, const char *id)
 {
     ko_row h;
-    if (load_row(srv->st, PD_ENT_HOUSEHOLD, id, &h) != PD_OK) {
+    if (load_row(srv_store(srv), PD_ENT_HOUSEHOLD, id, &h) != PD_OK) {
         row_clear(&h);
         return NULL;
     }
@@ -1391,7 +1391,7 @@ static cJSON *household_json(pd_server *srv, const char *id)
     row_clear(&h);
     ko_rows mm;
     cJSON *arr = o ? cJSON_AddArrayToObject(o, "members") : NULL;
-    if (arr && load_members(srv->st, id, &mm) == PD_OK) {
+    if (arr && load_members(srv_store(srv), id, &mm) == PD_OK) {
         for (size_t i = 0; i < mm.n; i++) {
             cJSON *m = row_json(&mm.v[i]);
             if (m)
@@ -1434,7 +1434,7 @@ static int points_cb(void *ctx, const pd_srv_point *p)
     const char *user = "";
     pd_srv_person_key k;
     if (p->enumerator_pk &&
-        c->srv->st->ops->person_key_get(c->srv->st, p->enumerator_pk, &k) == PD_OK)
+        srv_store(c->srv)->ops->person_key_get(srv_store(c->srv), p->enumerator_pk, &k) == PD_OK)
         user = k.user_id;
     cJSON_AddStringToObject(o, "user", user);
     cJSON_AddStringToObject(o, "name", user_name(c->srv, c->nc, user));
@@ -1484,7 +1484,7 @@ static int api_show(pd_server *srv, const actor *a, int64_t id, srv_resp *r)
         free(nc);
         return e;
     }
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     cJSON *o = cJSON_CreateObject();
     if (!o) {
         conflict_clear(&c);
@@ -2320,7 +2320,7 @@ static int api_resolve(pd_server *srv, const actor *who, int64_t id, const srv_r
     rq.into = cJSON_IsString(into) ? into->valuestring : NULL;
     rq.member = cJSON_IsString(member) ? member->valuestring : NULL;
 
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     if (st->ops->begin(st) != PD_OK) {
         cJSON_Delete(in);
         return storage_error(srv, r);
@@ -2428,7 +2428,7 @@ static int api_summary(pd_server *srv, const actor *a, srv_resp *r)
         cJSON_Delete(o);
         return srv_resp_error(r, 500, "internal", "out of memory");
     }
-    int rc = srv->st->ops->desa_summary(srv->st, a->user.area, summary_cb, &s);
+    int rc = srv_store(srv)->ops->desa_summary(srv_store(srv), a->user.area, summary_cb, &s);
     if (rc != PD_OK) {
         cJSON_Delete(o);
         return rc == 1 ? srv_resp_error(r, 500, "internal", "out of memory")
@@ -2577,7 +2577,7 @@ static int web_session(pd_server *srv, const srv_req *q, bool post, actor *a, pd
     uint8_t th[PD_HASH_BYTES];
     if (!cookie_token(q, th))
         return srv_resp_error(r, 401, "login_required", "log in first");
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     int rc = st->ops->session_get(st, th, se);
     if (rc == PD_ERR_NOTFOUND || (rc == PD_OK && se->expires_at <= srv_now_ms()))
         return srv_resp_error(r, 401, "login_required", "the session ended: log in again");
@@ -2652,7 +2652,7 @@ static int web_login(pd_server *srv, const srv_req *q, srv_resp *r)
     memcpy(password, pj->valuestring, plen + 1);
     sodium_memzero(pj->valuestring, plen);
 
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     int64_t now = srv_now_ms(), fails = 0;
     if (st->ops->login_failures(st, user_id, now - LOGIN_WINDOW_MS, &fails) != PD_OK) {
         status = storage_error(srv, r);
@@ -2749,7 +2749,7 @@ static int web_api(pd_server *srv, const srv_req *q, const char *rest, srv_resp 
             return srv_resp_error(r, 405, "method_not_allowed", "use POST");
         if (e)
             return e;
-        if (srv->st->ops->session_delete(srv->st, se.token_hash) != PD_OK)
+        if (srv_store(srv)->ops->session_delete(srv_store(srv), se.token_hash) != PD_OK)
             return storage_error(srv, r);
         srv_resp_header(r, "Set-Cookie",
                         COOKIE_NAME "=; Path=/korcam/; HttpOnly; "
@@ -2776,15 +2776,15 @@ static int web_api(pd_server *srv, const srv_req *q, const char *rest, srv_resp 
 
 int srv_korcam_handle(pd_server *srv, const srv_req *q, srv_resp *r)
 {
-    if (!has_korcam_ops(srv->st))
+    if (!has_korcam_ops(srv_store(srv)))
         return srv_resp_error(r, 501, "not_implemented",
                               "the %s storage backend has no "
                               "conflict queue",
-                              srv->st->ops->name);
+                              srv_store(srv)->ops->name);
     if (q->device) { /* /v1/korcam/... from a korcam's device */
         actor a;
         memset(&a, 0, sizeof a);
-        if (srv->st->ops->user_get(srv->st, q->device->user_id, &a.user) != PD_OK)
+        if (srv_store(srv)->ops->user_get(srv_store(srv), q->device->user_id, &a.user) != PD_OK)
             return srv_resp_error(r, 403, "denied", "unknown user");
         if (!may_reconcile(&a.user))
             return srv_resp_error(r, 403, "denied", "only a korcam reconciles conflicts");
@@ -2822,7 +2822,7 @@ int pd_server_user_passwd(pd_server *srv, const char *user_id, const char *passw
         return srv_fail(srv, PD_ERR_INVALID, "the password must be %d..%d bytes", PASSWORD_MIN,
                         PASSWORD_MAX);
     srv_lock(srv);
-    pd_storage *st = srv->st;
+    pd_storage *st = srv_store(srv);
     pd_srv_user u;
     int rc;
     if (!has_korcam_ops(st)) {

@@ -29,6 +29,8 @@ typedef struct srv_busy {
     struct srv_busy *next;
 } srv_busy;
 
+#define SRV_READERS_MAX 64
+
 struct pd_server {
     pd_storage *st;
     pthread_mutex_t lock; /* serialises every use of st, unless st is concurrent (srv_lock) */
@@ -45,6 +47,13 @@ struct pd_server {
     pthread_mutex_t pkg_lock;   /* building a prelist package (download.c) */
     srv_busy *busy;
     int64_t last_purge;
+
+    /* Readers (storage.h reader_open; SQLite): requests that only read run on one of these
+     * without the lock. Opened by pd_server_start, one per request thread; taken and given back
+     * under state_lock. */
+    pd_storage *readers[SRV_READERS_MAX];
+    bool reader_busy[SRV_READERS_MAX];
+    int nreaders;
 };
 
 /* ---- helpers (util.c) -------------------------------------------------------------------- */
@@ -55,6 +64,22 @@ int64_t srv_now_ms(void);
  * (SQLite); nothing for a concurrent one (PostgreSQL's pool), whose requests run in parallel. */
 void srv_lock(pd_server *srv);
 void srv_unlock(pd_server *srv);
+
+/* The storage the calling thread's request uses: the reader it holds between srv_read_begin and
+ * srv_read_end, else srv->st (the writer, under srv_lock where the backend wants it). Everything
+ * a handler reads or writes goes through this, so a read-only request on a reader cannot touch
+ * the writer without the lock (a reader refuses writes: query_only). */
+pd_storage *srv_store(const pd_server *srv);
+/* Run the rest of this request's storage work on a free reader, in one read transaction (one
+ * snapshot), without the lock: false if there is none (no readers, all busy, or the read
+ * transaction did not start): the caller goes on under the lock. srv_read_end ends the read;
+ * answered: what was read goes out in an answer, so it is made durable first (storage.h
+ * read_flush; false: that fsync failed, answer 503). */
+bool srv_read_begin(pd_server *srv);
+bool srv_read_end(pd_server *srv, bool answered);
+/* Open and close the readers (pd_server_start, pd_server_stop). */
+int srv_readers_open(pd_server *srv, int n);
+void srv_readers_close(pd_server *srv);
 
 /* The error of the calling thread's current request or operator act (pd_server_errmsg): kept
  * per thread, like errno, since requests run in parallel. srv_fail sets it and returns code. */

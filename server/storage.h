@@ -345,6 +345,16 @@ typedef struct pd_storage_ops {
     int (*sync_defer)(pd_storage *st, bool on);
     int (*sync_flush)(pd_storage *st);
 
+    /* Readers (optional: NULL for a concurrent handle, which needs none). reader_open gives a
+     * handle on the same database that only reads, beside this one's writer and without the
+     * caller's lock: one thread at a time on each reader; begin on it starts a read transaction
+     * (one snapshot), rollback ends it. A reader sees what was committed, durable or not yet (a
+     * deferred commit): read_flush, called on the writer's handle after the read, makes every
+     * commit a reader could have seen durable (no lock needed; concurrent calls share one
+     * fsync). Close a reader with close, before its writer. */
+    int (*reader_open)(pd_storage *st, pd_storage **out, pd_error *err);
+    int (*read_flush)(pd_storage *st);
+
     /* The global revision counter: the next value (inside a transaction), or the current one. */
     int (*revision_next)(pd_storage *st, int64_t *rev);
     int (*revision_current)(pd_storage *st, int64_t *rev);

@@ -17,6 +17,12 @@
  * (Another process on the same file may read a deferred commit up to one flush before it is
  * durable; within this process no answer leaves before the commits it read are flushed.)
  *
+ * Readers (reader_open): more connections on the same file, query_only, for requests that only
+ * read (a delta, receipts): WAL lets them read beside the writer without the server's lock. A
+ * reader may see a commit that is written but not yet durable (deferred above, or counted by the
+ * WAL hook only just after it became visible), so read_flush fdatasyncs the WAL after the read —
+ * one fsync shared by every reader that finished reading before it began.
+ *
  * Every statement is prepared once, with bound parameters. The few statements that name a record
  * column (get/set one field, insert a record, read a whole row) are built from the fixed column
  * tables of records.h — never from input — and cached per column.
@@ -240,6 +246,10 @@ typedef struct sq_storage {
         sqlite3_stmt *st;
         bool out;
     } ko[KO_CACHE];
+
+    bool reader;            /* a reader's connection (reader_open): query_only */
+    _Atomic uint64_t reads; /* read_flush calls begun (on the writer's handle) */
+    uint64_t reads_synced;  /* every read_flush up to this one is covered (under sync_mu) */
 } sq_storage;
 
 static sq_storage *SQ(pd_storage *st)
@@ -500,6 +510,29 @@ static int sq_sync_flush(pd_storage *st)
     return wal_flush(SQ(st));
 }
 
+/* After a reader's read: everything it saw is in the WAL file already (SQLite writes the frames
+ * before it publishes the commit), so one fdatasync begun after the read covers it. A flush that
+ * began after this call did covers it too: callers waiting on sync_mu usually find themselves
+ * covered by the one before them. */
+static int sq_read_flush(pd_storage *st)
+{
+    sq_storage *s = SQ(st);
+    uint64_t mine = atomic_fetch_add(&s->reads, 1) + 1;
+    int rc = PD_OK;
+    pthread_mutex_lock(&s->sync_mu);
+    if (s->reads_synced < mine) {
+        uint64_t upto = atomic_load(&s->reads), commits = atomic_load(&s->committed);
+        rc = wal_fsync(s);
+        if (rc == PD_OK) {
+            s->reads_synced = upto;
+            if (atomic_load(&s->synced) < commits)
+                atomic_store(&s->synced, commits);
+        }
+    }
+    pthread_mutex_unlock(&s->sync_mu);
+    return rc;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
 static void sq_close(pd_storage *st)
@@ -573,7 +606,8 @@ static int sq_begin(pd_storage *st)
     sq_storage *s = SQ(st);
     if (sqlite3_get_autocommit(s->db)) /* (not when BEGIN will fail inside a transaction) */
         rev_forget(s);
-    return sq_exec(s, "BEGIN IMMEDIATE", "starting a transaction");
+    /* a reader's transaction only reads: one snapshot, no write lock */
+    return sq_exec(s, s->reader ? "BEGIN" : "BEGIN IMMEDIATE", "starting a transaction");
 }
 
 static int sq_commit(pd_storage *st)
@@ -2686,6 +2720,8 @@ static int sq_desa_summary(pd_storage *st, const char *areas, pd_storage_summary
 /* ==== end of the korcam block ==================================================================
  */
 
+static int sq_reader_open(pd_storage *st, pd_storage **out, pd_error *err);
+
 static const pd_storage_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -2694,6 +2730,8 @@ static const pd_storage_ops sqlite_ops = {
     .rollback = sq_rollback,
     .sync_defer = sq_sync_defer,
     .sync_flush = sq_sync_flush,
+    .reader_open = sq_reader_open,
+    .read_flush = sq_read_flush,
     .revision_next = sq_revision_next,
     .revision_current = sq_revision_current,
     .user_add = sq_user_add,
@@ -2774,22 +2812,16 @@ static const pd_storage_ops sqlite_ops = {
     .desa_summary = sq_desa_summary,
 };
 
-int pd_storage_sqlite_open(pd_storage **out, const char *path, pd_error *err)
+/* A connection on path with its pragmas: the writer's (WAL hook, group commit), or a reader's
+ * (query_only; reader_open). */
+static int sq_connect(const char *path, bool reader, sq_storage **out, pd_error *err)
 {
     *out = NULL;
-    if (!path || !*path)
-        return pd_error_set(err, PD_ERR_INVALID, "storage: no database path");
-    /* Create the file 0600 ourselves: SQLite would use the umask, and the WAL and shm files
-     * take the main file's mode. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return pd_error_set(err, PD_ERR_IO, "%s: cannot open or create the database", path);
-    close(fd);
-
     sq_storage *s = calloc(1, sizeof *s);
     if (!s)
         return pd_error_set(err, PD_ERR_NOMEM, "out of memory opening storage");
     s->base.ops = &sqlite_ops;
+    s->reader = reader;
     s->wal_fd = -1;
     pthread_mutex_init(&s->sync_mu, NULL);
     pthread_mutex_init(&s->ckpt_mu, NULL);
@@ -2806,24 +2838,64 @@ int pd_storage_sqlite_open(pd_storage **out, const char *path, pd_error *err)
     }
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, 5000);
-    sqlite3_wal_hook(s->db, on_wal_commit, s);
+    if (!reader)
+        sqlite3_wal_hook(s->db, on_wal_commit, s);
     /* synchronous = NORMAL: the WAL hook adds the fsync of FULL (see the top of the file) */
-    static const char *const pragmas[] = {
+    static const char *const writer_pragmas[] = {
         "PRAGMA journal_mode = WAL",  "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON",
         "PRAGMA temp_store = MEMORY", "PRAGMA trusted_schema = OFF", "PRAGMA cache_size = -65536"};
-    for (size_t i = 0; i < PD_ARRAY_LEN(pragmas); i++) {
+    static const char *const reader_pragmas[] = {
+        "PRAGMA query_only = ON", "PRAGMA temp_store = MEMORY", "PRAGMA trusted_schema = OFF",
+        "PRAGMA cache_size = -16384", "PRAGMA mmap_size = 268435456"};
+    const char *const *pragmas = reader ? reader_pragmas : writer_pragmas;
+    size_t n = reader ? PD_ARRAY_LEN(reader_pragmas) : PD_ARRAY_LEN(writer_pragmas);
+    for (size_t i = 0; i < n; i++) {
         rc = sqlite3_exec(s->db, pragmas[i], NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             rc = pd_error_sqlite(err, s->db, rc, pragmas[i]);
             goto fail;
         }
     }
-    rc = pd_schema_apply(s->db, pd_schema_server, pd_schema_server_count, err);
-    if (rc != PD_OK)
-        goto fail;
-    *out = &s->base;
+    *out = s;
     return PD_OK;
 fail:
-    sq_close(&s->base);
+    sq_close(&s->base); /* (frees s) */
     return rc;
+}
+
+static int sq_reader_open(pd_storage *st, pd_storage **out, pd_error *err)
+{
+    *out = NULL;
+    sq_storage *s = SQ(st), *r = NULL;
+    if (s->reader)
+        return pd_error_set(err, PD_ERR_INVALID, "storage: a reader has no readers");
+    int rc = sq_connect(s->path, true, &r, err);
+    if (rc == PD_OK)
+        *out = &r->base;
+    return rc;
+}
+
+int pd_storage_sqlite_open(pd_storage **out, const char *path, pd_error *err)
+{
+    *out = NULL;
+    if (!path || !*path)
+        return pd_error_set(err, PD_ERR_INVALID, "storage: no database path");
+    /* Create the file 0600 ourselves: SQLite would use the umask, and the WAL and shm files
+     * take the main file's mode. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return pd_error_set(err, PD_ERR_IO, "%s: cannot open or create the database", path);
+    close(fd);
+
+    sq_storage *s = NULL;
+    int rc = sq_connect(path, false, &s, err);
+    if (rc != PD_OK)
+        return rc;
+    rc = pd_schema_apply(s->db, pd_schema_server, pd_schema_server_count, err);
+    if (rc != PD_OK) {
+        sq_close(&s->base);
+        return rc;
+    }
+    *out = &s->base;
+    return PD_OK;
 }

@@ -197,13 +197,13 @@ static char *blob_file(const pd_server *srv, const uint8_t hash[PD_HASH_BYTES], 
 static bool load_upload(pd_server *srv, const srv_req *q, const char *id, pd_srv_upload *u,
                         srv_resp *r)
 {
-    int rc = srv->st->ops->upload_get(srv->st, id, u);
+    int rc = srv_store(srv)->ops->upload_get(srv_store(srv), id, u);
     if (rc == PD_ERR_NOTFOUND || (rc == PD_OK && strcmp(u->device_id, q->device->id) != 0)) {
         srv_resp_error(r, 404, "not_found", "no upload %s", id);
         return false;
     }
     if (rc != PD_OK) {
-        srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+        srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
         return false;
     }
     if (!strcmp(u->state, "terminated") || !strcmp(u->state, "failed")) {
@@ -243,9 +243,9 @@ static int collect(void *ctx, const char *id)
 static bool within_quota(pd_server *srv, const srv_req *q, int64_t length, int64_t now, srv_resp *r)
 {
     int64_t count, bytes, first_expiry;
-    if (srv->st->ops->uploads_open_of(srv->st, q->device->id, now, &count, &bytes, &first_expiry) !=
+    if (srv_store(srv)->ops->uploads_open_of(srv_store(srv), q->device->id, now, &count, &bytes, &first_expiry) !=
         PD_OK) {
-        srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+        srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
         return false;
     }
     int64_t max_count =
@@ -331,7 +331,7 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
     srv_hex(rnd, sizeof rnd, u.id);
 
     int64_t have;
-    bool known = u.has_photo_hash && srv->st->ops->blob_get(srv->st, u.photo_hash, &have) == PD_OK;
+    bool known = u.has_photo_hash && srv_store(srv)->ops->blob_get(srv_store(srv), u.photo_hash, &have) == PD_OK;
     if (!known && !within_quota(srv, q, length, now, r))
         return r->status;
     if (known) { /* content-addressed: nothing to send */
@@ -339,8 +339,8 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
         snprintf(u.state, sizeof u.state, "processed");
     }
     /* (no file yet: the first PATCH with bytes to keep creates it) */
-    if (srv->st->ops->upload_add(srv->st, &u) != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->upload_add(srv_store(srv), &u) != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     r->status = 201;
     srv_resp_header(r, "Location", "/v1/uploads/%s", u.id);
     srv_resp_header(r, "Upload-Offset", "%lld", (long long)u.acked);
@@ -374,8 +374,8 @@ int srv_tus_delete(pd_server *srv, const srv_req *q, const char *id, srv_resp *r
         return r->status;
     if (busy_has(srv, id))
         return srv_resp_error(r, 423, "busy", "upload %s is being written by another request", id);
-    if (srv->st->ops->upload_update(srv->st, id, u.acked, u.expires_at, "terminated") != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->upload_update(srv_store(srv), id, u.acked, u.expires_at, "terminated") != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     char *path = upload_file(srv, id);
     if (path)
         unlink(path);
@@ -387,14 +387,14 @@ int srv_tus_delete(pd_server *srv, const srv_req *q, const char *id, srv_resp *r
 void srv_tus_expire(pd_server *srv, int64_t now)
 {
     id_list l = {0};
-    srv->st->ops->uploads_expired(srv->st, now, collect, &l);
+    srv_store(srv)->ops->uploads_expired(srv_store(srv), now, collect, &l);
     for (size_t i = 0; i < l.n; i++) {
         if (busy_has(srv, l.ids[i]))
             continue;
         pd_srv_upload u;
-        if (srv->st->ops->upload_get(srv->st, l.ids[i], &u) != PD_OK)
+        if (srv_store(srv)->ops->upload_get(srv_store(srv), l.ids[i], &u) != PD_OK)
             continue;
-        srv->st->ops->upload_update(srv->st, u.id, u.acked, u.expires_at, "terminated");
+        srv_store(srv)->ops->upload_update(srv_store(srv), u.id, u.acked, u.expires_at, "terminated");
         char *path = upload_file(srv, u.id);
         if (path)
             unlink(path);
@@ -643,7 +643,7 @@ static int finish_photo(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     crypto_generichash(h, sizeof h, bytes, (size_t)u->length, NULL, 0);
     free(bytes);
     if (sodium_memcmp(h, u->photo_hash, PD_HASH_BYTES) != 0) {
-        srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "failed");
+        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "failed");
         unlink(path);
         free(path);
         return srv_resp_error(r, 422, "hash_mismatch",
@@ -663,9 +663,9 @@ static int finish_photo(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     free(path);
     if (rc != 0)
         return srv_resp_error(r, 500, "internal", "cannot store the photo");
-    if (srv->st->ops->blob_add(srv->st, h, u->length, srv_now_ms(), u->device_id) != PD_OK ||
-        srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "processed") != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->blob_add(srv_store(srv), h, u->length, srv_now_ms(), u->device_id) != PD_OK ||
+        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "processed") != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     return 0;
 }
 
@@ -681,13 +681,13 @@ int srv_tus_process_bundle(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     int rc = srv_bundle_process(srv, u->id, u->device_id, bytes, (size_t)u->length);
     free(bytes);
     if (rc == PD_ERR_INVALID || rc == PD_ERR_CORRUPT || rc == PD_ERR_TOOBIG) {
-        srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "failed");
+        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "failed");
         return srv_resp_error(r, 422, "bad_bundle", "%s", pd_server_errmsg(srv));
     }
     if (rc != PD_OK)
         return srv_resp_status(r, srv, rc);
-    if (srv->st->ops->upload_update(srv->st, u->id, u->acked, u->expires_at, "processed") != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "processed") != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     return 0;
 }
 
@@ -705,7 +705,7 @@ static int finish_in_memory(pd_server *srv, srv_patch *p, pd_srv_upload *u, srv_
     int64_t expires = srv_now_ms() + srv->cfg.upload_ttl_ms;
     int rc = srv_bundle_process(srv, u->id, u->device_id, p->mem, (size_t)u->length);
     if (rc == PD_ERR_INVALID || rc == PD_ERR_CORRUPT || rc == PD_ERR_TOOBIG) {
-        srv->st->ops->upload_update(srv->st, u->id, u->length, expires, "failed");
+        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->length, expires, "failed");
         status = srv_resp_error(r, 422, "bad_bundle", "%s", pd_server_errmsg(srv));
         goto out;
     }
@@ -713,8 +713,8 @@ static int finish_in_memory(pd_server *srv, srv_patch *p, pd_srv_upload *u, srv_
         status = srv_resp_status(r, srv, rc);
         goto out;
     }
-    if (srv->st->ops->upload_update(srv->st, u->id, u->length, expires, "processed") != PD_OK) {
-        status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->length, expires, "processed") != PD_OK) {
+        status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
         goto out;
     }
     r->status = 204;
@@ -748,8 +748,8 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
         goto undo;
     }
     pd_srv_upload u;
-    if (srv->st->ops->upload_get(srv->st, p->id, &u) != PD_OK) {
-        status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+    if (srv_store(srv)->ops->upload_get(srv_store(srv), p->id, &u) != PD_OK) {
+        status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
         goto undo;
     }
     if (p->mem)
@@ -758,9 +758,9 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
     bool complete = acked == p->length;
     int64_t expires = srv_now_ms() + srv->cfg.upload_ttl_ms;
     if (acked != u.acked || !strcmp(u.state, "open")) {
-        if (srv->st->ops->upload_update(srv->st, p->id, acked, expires,
+        if (srv_store(srv)->ops->upload_update(srv_store(srv), p->id, acked, expires,
                                         complete ? "complete" : "open") != PD_OK) {
-            status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv->st));
+            status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
             goto undo;
         }
         u.acked = acked;

@@ -38,6 +38,79 @@ void srv_unlock(pd_server *srv)
         pthread_mutex_unlock(&srv->lock);
 }
 
+/* The reader the calling thread's request holds (srv_read_begin), or NULL. */
+static _Thread_local pd_storage *thread_reader;
+
+pd_storage *srv_store(const pd_server *srv)
+{
+    return thread_reader ? thread_reader : srv->st;
+}
+
+bool srv_read_begin(pd_server *srv)
+{
+    if (!srv->nreaders || thread_reader)
+        return false;
+    int slot = -1;
+    pthread_mutex_lock(&srv->state_lock);
+    for (int i = 0; i < srv->nreaders && slot < 0; i++)
+        if (!srv->reader_busy[i])
+            srv->reader_busy[slot = i] = true;
+    pthread_mutex_unlock(&srv->state_lock);
+    if (slot < 0)
+        return false;
+    pd_storage *rd = srv->readers[slot];
+    if (rd->ops->begin(rd) != PD_OK) {
+        pthread_mutex_lock(&srv->state_lock);
+        srv->reader_busy[slot] = false;
+        pthread_mutex_unlock(&srv->state_lock);
+        return false;
+    }
+    thread_reader = rd;
+    return true;
+}
+
+bool srv_read_end(pd_server *srv, bool answered)
+{
+    pd_storage *rd = thread_reader;
+    if (!rd)
+        return true;
+    rd->ops->rollback(rd); /* (it only read) */
+    thread_reader = NULL;
+    pthread_mutex_lock(&srv->state_lock);
+    for (int i = 0; i < srv->nreaders; i++)
+        if (srv->readers[i] == rd)
+            srv->reader_busy[i] = false;
+    pthread_mutex_unlock(&srv->state_lock);
+    return !answered || srv->st->ops->read_flush(srv->st) == PD_OK;
+}
+
+int srv_readers_open(pd_server *srv, int n)
+{
+    if (!srv->st->ops->reader_open || srv->st->ops->concurrent)
+        return PD_OK;
+    if (n > SRV_READERS_MAX)
+        n = SRV_READERS_MAX;
+    pd_error err = {0};
+    while (srv->nreaders < n) {
+        pd_storage *rd = NULL;
+        if (srv->st->ops->reader_open(srv->st, &rd, &err) != PD_OK) {
+            srv_readers_close(srv);
+            return srv_fail(srv, err.code ? err.code : PD_ERR_IO, "%s", err.msg);
+        }
+        srv->reader_busy[srv->nreaders] = false;
+        srv->readers[srv->nreaders++] = rd;
+    }
+    return PD_OK;
+}
+
+void srv_readers_close(pd_server *srv)
+{
+    while (srv->nreaders > 0) {
+        pd_storage_close(srv->readers[--srv->nreaders]);
+        srv->readers[srv->nreaders] = NULL;
+    }
+}
+
 /* One per thread: a request runs on one thread from its handler to its answer (libmicrohttpd's
  * thread pool keeps a connection on its thread), and an operator act on its caller's. */
 static _Thread_local pd_error thread_err;
@@ -61,8 +134,8 @@ int srv_fail(pd_server *srv, int code, const char *fmt, ...)
 
 int srv_fail_storage(pd_server *srv)
 {
-    int code = pd_storage_error(srv->st)->code;
-    return srv_fail(srv, code ? code : PD_ERR_INTERNAL, "%s", pd_storage_errmsg(srv->st));
+    int code = pd_storage_error(srv_store(srv))->code;
+    return srv_fail(srv, code ? code : PD_ERR_INTERNAL, "%s", pd_storage_errmsg(srv_store(srv)));
 }
 
 void srv_hex(const uint8_t *p, size_t n, char *out)

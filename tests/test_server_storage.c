@@ -2,8 +2,8 @@
  * test_server_storage.c — the server below HTTP: the storage interface's SQLite backend (schema in
  * step with the column tables, enrolment codes, nonces, field changes, area filters), the key
  * file (never overwritten, refused when open to others or damaged), operator acts refusing bad
- * input without storing anything, and prelist loading (generated, from a package with the right
- * and the wrong issuer key, idempotent).
+ * input without storing anything, prelist loading (generated, from a package with the right
+ * and the wrong issuer key, idempotent), and readers beside the writer.
  */
 #include "pd_prelist.h"
 #include "pd_server.h"
@@ -327,6 +327,49 @@ static void test_prelists_load_once_and_only_from_their_issuer(void)
     pd_storage_close(sto);
 }
 
+/* A reader (SQLite) reads what the writer committed, keeps one snapshot through its read
+ * transaction while the writer goes on, refuses to write, and read_flush makes durable what it
+ * may have seen (deferred commits included). */
+static void test_readers_read_beside_the_writer_and_never_write(void)
+{
+    pd_storage *w = NULL, *rd = NULL;
+    pd_error err = {0};
+    REQUIRE_V(pd_storage_open(&w, url, &err) == PD_OK);
+    REQUIRE_V(w->ops->reader_open && w->ops->read_flush);
+    REQUIRE_V(w->ops->reader_open(w, &rd, &err) == PD_OK);
+    int64_t r0 = -1, r1 = -1, r2 = -1, wrev = -1;
+    CHECK_EQ_INT(rd->ops->revision_current(rd, &r0), PD_OK);
+    CHECK_EQ_INT(rd->ops->begin(rd), PD_OK); /* a read transaction: no write lock taken */
+    CHECK_EQ_INT(rd->ops->revision_current(rd, &r1), PD_OK);
+    /* the writer commits meanwhile, deferred (not yet durable) */
+    w->ops->sync_defer(w, true);
+    CHECK_EQ_INT(w->ops->begin(w), PD_OK);
+    CHECK_EQ_INT(w->ops->revision_next(w, &wrev), PD_OK);
+    CHECK_EQ_INT(w->ops->commit(w), PD_OK);
+    w->ops->sync_defer(w, false);
+    CHECK_EQ_INT(rd->ops->revision_current(rd, &r2), PD_OK);
+    CHECK_EQ_INT(r2, r1); /* one snapshot */
+    rd->ops->rollback(rd);
+    CHECK_EQ_INT(rd->ops->revision_current(rd, &r2), PD_OK);
+    CHECK_EQ_INT(r2, wrev); /* the next read sees the commit */
+    CHECK_EQ_INT(w->ops->read_flush(w), PD_OK);
+    /* a reader never writes: query_only */
+    CHECK(rd->ops->nonce_add(rd, "dev-reader", (const uint8_t *)"0123456789abcdef", 16, 1) !=
+          PD_OK);
+    bool seen = true;
+    CHECK_EQ_INT(w->ops->nonce_seen(w, "dev-reader", (const uint8_t *)"0123456789abcdef", 16,
+                                    &seen),
+                 PD_OK);
+    CHECK(!seen);
+    CHECK(r0 >= 0);
+    pd_error e2 = {0};
+    pd_storage *none = NULL;
+    CHECK(rd->ops->reader_open(rd, &none, &e2) != PD_OK); /* a reader has no readers */
+    CHECK(none == NULL);
+    pd_storage_close(rd);
+    pd_storage_close(w);
+}
+
 int main(void)
 {
     REQUIRE(sodium_init() >= 0);
@@ -341,6 +384,7 @@ int main(void)
     RUN(test_enrolment_codes_hash_take_and_expire);
     RUN(test_areas_cover_codes_under_them_only);
     RUN(test_prelists_load_once_and_only_from_their_issuer);
+    RUN(test_readers_read_beside_the_writer_and_never_write);
     pd_test_rmtree(dir);
     free(dir);
     return pd_test_finish();
