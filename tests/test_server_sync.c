@@ -205,6 +205,10 @@ static void test_batch_applied_once_and_again_gets_the_same_receipt(void)
     CHECK_EQ_INT(le64(rc1 + 72), 1);
     CHECK(!memcmp(rc1 + 8, E1.last_hash, 32));
     CHECK_EQ_INT(hh_int(HH[0].id, "roof_material"), nr);
+    /* a whole bundle in one PATCH is applied from memory: no upload file was ever written */
+    char uploads[4300];
+    snprintf(uploads, sizeof uploads, "%s/uploads", S.data_dir);
+    CHECK_EQ_INT(pd_test_dir_entries(uploads), 0);
     char first[401];
     snprintf(first, sizeof first, "%s", ts_str(r0, "receipt"));
     cJSON_Delete(c);

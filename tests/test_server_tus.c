@@ -242,6 +242,31 @@ static void test_create_patch_in_pieces_and_resume_by_head(void)
     CHECK_EQ_INT(head_offset(&B, id2), N);
 }
 
+/* A bundle sent whole in one PATCH is held in memory (server/tus.c): a checksum that does not
+ * match acknowledges nothing and writes no file; bytes that are not a bundle are refused (422)
+ * and the upload fails (410) — nothing on disk either way. */
+static void test_whole_bundle_in_one_patch_stays_off_the_disk(void)
+{
+    enum { N = 3000 };
+    static uint8_t junk[N];
+    for (size_t i = 0; i < N; i++)
+        junk[i] = (uint8_t)(i * 7 + 1);
+    char id[33], ck[128], file[4400];
+    REQUIRE_V(create(&A, "bundle", NULL, N, id, NULL) == 201);
+    snprintf(file, sizeof file, "%s/server.db.d/uploads/%s", S.dir, id);
+    CHECK(!pd_test_file_exists(file)); /* creation writes no file */
+    sha1_b64(junk, 10, ck, sizeof ck);     /* of other bytes */
+    CHECK_EQ_INT(patch(&A, id, 0, junk, N, ck, NULL, NULL), 460);
+    CHECK_EQ_INT(head_offset(&A, id), 0);
+    CHECK(!pd_test_file_exists(file));
+    tresp r;
+    CHECK_EQ_INT(patch(&A, id, 0, junk, N, NULL, NULL, &r), 422);
+    CHECK(!strcmp(tresp_error(&r), "bad_bundle"));
+    tresp_free(&r);
+    CHECK_EQ_INT(head_offset(&A, id), -410);
+    CHECK(!pd_test_file_exists(file));
+}
+
 static void test_other_versions_get_412(void)
 {
     const char *old[] = {"Tus-Resumable: 0.2.2", "Upload-Length: 10", NULL};
@@ -584,6 +609,7 @@ int main(void)
     RUN(test_sha1_matches_fips_vectors);
     RUN(test_options_advertise_the_extensions);
     RUN(test_create_patch_in_pieces_and_resume_by_head);
+    RUN(test_whole_bundle_in_one_patch_stays_off_the_disk);
     RUN(test_other_versions_get_412);
     RUN(test_creation_refuses_bad_and_oversize_uploads);
     RUN(test_termination_removes_the_upload);

@@ -62,6 +62,8 @@ void pd_test_rmtree(const char *path);
 uint8_t *pd_test_read_file(const char *path, size_t *len);
 int pd_test_write_file(const char *path, const void *data, size_t len);
 bool pd_test_file_exists(const char *path);
+/* The entries of a directory, "." and ".." aside (-1 if it cannot be read). */
+int pd_test_dir_entries(const char *path);
 
 /* Does the file contain the byte string? (false if the file does not exist) */
 bool pd_test_file_contains(const char *path, const void *needle, size_t n);
