@@ -28,6 +28,10 @@
  *   bench_server_pg [--devices N] [--batches B] [--households H] [--clients C] [--pool N]
  *                   [--quick] [--apply-only] [--storage-only]
  *
+ * Defaults: 200 devices, 3 batches each, 15 households a batch (a day's visits, 60 ops), 16
+ * clients at a time. What one batch costs the server is mostly fixed (requests, signatures, a
+ * commit), so ops/s grows with the batch: --households 5 gives the small-batch figure.
+ *
  * --storage-only runs only "storage alone" (below), on SQLite and, if configured, PostgreSQL.
  *
  * --pool N: each PostgreSQL server's connections (pool=N, default 4). A PostgreSQL server runs
@@ -820,7 +824,7 @@ int main(int argc, char **argv)
     memset(&b, 0, sizeof b);
     b.ndev = 200;
     b.batches = 3;
-    b.per_dev = 5;
+    b.per_dev = 15; /* a day's visits: 10-20 (design.md §6, bench_load, bench_batch) */
     b.clients = 16;
     b.pool = 4;
     bool apply_only = false, storage_only = false;
