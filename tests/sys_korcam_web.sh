@@ -8,7 +8,8 @@
 # history and map, resolve it, the summary per desa; the name with markup shows as text and never
 # runs; a korcam of another kecamatan sees nothing, by device and by page. Then the enumerators'
 # devices sync and `pendata conflicts` lists the decisions and the revisit task they received.
-# Screenshots: docs/korcam-queue.png, docs/korcam-conflict.png, docs/korcam-summary.png.
+# Screenshots: korcam-queue.png, korcam-conflict.png, korcam-summary.png, into the test's scratch
+# directory (a test run leaves the checkout as it was); PD_SHOTS=docs refreshes the ones in docs/.
 #
 # chromium is installed with apt-get when missing (as scripts/setup.sh does), playwright-core into
 # tests/web/node_modules (npm ci, else npm install). Without them the test FAILS loudly: it is
@@ -18,9 +19,10 @@ set -euo pipefail
 B=${PD_BUILD:?set PD_BUILD to the build directory}
 SRC=${PD_SOURCE:-$(cd "$(dirname "$0")/.." && pwd)}
 WEB=$SRC/tests/web
-SHOTS=${PD_SHOTS:-$SRC/docs}
 PD="$B/pendata"
 T=$(mktemp -d "${TMPDIR:-/tmp}/pd-korcam-web-XXXXXX")
+SHOTS=${PD_SHOTS:-$T}
+case "$SHOTS" in /*) ;; *) SHOTS=$SRC/$SHOTS ;; esac
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
