@@ -1555,6 +1555,10 @@ int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r)
     if (!strcmp(u.state, "terminated"))
         return srv_resp_error(r, 410, "gone", "upload %s was terminated", id);
     if (!strcmp(u.state, "complete")) {
+        if (srv_on_reader(srv)) { /* processing writes: again under the lock (http.c) */
+            r->needs_writer = true;
+            return 0;
+        }
         int e = srv_tus_process_bundle(srv, &u, r);
         if (e)
             return e;

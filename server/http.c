@@ -571,18 +571,34 @@ static void phase_body(srv_conn *c, const char *data, size_t n)
 
 static void run_handler(pd_server *srv, srv_conn *c);
 
+/* Routes whose handlers only read (a read transaction on a reader suits them). A commit only
+ * reads too unless its bundle still waits to be processed: its handler then asks for the writer
+ * (srv_resp.needs_writer) and runs again under the lock. */
+static bool reads_only(const srv_conn *c)
+{
+    return ((c->route == R_DELTA || c->route == R_RECEIPTS || c->route == R_PRELIST) &&
+            !strcmp(c->method, "GET")) ||
+           c->route == R_COMMIT;
+}
+
+/* The handler under the lock, its commits grouped (flushed by the caller before it answers). */
+static void run_locked(pd_server *srv, srv_conn *c)
+{
+    pd_storage *st = srv->st;
+    srv_lock(srv);
+    if (st->ops->sync_defer)
+        st->ops->sync_defer(st, true);
+    run_handler(srv, c);
+    if (st->ops->sync_defer)
+        st->ops->sync_defer(st, false);
+    srv_unlock(srv);
+}
+
 /* A PATCH's bytes reach the disk before the lock is taken: tus.c fsyncs the upload's file under
  * the lock before it acknowledges them (and stays the one that decides), and that fsync then
  * finds nothing left to write instead of holding every other request for a disk flush. (The
  * file is tus.c's <data dir>/uploads/<id>; a srv_tus_patch_sync(p) in tus.c would say so in one
  * place.) */
-/* Routes whose handlers only read (a read transaction on a reader suits them). */
-static bool reads_only(const srv_conn *c)
-{
-    return (c->route == R_DELTA || c->route == R_RECEIPTS || c->route == R_PRELIST) &&
-           !strcmp(c->method, "GET");
-}
-
 static void phase_complete(pd_server *srv, srv_conn *c)
 {
     srv_resp *r = &c->resp;
@@ -623,10 +639,12 @@ static void phase_complete(pd_server *srv, srv_conn *c)
         if (srv_read_begin(srv)) {
             run_handler(srv, c);
             durable = srv_read_end(srv, true);
+            if (r->needs_writer) {
+                r->needs_writer = false;
+                run_locked(srv, c);
+            }
         } else {
-            srv_lock(srv);
-            run_handler(srv, c);
-            srv_unlock(srv);
+            run_locked(srv, c);
         }
     }
     /* the group commit: durable before anyone hears of it */

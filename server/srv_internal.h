@@ -76,6 +76,8 @@ pd_storage *srv_store(const pd_server *srv);
  * answered: what was read goes out in an answer, so it is made durable first (storage.h
  * read_flush; false: that fsync failed, answer 503). */
 bool srv_read_begin(pd_server *srv);
+/* Is this request's storage a reader (between srv_read_begin and srv_read_end)? */
+bool srv_on_reader(const pd_server *srv);
 bool srv_read_end(pd_server *srv, bool answered);
 /* Open and close the readers (pd_server_start, pd_server_stop). */
 int srv_readers_open(pd_server *srv, int n);
@@ -198,6 +200,8 @@ typedef struct srv_resp {
     const char *content_type; /* static string */
     char etag[72];            /* "\"hex\"" when the body may be asked for by Range */
     bool ranges;
+    bool needs_writer; /* a handler on a reader (srv_on_reader) must write: run it again under
+                        * the lock; nothing else of the answer is set */
     int nh;
     struct {
         char name[40];

@@ -46,6 +46,12 @@ pd_storage *srv_store(const pd_server *srv)
     return thread_reader ? thread_reader : srv->st;
 }
 
+bool srv_on_reader(const pd_server *srv)
+{
+    (void)srv;
+    return thread_reader != NULL;
+}
+
 bool srv_read_begin(pd_server *srv)
 {
     if (!srv->nreaders || thread_reader)

@@ -664,6 +664,69 @@ static void test_delta_pages_are_signed_for_their_request(void)
     tresp_free(&again);
 }
 
+/* A bundle complete on disk whose processing was cut off (state 'complete') is processed by its
+ * commit: the commit's read-only path hands it to the writer. Sent in two PATCHes (the file
+ * path), then put back to 'complete' through the storage interface, as a crash would leave it. */
+static void test_commit_processes_a_bundle_left_unprocessed(void)
+{
+    int64_t roof = hh_int(HH[7].id, "roof_material");
+    int64_t nr = roof == 2 ? 3 : 2;
+    pd_op op = set_op("household", HH[7].id, "roof_material", I(roof), I(nr), HH[7].rev);
+    uint8_t *batch = NULL;
+    size_t len, blen;
+    REQUIRE_V(tb_seal(&E1, TS_DESA, &op, 1, &batch, &len) == PD_OK);
+    pd_bundle *b;
+    pd_bundle_new(&b);
+    REQUIRE_V(tb_add(b, batch, len, &S1, NULL) == PD_OK);
+    const uint8_t *bytes = pd_bundle_bytes(b, &blen);
+    char hl[64], md[64], id[33] = "", path[80], off[64];
+    snprintf(hl, sizeof hl, "Upload-Length: %zu", blen);
+    snprintf(md, sizeof md, "Upload-Metadata: kind YnVuZGxl"); /* base64("bundle") */
+    const char *create[] = {"Tus-Resumable: 1.0.0", hl, md, NULL};
+    tresp r;
+    ts_request(&S, &E1, "POST", "/v1/uploads", create, NULL, 0, &r);
+    const char *loc = tresp_header(&r, "Location");
+    if (loc && strlen(loc) == 44)
+        snprintf(id, sizeof id, "%s", loc + 12);
+    tresp_free(&r);
+    REQUIRE_V(id[0]);
+    snprintf(path, sizeof path, "/v1/uploads/%s", id);
+    size_t half = blen / 2;
+    for (int k = 0; k < 2; k++) {
+        snprintf(off, sizeof off, "Upload-Offset: %zu", k ? half : (size_t)0);
+        const char *ph[] = {"Tus-Resumable: 1.0.0", off,
+                            "Content-Type: application/offset+octet-stream", NULL};
+        ts_request(&S, &E1, "PATCH", path, ph, bytes + (k ? half : 0), k ? blen - half : half,
+                   &r);
+        CHECK_EQ_INT(r.status, 204);
+        tresp_free(&r);
+    }
+    CHECK_EQ_INT(hh_int(HH[7].id, "roof_material"), nr);
+    /* as if the server had died between the last byte and the end of processing */
+    pd_storage *st = NULL;
+    pd_error err = {0};
+    REQUIRE_V(pd_storage_open(&st, S.url, &err) == PD_OK);
+    CHECK_EQ_INT(st->ops->upload_update(st, id, (int64_t)blen, INT64_MAX / 2, "complete"), PD_OK);
+    pd_storage_close(st);
+    char body[80];
+    snprintf(body, sizeof body, "{\"upload\":\"%s\"}", id);
+    ts_request(&S, &E1, "POST", "/v1/batches/commit", NULL, body, strlen(body), &r);
+    CHECK_EQ_INT(r.status, 200);
+    cJSON *c = r.status == 200 ? cJSON_Parse(r.body) : NULL;
+    const cJSON *r0 = c ? ts_result(c, 0) : NULL;
+    CHECK(r0 && !strcmp(ts_str(r0, "status"), "applied"));
+    CHECK(r0 && ts_str(r0, "receipt")[0]);
+    cJSON_Delete(c);
+    tresp_free(&r);
+    /* processed now: the commit again only reads */
+    ts_request(&S, &E1, "POST", "/v1/batches/commit", NULL, body, strlen(body), &r);
+    CHECK_EQ_INT(r.status, 200);
+    tresp_free(&r);
+    CHECK_EQ_INT(hh_int(HH[7].id, "roof_material"), nr);
+    pd_bundle_free(b);
+    free(batch);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -690,6 +753,7 @@ int main(void)
     RUN(test_new_household_and_member_arrive_in_deltas);
     RUN(test_prelist_download_resumes_with_range);
     RUN(test_delta_pages_are_signed_for_their_request);
+    RUN(test_commit_processes_a_bundle_left_unprocessed);
     ts_stop(&S);
     curl_global_cleanup();
     return pd_test_finish();
