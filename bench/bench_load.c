@@ -305,6 +305,15 @@ static double proc_cpu_s(pid_t pid)
 /* ---- the client side: the real HTTP and tus engine --------------------------------------------
  */
 
+/* CPU seconds of this process so far (the simulated devices). */
+static double self_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static pd_sync_options client_options(void)
 {
     pd_sync_options o;
@@ -795,6 +804,7 @@ int main(int argc, char **argv)
         }
     pthread_barrier_wait(&barrier);
     t_storm0 = now_s();
+    double self0 = self_cpu_s();
     long rss_peak = rss0;
     /* sample the server's RSS while the storm lasts */
     for (int i = 0; i < O.devices; i++) {
@@ -808,6 +818,7 @@ int main(int argc, char **argv)
     }
     double wall = now_s() - t_storm0;
     double cpu = proc_cpu_s(server_pid) - cpu0;
+    double dev_cpu = self_cpu_s() - self0;
     long hwm = proc_kb(server_pid, "VmHWM:");
     int ok = 0, applied = 0;
     uint64_t retries = 0, requests = 0, sent = 0, recv = 0;
@@ -853,6 +864,8 @@ int main(int argc, char **argv)
            "one core)\n",
            (double)rss0 / 1024, (double)rss_peak / 1024, (double)hwm / 1024, cpu,
            100.0 * cpu / wall);
+    printf("  devices (this process, sharing the cores): CPU %.1f s (%.0f %% of one core)\n",
+           dev_cpu, 100.0 * dev_cpu / wall);
     printf("  server holds: %lld batches, %lld visits, %lld photos (expected %d, %d, %d)\n",
            (long long)st.batches, (long long)st.visits, (long long)st.photos, O.devices,
            total_visits, total_photos);
