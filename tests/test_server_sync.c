@@ -13,7 +13,33 @@
 
 #include "pd_prelist.h"
 
+#include <zlib.h>
+
 static tsrv S;
+
+/* gunzip a whole buffer (a test's own decoder: zlib, not the code under test) */
+static bool pd_gunzip_test(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 15 + 16) != Z_OK)
+        return false;
+    size_t cap = 1 << 22;
+    uint8_t *buf = malloc(cap);
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)n;
+    z.next_out = buf;
+    z.avail_out = (uInt)cap;
+    bool ok = buf && inflate(&z, Z_FINISH) == Z_STREAM_END;
+    *out_len = z.total_out;
+    inflateEnd(&z);
+    if (!ok) {
+        free(buf);
+        return false;
+    }
+    *out = buf;
+    return true;
+}
 static tdev E1, E2, E3, S1;
 
 typedef struct hh_info {
@@ -664,6 +690,33 @@ static void test_delta_pages_are_signed_for_their_request(void)
     tresp_free(&again);
 }
 
+/* JSON answers travel gzip'd when the request accepts it (the signature stays over the JSON
+ * text), and as they are when it does not. */
+static void test_json_answers_are_gzipped_when_accepted(void)
+{
+    tresp plain, gz;
+    const char *accept[] = {"Accept-Encoding: gzip", NULL};
+    ts_request(&S, &S1, "GET", "/v1/delta?since=0", NULL, NULL, 0, &plain);
+    ts_request(&S, &S1, "GET", "/v1/delta?since=0", accept, NULL, 0, &gz);
+    CHECK_EQ_INT(plain.status, 200);
+    CHECK_EQ_INT(gz.status, 200);
+    CHECK(tresp_header(&plain, "Content-Encoding") == NULL);
+    const char *ce = tresp_header(&gz, "Content-Encoding");
+    CHECK(ce && !strcmp(ce, "gzip"));
+    REQUIRE_V(plain.len > 1024 && gz.len > 2);
+    CHECK((uint8_t)gz.body[0] == 0x1f && (uint8_t)gz.body[1] == 0x8b);
+    CHECK(gz.len * 3 < plain.len); /* JSON shrinks several times */
+    /* decoded, it is a signed delta like the plain one (this request's own nonce) */
+    uint8_t *text = NULL;
+    size_t tlen = 0;
+    REQUIRE_V(pd_gunzip_test((const uint8_t *)gz.body, gz.len, &text, &tlen));
+    CHECK(tlen > 1024 && text[0] == '{');
+    CHECK(tresp_header(&gz, "Pd-Server-Signature") != NULL);
+    free(text);
+    tresp_free(&plain);
+    tresp_free(&gz);
+}
+
 /* A bundle complete on disk whose processing was cut off (state 'complete') is processed by its
  * commit: the commit's read-only path hands it to the writer. Sent in two PATCHes (the file
  * path), then put back to 'complete' through the storage interface, as a crash would leave it. */
@@ -754,6 +807,7 @@ int main(void)
     RUN(test_prelist_download_resumes_with_range);
     RUN(test_delta_pages_are_signed_for_their_request);
     RUN(test_commit_processes_a_bundle_left_unprocessed);
+    RUN(test_json_answers_are_gzipped_when_accepted);
     ts_stop(&S);
     curl_global_cleanup();
     return pd_test_finish();
