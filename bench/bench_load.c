@@ -20,7 +20,7 @@
  *
  *   bench_load [--devices N] [--visits MIN-MAX] [--photos K --photo-bytes B] [--threads T]
  *              [--seed S] [--keep]
- * Defaults: 50 devices, 10-20 visits, no photos, the server's 4 threads (and its limit of 512
+ * Defaults: 50 devices, 10-20 visits, no photos, the server's default threads (and its limit of 512
  * connections: devices past it are refused and retry, as phones would).
  * scripts/load.sh sweeps N (50, 200, 1000) and projects the national peak from the knee.
  */
@@ -234,7 +234,7 @@ static int start_server(void)
     *strrchr(self, '/') = '\0';
     snprintf(bin, sizeof bin, "%s/../pendata-server", self);
     char threads[16], log[600];
-    snprintf(threads, sizeof threads, "%d", O.threads ? O.threads : 4);
+    snprintf(threads, sizeof threads, "%d", O.threads);
     snprintf(log, sizeof log, "%s/serve.err", dir);
     int fds[2];
     if (pipe(fds) != 0)
@@ -247,8 +247,11 @@ static int start_server(void)
         int e = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (e >= 0)
             dup2(e, 2);
-        execl(bin, bin, "--db", db_url, "serve", "--listen", "127.0.0.1:0", "--threads", threads,
-              (char *)NULL);
+        if (O.threads)
+            execl(bin, bin, "--db", db_url, "serve", "--listen", "127.0.0.1:0", "--threads",
+                  threads, (char *)NULL);
+        else /* the server's own default */
+            execl(bin, bin, "--db", db_url, "serve", "--listen", "127.0.0.1:0", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -843,9 +846,12 @@ int main(int argc, char **argv)
         pd_server_get_status(srv, &st);
     pd_server_close(srv);
 
-    printf("devices %d (%d supervisors), server threads %d, %d visits, %d ops, %d photos of %zu "
+    char nthreads[32] = "default";
+    if (O.threads)
+        snprintf(nthreads, sizeof nthreads, "%d", O.threads);
+    printf("devices %d (%d supervisors), server threads %s, %d visits, %d ops, %d photos of %zu "
            "bytes, %.1f MiB to upload\n",
-           O.devices, nsup, O.threads ? O.threads : 4, total_visits, total_ops, total_photos,
+           O.devices, nsup, nthreads, total_visits, total_ops, total_photos,
            O.photos ? O.photo_bytes : (size_t)0, (double)total_bytes / 1048576.0);
     printf(
         "  storm: %d of %d devices synced in %.2f s: %.1f batches/s, %.0f ops/s, %.1f visits/s\n",

@@ -120,7 +120,7 @@ int pd_server_get_status(pd_server *srv, pd_server_status *out);
 
 typedef struct pd_server_config {
     const char *listen;        /* "HOST:PORT" (IPv4 literal); port 0 picks a free port */
-    unsigned threads;          /* worker threads (0: 4) */
+    unsigned threads;          /* request threads (0: 4 a core, at least 8) */
     unsigned max_connections;  /* 0: 512 */
     unsigned timeout_s;        /* idle connection timeout (0: 60) */
     size_t max_header_bytes;   /* request line + headers (0: 16 KiB) */
