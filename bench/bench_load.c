@@ -637,8 +637,7 @@ static void *device_main(void *arg)
         char path[64], durl[PD_HTTP_URL_MAX];
         snprintf(path, sizeof path, "/v1/delta?since=%lld", (long long)start_cursor);
         pd_http_url(&h, path, durl);
-        pd_http_req req = {
-            .method = "GET", .url = durl, .sign = true, .gzip = true};
+        pd_http_req req = {.method = "GET", .url = durl, .sign = true, .gzip = true};
         rc = pd_http_call(&h, &req, &r);
         if (rc == PD_OK && r.status != 200)
             rc = pd_http_fail_status(&h, "delta", &r);

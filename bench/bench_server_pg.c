@@ -852,8 +852,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (b.ndev < 1 || b.ndev > 5000 || b.batches < 1 || b.per_dev < 1 ||
-        b.clients < 1 || b.clients > 256 || b.pool < 1 || b.pool > 64 || b.per_dev > HH_MAX) {
+    if (b.ndev < 1 || b.ndev > 5000 || b.batches < 1 || b.per_dev < 1 || b.clients < 1 ||
+        b.clients > 256 || b.pool < 1 || b.pool > 64 || b.per_dev > HH_MAX) {
         fprintf(stderr, "bench_server_pg: out of range\n");
         return 2;
     }

@@ -225,8 +225,7 @@ static int refuse(apply_ctx *a, int code, const char *error, const char *fmt, ..
 static int storage_refuse(apply_ctx *a)
 {
     int code = pd_storage_error(a->st)->code;
-    return refuse(a, code ? code : PD_ERR_INTERNAL, "internal", "%s",
-                  pd_storage_errmsg(a->st));
+    return refuse(a, code ? code : PD_ERR_INTERNAL, "internal", "%s", pd_storage_errmsg(a->st));
 }
 
 static int audit_op(apply_ctx *a, const char *action, const pd_op *op, const char *entity,
@@ -1058,11 +1057,12 @@ static int apply_verified(pd_server *srv, const verified *v, bool held, batch_re
     fill_stored(&sb, v, state);
     make_receipt(srv, v, status, &a, sb.receipt);
     sb.has_receipt = true;
-    int rc = held ? srv_store(srv)->ops->batch_set_state(srv_store(srv), sb.device_id, sb.seq, state, sb.receipt,
-                                                  a.now)
+    int rc = held ? srv_store(srv)->ops->batch_set_state(srv_store(srv), sb.device_id, sb.seq,
+                                                         state, sb.receipt, a.now)
                   : srv_store(srv)->ops->batch_put(srv_store(srv), &sb);
     if (rc == PD_OK && !held)
-        rc = srv_store(srv)->ops->batch_set_state(srv_store(srv), sb.device_id, sb.seq, state, sb.receipt, a.now);
+        rc = srv_store(srv)->ops->batch_set_state(srv_store(srv), sb.device_id, sb.seq, state,
+                                                  sb.receipt, a.now);
     if (rc != PD_OK)
         return srv_fail_storage(srv);
     snprintf(out->r.status, sizeof out->r.status, "%s", state);
@@ -1448,7 +1448,8 @@ int srv_bundle_process(pd_server *srv, const char *upload_id, const char *upload
         srv_err(srv)->msg[0] = '\0';
         process_batch(srv, it->bytes, it->len, refs[k].review, refs[k].review_len,
                       refs[k].prechecked ? &refs[k].pre : NULL, &res);
-        if (!res.stored && srv_store(srv)->ops->result_put(srv_store(srv), upload_id, &res.r) != PD_OK) {
+        if (!res.stored &&
+            srv_store(srv)->ops->result_put(srv_store(srv), upload_id, &res.r) != PD_OK) {
             rc = srv_fail_storage(srv);
             goto out;
         }

@@ -68,7 +68,8 @@ static int key_cb(void *ctx, const pd_srv_person_key *k)
 static bool latest_key(pd_server *srv, const char *user_id, uint8_t pk[PD_PUBKEY_BYTES])
 {
     key_ctx c = {.latest_only = true};
-    if (srv_store(srv)->ops->person_keys_of(srv_store(srv), user_id, key_cb, &c) != PD_OK || !c.found)
+    if (srv_store(srv)->ops->person_keys_of(srv_store(srv), user_id, key_cb, &c) != PD_OK ||
+        !c.found)
         return false;
     memcpy(pk, c.latest, PD_PUBKEY_BYTES);
     return true;

@@ -783,8 +783,8 @@ static void sign_response(pd_server *srv, int status, const char *context, const
 /* Does the request accept a gzip'd answer (Accept-Encoding names gzip, without q=0)? */
 static bool accepts_gzip(srv_conn *c)
 {
-    const char *ae = MHD_lookup_connection_value(c->con, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    const char *ae =
+        MHD_lookup_connection_value(c->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
     const char *g = ae ? strstr(ae, "gzip") : NULL;
     if (!g)
         return false;
@@ -878,7 +878,8 @@ static enum MHD_Result send_response(pd_server *srv, srv_conn *c)
          * decodes it before the check) */
         uint8_t *gz = NULL;
         size_t gz_len = 0;
-        bool gzipped = len >= GZIP_MIN_BYTES && accepts_gzip(c) && gzip_text(text, len, &gz, &gz_len);
+        bool gzipped =
+            len >= GZIP_MIN_BYTES && accepts_gzip(c) && gzip_text(text, len, &gz, &gz_len);
         if (gzipped) {
             free(text);
             m = MHD_create_response_from_buffer(gz_len, gz, MHD_RESPMEM_MUST_FREE);
@@ -1096,7 +1097,8 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 0)))
 #endif
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     pd_server *srv = cls;
     static const char mark[] = "HTTP response code is ";

@@ -482,7 +482,7 @@ static int queue_conflict(pd_server *srv, const srv_korcam_batch *b, const pd_op
      * NIK or status conflict again with another value is a new situation. */
     bool any_value = !strcmp(kind, "duplicate_household");
     int rc = srv_store(srv)->ops->conflict_exists(srv_store(srv), kind, target, related,
-                                           any_value ? NULL : device_v, &exists);
+                                                  any_value ? NULL : device_v, &exists);
     if (rc != PD_OK || exists)
         return rc;
     return add_conflict(srv, b, op, kind, entity, target, field, desa, related, base, server_v,

@@ -48,7 +48,7 @@
 #include <unistd.h>
 
 #define MAX_COLS 48
-#define KO_CACHE 40 /* korcam statements kept prepared (ko_prepare) */
+#define KO_CACHE 40                /* korcam statements kept prepared (ko_prepare) */
 #define WAL_CHECKPOINT_FRAMES 1000 /* as SQLite's auto-checkpoint */
 
 #define AREAS_CTE                                                                                  \
@@ -64,7 +64,7 @@
  * ("32.73.01" and "32.73.01.1001") meet the same row twice: callers DISTINCT what they list. */
 #define AREA_ON(col)                                                                               \
     col " >= a.code AND " col " < a.code || '/' AND (" col " = a.code OR substr(" col              \
-    ", 1, length(a.code) + 1) = a.code || '.')"
+        ", 1, length(a.code) + 1) = a.code || '.')"
 
 /* The fixed statements, by id. */
 #define STATEMENTS(X)                                                                              \
@@ -143,25 +143,25 @@
     X(NIK_HOLDERS, "SELECT id, household_id FROM member WHERE nik = ?1 ORDER BY id")               \
     X(VISITS_OF, "SELECT id, outcome, device_id FROM visit WHERE household_id = ?1 "               \
                  "ORDER BY visited_at, id")                                                        \
-    /* area first (household_desa, member_household_rev): a delta costs what changed in the   \
-     * area, not what changed in the whole database since the cursor */                          \
+    /* area first (household_desa, member_household_rev): a delta costs what changed in the        \
+     * area, not what changed in the whole database since the cursor */                            \
     X(SINCE,                                                                                       \
       AREAS_CTE "SELECT DISTINCT 0, h.id, h.rev FROM areas a JOIN household h ON " AREA_ON(        \
           "h.desa") " WHERE h.rev > ?2 UNION ALL SELECT DISTINCT 1, m.id, m.rev FROM areas a "     \
                     "JOIN household h ON " AREA_ON("h.desa") " JOIN member m ON m.household_id = " \
                                                              "h.id AND m.rev > ?2 ORDER BY 3 "     \
                                                              "LIMIT ?3")                           \
-    X(AREA_HHS, AREAS_CTE "SELECT DISTINCT h.id FROM areas a JOIN household h ON " AREA_ON(        \
-                    "h.desa") " ORDER BY h.id")                                                    \
+    X(AREA_HHS, AREAS_CTE                                                                          \
+      "SELECT DISTINCT h.id FROM areas a JOIN household h ON " AREA_ON("h.desa") " ORDER BY h.id") \
     X(HH_MEMBERS, "SELECT id FROM member WHERE household_id = ?1 ORDER BY member_no, id")          \
     X(SHAPE_PUT, "INSERT INTO area_shape (code, name, shape, rev) VALUES (?1, ?2, ?3, ?4)")        \
     X(SHAPES_IN, AREAS_CTE "SELECT code, name, shape, rev FROM area_shape s WHERE " IN_AREAS(      \
                      "s.code") " ORDER BY code")                                                   \
-    X(AREA_REV,                                                                                    \
-      AREAS_CTE "SELECT max(r) FROM (SELECT max(h.rev) AS r FROM areas a JOIN household h ON "     \
-                AREA_ON("h.desa") " UNION ALL SELECT max(m.rev) FROM areas a JOIN household h "    \
-                                  "ON " AREA_ON("h.desa") " JOIN member m ON m.household_id = "    \
-                                                          "h.id)")                                 \
+    X(AREA_REV, AREAS_CTE                                                                          \
+      "SELECT max(r) FROM (SELECT max(h.rev) AS r FROM areas a JOIN household h ON " AREA_ON(      \
+          "h.desa") " UNION ALL SELECT max(m.rev) FROM areas a JOIN household h "                  \
+                    "ON " AREA_ON("h.desa") " JOIN member m ON m.household_id = "                  \
+                                            "h.id)")                                               \
     X(CONFLICT_ADD, "INSERT INTO conflicts (kind, entity, target, field, area, base_rev, "         \
                     "base_value, server_value, server_device, server_author, server_seq, "         \
                     "server_hlc, server_batch, device_value, device_device, device_author, "       \
@@ -2052,8 +2052,8 @@ static sqlite3_stmt *ko_prepare(sq_storage *s, const char *sql)
             free_slot = i;
     }
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v3(s->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0,
-                                &q, NULL);
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0, &q,
+                                NULL);
     if (rc != SQLITE_OK) {
         sq_fail(s, rc, "preparing a korcam statement");
         sqlite3_finalize(q);

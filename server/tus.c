@@ -243,8 +243,8 @@ static int collect(void *ctx, const char *id)
 static bool within_quota(pd_server *srv, const srv_req *q, int64_t length, int64_t now, srv_resp *r)
 {
     int64_t count, bytes, first_expiry;
-    if (srv_store(srv)->ops->uploads_open_of(srv_store(srv), q->device->id, now, &count, &bytes, &first_expiry) !=
-        PD_OK) {
+    if (srv_store(srv)->ops->uploads_open_of(srv_store(srv), q->device->id, now, &count, &bytes,
+                                             &first_expiry) != PD_OK) {
         srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
         return false;
     }
@@ -331,7 +331,8 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
     srv_hex(rnd, sizeof rnd, u.id);
 
     int64_t have;
-    bool known = u.has_photo_hash && srv_store(srv)->ops->blob_get(srv_store(srv), u.photo_hash, &have) == PD_OK;
+    bool known = u.has_photo_hash &&
+                 srv_store(srv)->ops->blob_get(srv_store(srv), u.photo_hash, &have) == PD_OK;
     if (!known && !within_quota(srv, q, length, now, r))
         return r->status;
     if (known) { /* content-addressed: nothing to send */
@@ -374,7 +375,8 @@ int srv_tus_delete(pd_server *srv, const srv_req *q, const char *id, srv_resp *r
         return r->status;
     if (busy_has(srv, id))
         return srv_resp_error(r, 423, "busy", "upload %s is being written by another request", id);
-    if (srv_store(srv)->ops->upload_update(srv_store(srv), id, u.acked, u.expires_at, "terminated") != PD_OK)
+    if (srv_store(srv)->ops->upload_update(srv_store(srv), id, u.acked, u.expires_at,
+                                           "terminated") != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     char *path = upload_file(srv, id);
     if (path)
@@ -394,7 +396,8 @@ void srv_tus_expire(pd_server *srv, int64_t now)
         pd_srv_upload u;
         if (srv_store(srv)->ops->upload_get(srv_store(srv), l.ids[i], &u) != PD_OK)
             continue;
-        srv_store(srv)->ops->upload_update(srv_store(srv), u.id, u.acked, u.expires_at, "terminated");
+        srv_store(srv)->ops->upload_update(srv_store(srv), u.id, u.acked, u.expires_at,
+                                           "terminated");
         char *path = upload_file(srv, u.id);
         if (path)
             unlink(path);
@@ -493,8 +496,8 @@ bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_p
         return false;
     }
     /* a whole bundle in this one request: in memory (see the top of the file) */
-    if (!strcmp(u.state, "open") && !strcmp(u.kind, "bundle") && u.acked == 0 && cl && u.length <= PATCH_MEM_MAX &&
-        strtoull(cl, NULL, 10) == (unsigned long long)u.length) {
+    if (!strcmp(u.state, "open") && !strcmp(u.kind, "bundle") && u.acked == 0 && cl &&
+        u.length <= PATCH_MEM_MAX && strtoull(cl, NULL, 10) == (unsigned long long)u.length) {
         p->mem = malloc((size_t)u.length);
         if (!p->mem) {
             busy_remove(srv, id);
@@ -643,7 +646,8 @@ static int finish_photo(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     crypto_generichash(h, sizeof h, bytes, (size_t)u->length, NULL, 0);
     free(bytes);
     if (sodium_memcmp(h, u->photo_hash, PD_HASH_BYTES) != 0) {
-        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "failed");
+        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at,
+                                           "failed");
         unlink(path);
         free(path);
         return srv_resp_error(r, 422, "hash_mismatch",
@@ -663,9 +667,29 @@ static int finish_photo(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     free(path);
     if (rc != 0)
         return srv_resp_error(r, 500, "internal", "cannot store the photo");
-    if (srv_store(srv)->ops->blob_add(srv_store(srv), h, u->length, srv_now_ms(), u->device_id) != PD_OK ||
-        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "processed") != PD_OK)
+    if (srv_store(srv)->ops->blob_add(srv_store(srv), h, u->length, srv_now_ms(), u->device_id) !=
+            PD_OK ||
+        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at,
+                                           "processed") != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
+    return 0;
+}
+
+/* Apply a whole bundle's bytes; its upload then becomes (acked, expires, processed), or failed
+ * for bytes that are not a bundle. 0 or an HTTP error status (r filled). */
+static int apply_bundle(pd_server *srv, const pd_srv_upload *u, const uint8_t *bytes, int64_t acked,
+                        int64_t expires, srv_resp *r)
+{
+    pd_storage *st = srv_store(srv);
+    int rc = srv_bundle_process(srv, u->id, u->device_id, bytes, (size_t)u->length);
+    if (rc == PD_ERR_INVALID || rc == PD_ERR_CORRUPT || rc == PD_ERR_TOOBIG) {
+        st->ops->upload_update(st, u->id, acked, expires, "failed");
+        return srv_resp_error(r, 422, "bad_bundle", "%s", pd_server_errmsg(srv));
+    }
+    if (rc != PD_OK)
+        return srv_resp_status(r, srv, rc);
+    if (st->ops->upload_update(st, u->id, acked, expires, "processed") != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(st));
     return 0;
 }
 
@@ -678,17 +702,9 @@ int srv_tus_process_bundle(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
     free(path);
     if (!bytes)
         return srv_resp_error(r, 500, "internal", "cannot read the upload back");
-    int rc = srv_bundle_process(srv, u->id, u->device_id, bytes, (size_t)u->length);
+    int e = apply_bundle(srv, u, bytes, u->acked, u->expires_at, r);
     free(bytes);
-    if (rc == PD_ERR_INVALID || rc == PD_ERR_CORRUPT || rc == PD_ERR_TOOBIG) {
-        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "failed");
-        return srv_resp_error(r, 422, "bad_bundle", "%s", pd_server_errmsg(srv));
-    }
-    if (rc != PD_OK)
-        return srv_resp_status(r, srv, rc);
-    if (srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->acked, u->expires_at, "processed") != PD_OK)
-        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
-    return 0;
+    return e;
 }
 
 /* A whole bundle held in memory (see the top of the file): applied from memory; its offset and
@@ -697,30 +713,15 @@ int srv_tus_process_bundle(pd_server *srv, const pd_srv_upload *u, srv_resp *r)
  * it again. */
 static int finish_in_memory(pd_server *srv, srv_patch *p, pd_srv_upload *u, srv_resp *r)
 {
-    int status = 204;
-    if ((int64_t)p->written != u->length) { /* (Content-Length promised the whole upload) */
+    int status;
+    if ((int64_t)p->written != u->length) /* (Content-Length promised the whole upload) */
         status = srv_resp_error(r, 400, "bad_request", "the body ended before Upload-Length");
-        goto out;
+    else if ((status = apply_bundle(srv, u, p->mem, u->length,
+                                    srv_now_ms() + srv->cfg.upload_ttl_ms, r)) == 0) {
+        status = r->status = 204;
+        srv_resp_header(r, "Upload-Offset", "%lld", (long long)u->length);
+        srv_resp_header(r, "Pd-Commit", "/v1/batches/commit");
     }
-    int64_t expires = srv_now_ms() + srv->cfg.upload_ttl_ms;
-    int rc = srv_bundle_process(srv, u->id, u->device_id, p->mem, (size_t)u->length);
-    if (rc == PD_ERR_INVALID || rc == PD_ERR_CORRUPT || rc == PD_ERR_TOOBIG) {
-        srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->length, expires, "failed");
-        status = srv_resp_error(r, 422, "bad_bundle", "%s", pd_server_errmsg(srv));
-        goto out;
-    }
-    if (rc != PD_OK) {
-        status = srv_resp_status(r, srv, rc);
-        goto out;
-    }
-    if (srv_store(srv)->ops->upload_update(srv_store(srv), u->id, u->length, expires, "processed") != PD_OK) {
-        status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
-        goto out;
-    }
-    r->status = 204;
-    srv_resp_header(r, "Upload-Offset", "%lld", (long long)u->length);
-    srv_resp_header(r, "Pd-Commit", "/v1/batches/commit");
-out:
     patch_free(srv, p);
     return status;
 }
@@ -759,8 +760,9 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
     int64_t expires = srv_now_ms() + srv->cfg.upload_ttl_ms;
     if (acked != u.acked || !strcmp(u.state, "open")) {
         if (srv_store(srv)->ops->upload_update(srv_store(srv), p->id, acked, expires,
-                                        complete ? "complete" : "open") != PD_OK) {
-            status = srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
+                                               complete ? "complete" : "open") != PD_OK) {
+            status =
+                srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
             goto undo;
         }
         u.acked = acked;

@@ -319,7 +319,6 @@ static inline void ts_request(const tsrv *s, const tdev *dev, const char *method
     ts_request_ex(s, dev, method, target, headers, body, len, NULL, out, NULL);
 }
 
-
 /* Start the fixture (see the top of this file). access_log: also log requests to a file. */
 static inline bool ts_start(tsrv *s, const char *tag, bool access_log)
 {

@@ -357,9 +357,8 @@ static void test_readers_read_beside_the_writer_and_never_write(void)
     CHECK(rd->ops->nonce_add(rd, "dev-reader", (const uint8_t *)"0123456789abcdef", 16, 1) !=
           PD_OK);
     bool seen = true;
-    CHECK_EQ_INT(w->ops->nonce_seen(w, "dev-reader", (const uint8_t *)"0123456789abcdef", 16,
-                                    &seen),
-                 PD_OK);
+    CHECK_EQ_INT(
+        w->ops->nonce_seen(w, "dev-reader", (const uint8_t *)"0123456789abcdef", 16, &seen), PD_OK);
     CHECK(!seen);
     CHECK(r0 >= 0);
     pd_error e2 = {0};

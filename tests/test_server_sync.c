@@ -749,8 +749,7 @@ static void test_commit_processes_a_bundle_left_unprocessed(void)
         snprintf(off, sizeof off, "Upload-Offset: %zu", k ? half : (size_t)0);
         const char *ph[] = {"Tus-Resumable: 1.0.0", off,
                             "Content-Type: application/offset+octet-stream", NULL};
-        ts_request(&S, &E1, "PATCH", path, ph, bytes + (k ? half : 0), k ? blen - half : half,
-                   &r);
+        ts_request(&S, &E1, "PATCH", path, ph, bytes + (k ? half : 0), k ? blen - half : half, &r);
         CHECK_EQ_INT(r.status, 204);
         tresp_free(&r);
     }

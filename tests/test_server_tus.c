@@ -255,7 +255,7 @@ static void test_whole_bundle_in_one_patch_stays_off_the_disk(void)
     REQUIRE_V(create(&A, "bundle", NULL, N, id, NULL) == 201);
     snprintf(file, sizeof file, "%s/server.db.d/uploads/%s", S.dir, id);
     CHECK(!pd_test_file_exists(file)); /* creation writes no file */
-    sha1_b64(junk, 10, ck, sizeof ck);     /* of other bytes */
+    sha1_b64(junk, 10, ck, sizeof ck); /* of other bytes */
     CHECK_EQ_INT(patch(&A, id, 0, junk, N, ck, NULL, NULL), 460);
     CHECK_EQ_INT(head_offset(&A, id), 0);
     CHECK(!pd_test_file_exists(file));
