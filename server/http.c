@@ -50,6 +50,7 @@
 
 #define AUTH_SCHEME "PD1 "
 #define NONCE_BYTES PD_SRV_NONCE_BYTES
+#define DRAIN_MAX_BYTES (1u << 20) /* an oversize JSON body up to this is read before the 413 */
 #define PURGE_EVERY_MS 60000
 
 enum route {
@@ -529,6 +530,13 @@ static void phase_headers(pd_server *srv, srv_conn *c, const char *url)
         return;
     }
     c->body_max = srv->cfg.max_json_bytes;
+    /* A body a little over the limit is read and thrown away, then answered 413: answered at
+     * once, the client still sending would meet a reset and might never read the answer. One
+     * far over it is answered at once (a client that sends Expect: 100-continue never sends it). */
+    if (has_cl && cl > c->body_max && cl <= DRAIN_MAX_BYTES) {
+        c->too_large = true;
+        return;
+    }
     if (has_cl && cl > c->body_max) {
         srv_resp_error(r, 413, "too_large",
                        "request body of %llu bytes is over the %zu-byte "
