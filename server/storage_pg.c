@@ -320,7 +320,8 @@ enum {
     SLOT_GET = ST__COUNT,                               /* SELECT col … by id */
     SLOT_SET = SLOT_GET + PD_ENT__COUNT * MAX_COLS,     /* UPDATE col, rev … by id */
     SLOT_LOCKREV = SLOT_SET + PD_ENT__COUNT * MAX_COLS, /* SELECT rev … FOR UPDATE */
-    SLOT__COUNT = SLOT_LOCKREV + PD_ENT__COUNT
+    SLOT_MERGE = SLOT_LOCKREV + PD_ENT__COUNT,          /* field_merge_read's one SELECT */
+    SLOT__COUNT = SLOT_MERGE + PD_ENT__COUNT * MAX_COLS
 };
 
 /* Statements built or chosen at run time, prepared per connection and found by their SQL. */
@@ -1102,13 +1103,30 @@ static bool slot_sql(int slot, char *buf, size_t cap)
                  cols[0].name);
         return true;
     }
-    if (slot < SLOT__COUNT) {
+    if (slot < SLOT_MERGE) {
         int e = slot - SLOT_LOCKREV;
         const pd_column *cols = pd_entity_columns((pd_entity)e, &n);
         snprintf(buf, cap,
                  "SELECT rev FROM %s WHERE prov = (SELECT prov FROM record_key WHERE "
                  "entity = %d AND id = $1::text) AND %s = $1::text FOR UPDATE",
                  pd_entity_name((pd_entity)e), e, cols[0].name);
+        return true;
+    }
+    if (slot < SLOT__COUNT) { /* $1 id, $2 entity, $3 field, $4 base rev, $5 device */
+        int e = (slot - SLOT_MERGE) / MAX_COLS, col = (slot - SLOT_MERGE) % MAX_COLS;
+        const pd_column *cols = pd_entity_columns((pd_entity)e, &n);
+        bool member = e == PD_ENT_MEMBER;
+        snprintf(buf, cap,
+                 "SELECT r.%s, %s, f.rev, f.device_id, f.author_pk, f.seq, f.hlc, f.batch_hash, "
+                 "EXISTS (SELECT 1 FROM field_rev o WHERE o.entity = $2::text AND o.target = "
+                 "$1::text AND o.rev > $4::bigint AND (o.device_id IS NULL OR o.device_id <> "
+                 "$5::text)) FROM %s r %s LEFT JOIN field_rev f ON f.entity = $2::text AND "
+                 "f.target = $1::text AND f.field = $3::text WHERE r.prov = (SELECT prov FROM "
+                 "record_key WHERE entity = %d AND id = $1::text) AND r.%s = $1::text "
+                 "FOR UPDATE OF r",
+                 cols[col].name, member ? "h.desa" : "r.desa", pd_entity_name((pd_entity)e),
+                 member ? "JOIN household h ON h.prov = r.prov AND h.id = r.household_id" : "", e,
+                 cols[0].name);
         return true;
     }
     return false;
@@ -2282,6 +2300,24 @@ static const char *const required[PD_ENT__COUNT][8] = {
     [PD_ENT_PHOTO] = {"hash", "household_id", "kind", "size", "taken_at", "device_id", NULL},
 };
 
+/* Column col of row 0 of r into out, bytes copied (they outlive r). */
+static int take_value(pg_storage *s, const PGresult *r, int col, pd_srv_value *out)
+{
+    out->v = r_value(r, 0, col, NULL);
+    if (out->v.type == PD_VAL_TEXT || out->v.type == PD_VAL_BLOB) {
+        out->buf = malloc(out->v.len + 1);
+        if (!out->buf) {
+            memset(out, 0, sizeof *out);
+            return pg_fail(s, PD_ERR_NOMEM, "out of memory reading a field");
+        }
+        if (out->v.len)
+            memcpy(out->buf, out->v.p, out->v.len);
+        out->buf[out->v.len] = 0;
+        out->v.p = out->buf;
+    }
+    return PD_OK;
+}
+
 static int pg_field_get(pd_storage *st, pd_entity e, const char *id, int col, pd_srv_value *out)
 {
     pg_storage *s = PG(st);
@@ -2299,21 +2335,54 @@ static int pg_field_get(pd_storage *st, pd_entity e, const char *id, int col, pd
         PQclear(r);
         return pg_fail(s, PD_ERR_NOTFOUND, "no %s %s", pd_entity_name(e), id);
     }
-    out->v = r_value(r, 0, 0, NULL);
-    if (out->v.type == PD_VAL_TEXT || out->v.type == PD_VAL_BLOB) {
-        out->buf = malloc(out->v.len + 1);
-        if (!out->buf) {
-            PQclear(r);
-            memset(out, 0, sizeof *out);
-            return pg_fail(s, PD_ERR_NOMEM, "out of memory reading a field");
-        }
-        if (out->v.len)
-            memcpy(out->buf, out->v.p, out->v.len);
-        out->buf[out->v.len] = 0;
-        out->v.p = out->buf;
-    }
+    rc = take_value(s, r, 0, out);
     PQclear(r);
-    return PD_OK;
+    return rc;
+}
+
+/* The four reads of a field merge in one round trip (storage.h field_merge_read): the value and
+ * the record's desa, the field's last change (LEFT JOIN: none if it never changed), and whether
+ * another device changed the record since the base. The record's row is locked (FOR UPDATE OF
+ * r) till the transaction ends: two servers merging into one record take turns, the second
+ * reads what the first wrote (a deadlock between two is retried whole, as PD_ERR_BUSY). */
+static int pg_field_merge_read(pd_storage *st, pd_entity e, const char *id, int col,
+                               int64_t base_rev, const char *device_id, pd_srv_merge_read *out)
+{
+    pg_storage *s = PG(st);
+    memset(out, 0, sizeof *out);
+    if ((e != PD_ENT_HOUSEHOLD && e != PD_ENT_MEMBER) || !valid_column(e, col))
+        return pg_fail(s, PD_ERR_INTERNAL, "bad column %d of %s", col,
+                       pd_entity_name(e) ? pd_entity_name(e) : "?");
+    size_t n;
+    const pd_column *cols = pd_entity_columns(e, &n);
+    params P = {0};
+    p_text(&P, id);
+    p_text(&P, pd_entity_name(e));
+    p_text(&P, cols[col].name);
+    p_int(&P, base_rev);
+    p_text(&P, device_id);
+    PGresult *r;
+    int rc = call(s, SLOT_MERGE + (int)e * MAX_COLS + col, &P, "reading a field to merge", &r);
+    if (rc != PD_OK)
+        return rc;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return pg_fail(s, PD_ERR_NOTFOUND, "no %s %s", pd_entity_name(e), id);
+    }
+    r_copy_text(out->desa, sizeof out->desa, r, 0, 1);
+    out->has_last = !r_null(r, 0, 2);
+    if (out->has_last) {
+        out->last.rev = r_int(r, 0, 2);
+        r_copy_text(out->last.device_id, sizeof out->last.device_id, r, 0, 3);
+        out->last.has_author = r_copy_blob(out->last.author_pk, PD_PUBKEY_BYTES, r, 0, 4);
+        out->last.seq = r_int(r, 0, 5);
+        out->last.hlc = r_int(r, 0, 6);
+        out->last.has_batch = r_copy_blob(out->last.batch_hash, PD_HASH_BYTES, r, 0, 7);
+    }
+    out->changed_elsewhere = !r_null(r, 0, 8) && PQgetvalue(r, 0, 8)[0] != 0;
+    rc = take_value(s, r, 0, &out->value);
+    PQclear(r);
+    return rc;
 }
 
 /* Inside a transaction the record's row is locked (FOR UPDATE): the merge reads the revision
@@ -3823,6 +3892,7 @@ static const pd_storage_ops pg_ops = {
     .field_get = pg_field_get,
     .field_set = pg_field_set,
     .field_change = pg_field_change,
+    .field_merge_read = pg_field_merge_read,
     .changed_elsewhere = pg_changed_elsewhere,
     .record_area = pg_record_area,
     .nik_holders = pg_nik_holders,

@@ -802,6 +802,86 @@ static void test_records(void)
 
 /* Rollback forgets; a refused call inside a transaction leaves it usable (PostgreSQL would
  * abort the whole transaction on an error: the backend must not raise one for these). */
+/* field_merge_read (one call, both backends) answers what the four fine-grained calls answer,
+ * value by value, in the states a field can be in. */
+static void merge_agrees(pd_storage *st, pd_entity e, const char *id, const char *field,
+                         int64_t base, const char *dev, bool want_last, bool want_elsewhere)
+{
+    int col = pd_entity_column(e, field);
+    pd_srv_merge_read m;
+    int mrc = st->ops->field_merge_read(st, e, id, col, base, dev, &m);
+    CHECK_EQ_INT(mrc, PD_OK);
+    if (mrc != PD_OK)
+        return;
+    char desa[PD_SRV_CODE_MAX + 1] = "";
+    CHECK_EQ_INT(st->ops->record_area(st, e, id, desa), PD_OK);
+    CHECK(!strcmp(m.desa, desa));
+    pd_srv_value v = {0};
+    CHECK_EQ_INT(st->ops->field_get(st, e, id, col, &v), PD_OK);
+    CHECK_EQ_INT(m.value.v.type, v.v.type);
+    if (v.v.type == PD_VAL_INT)
+        CHECK_EQ_INT(m.value.v.i, v.v.i);
+    if (v.v.type == PD_VAL_TEXT)
+        CHECK(m.value.v.len == v.v.len && !memcmp(m.value.v.p, v.v.p, v.v.len));
+    pd_srv_change last;
+    int lrc = st->ops->field_change(st, e, id, col, &last);
+    CHECK_EQ_INT(m.has_last, lrc == PD_OK);
+    CHECK_EQ_INT(m.has_last, want_last);
+    if (lrc == PD_OK && m.has_last) {
+        CHECK_EQ_INT(m.last.rev, last.rev);
+        CHECK(!strcmp(m.last.device_id, last.device_id));
+        CHECK_EQ_INT(m.last.seq, last.seq);
+        CHECK_EQ_INT(m.last.hlc, last.hlc);
+        CHECK_EQ_INT(m.last.has_batch, last.has_batch);
+    }
+    bool elsewhere = !want_elsewhere;
+    CHECK_EQ_INT(st->ops->changed_elsewhere(st, e, id, base, dev, &elsewhere), PD_OK);
+    CHECK_EQ_INT(m.changed_elsewhere, elsewhere);
+    CHECK_EQ_INT(m.changed_elsewhere, want_elsewhere);
+    pd_srv_value_clear(&v);
+    pd_srv_value_clear(&m.value);
+}
+
+static void test_merge_read_agrees_with_the_four_calls(void)
+{
+    testdb d;
+    db_make(&d, NULL);
+    pd_storage *st = db_open(&d);
+    if (!st || !st->ops->field_merge_read) {
+        CHECK(st != NULL && st->ops->field_merge_read != NULL);
+        pd_storage_close(st);
+        db_drop(&d);
+        return;
+    }
+    int64_t r0;
+    CHECK(add_household(st, "3273011001000009", "32.73.01.1001", &r0) == PD_OK);
+    CHECK(add_member(st, "3273011001000009", 1, NULL) == PD_OK);
+    CHECK_EQ_INT(st->ops->begin(st), PD_OK);
+    merge_agrees(st, PD_ENT_HOUSEHOLD, "3273011001000009", "rooms", r0, "dev-a", false, false);
+    merge_agrees(st, PD_ENT_HOUSEHOLD, "3273011001000009", "head_name", r0, "dev-a", false, false);
+    merge_agrees(st, PD_ENT_MEMBER, "327301100100000901", "name", r0, "dev-a", false, false);
+    int64_t r1;
+    CHECK_EQ_INT(st->ops->revision_next(st, &r1), PD_OK);
+    pd_srv_change ch = {.rev = r1, .device_id = "dev-b", .seq = 7, .hlc = 9, .has_batch = true};
+    memset(ch.batch_hash, 0xab, PD_HASH_BYTES);
+    pd_value four = vint(4);
+    int rooms = pd_entity_column(PD_ENT_HOUSEHOLD, "rooms");
+    CHECK_EQ_INT(st->ops->field_set(st, PD_ENT_HOUSEHOLD, "3273011001000009", rooms, &four, &ch),
+                 PD_OK);
+    merge_agrees(st, PD_ENT_HOUSEHOLD, "3273011001000009", "rooms", r0, "dev-a", true, true);
+    merge_agrees(st, PD_ENT_HOUSEHOLD, "3273011001000009", "rooms", r0, "dev-b", true, false);
+    merge_agrees(st, PD_ENT_HOUSEHOLD, "3273011001000009", "rooms", r1, "dev-a", true, false);
+    merge_agrees(st, PD_ENT_HOUSEHOLD, "3273011001000009", "toilet", r0, "dev-a", false, true);
+    pd_srv_merge_read m;
+    CHECK_EQ_INT(
+        st->ops->field_merge_read(st, PD_ENT_HOUSEHOLD, "3273011001000999", rooms, 0, "dev-a", &m),
+        PD_ERR_NOTFOUND);
+    CHECK(st->ops->field_merge_read(st, PD_ENT_VISIT, "V1", 1, 0, "dev-a", &m) != PD_OK);
+    st->ops->rollback(st);
+    pd_storage_close(st);
+    db_drop(&d);
+}
+
 static void test_transactions(void)
 {
     testdb d;
@@ -1109,7 +1189,6 @@ static void test_korcam_block(void)
 }
 
 /* ---- the server on this backend ------------------------------------------------------------- */
-
 
 /* `pendata-server init` on either backend: a postgres:// database needs a data directory (its key
  * file lives there) and the URL is not echoed; keys are never made twice — not over an existing
@@ -1812,6 +1891,7 @@ int main(void)
     RUN(test_batches);
     RUN(test_records);
     RUN(test_transactions);
+    RUN(test_merge_read_agrees_with_the_four_calls);
     RUN(test_korcam_block);
     RUN(test_server_init_needs_a_data_dir_and_never_rekeys);
 #ifdef PD_HAVE_PQ
