@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -788,17 +789,39 @@ static void sign_response(pd_server *srv, int status, const char *context, const
     snprintf(out, cap, "PD1 sig=%s", sh);
 }
 
-/* Does the request accept a gzip'd answer (Accept-Encoding names gzip, without q=0)? */
+/* Does the request accept a gzip'd answer? Accept-Encoding is a comma-separated list of codings,
+ * each with an optional ";q=" weight (RFC 9110 12.5.3): gzip (or its alias x-gzip) is taken
+ * when listed with a weight above 0. Anything odd (no header, unknown codings, "*", a weight that
+ * is not a number) gets the plain answer, which every client can read. */
 static bool accepts_gzip(srv_conn *c)
 {
-    const char *ae =
+    const char *p =
         MHD_lookup_connection_value(c->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
-    const char *g = ae ? strstr(ae, "gzip") : NULL;
-    if (!g)
-        return false;
-    const char *end = strchr(g, ',');
-    const char *q = strstr(g, "q=0");
-    return !q || (end && q > end) || !strncmp(q, "q=0.", 4);
+    while (p && *p) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t;,");
+        bool gzip =
+            (n == 4 && !strncasecmp(p, "gzip", 4)) || (n == 6 && !strncasecmp(p, "x-gzip", 6));
+        p += n;
+        double q = 1.0;
+        p += strspn(p, " \t");
+        if (*p == ';') {
+            p += 1 + strspn(p + 1, " \t");
+            if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+                char *e;
+                q = strtod(p + 2, &e);
+                if (e == p + 2 || !(q >= 0.0 && q <= 1.0))
+                    q = 0.0; /* unreadable weight: not taken */
+                p = e;
+            } else {
+                q = 0.0; /* a parameter other than q: not a coding we know how to honour */
+            }
+        }
+        if (gzip && q > 0.0)
+            return true;
+        p += strcspn(p, ",");
+    }
+    return false;
 }
 
 /* Each request thread keeps one deflate stream (about 300 KB of zlib state) and resets it for

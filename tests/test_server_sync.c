@@ -717,6 +717,50 @@ static void test_json_answers_are_gzipped_when_accepted(void)
     tresp_free(&gz);
 }
 
+/* Odd and hostile Accept-Encoding values: gzip only where it is listed with a weight above 0,
+ * the plain answer otherwise; never an error, and the answer is the same delta either way. */
+static void test_odd_accept_encodings(void)
+{
+    static const struct {
+        const char *header;
+        bool gzip;
+    } cases[] = {
+        {"Accept-Encoding: GZIP", true},
+        {"Accept-Encoding: deflate, gzip;q=0.5", true},
+        {"Accept-Encoding: x-gzip", true},
+        {"Accept-Encoding: br ; q=1, gzip ; q=0.001", true},
+        {"Accept-Encoding: gzip;q=0", false},
+        {"Accept-Encoding: gzip;q=0.0", false},
+        {"Accept-Encoding: gzip; q=0.000", false},
+        {"Accept-Encoding: gzip;q=-1", false},
+        {"Accept-Encoding: gzip;q=nan", false},
+        {"Accept-Encoding: gzip;q=", false},
+        {"Accept-Encoding: gzip;level=9", false},
+        {"Accept-Encoding: gzipped, xgzip, gzip2", false},
+        {"Accept-Encoding: identity;q=0, *", false},
+        {"Accept-Encoding: ;;;,,,;q=1;", false},
+        {"Accept-Encoding: br", false},
+        {"Accept-Encoding:", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *hdr[] = {cases[i].header, NULL};
+        tresp r;
+        ts_request(&S, &S1, "GET", "/v1/delta?since=0", hdr, NULL, 0, &r);
+        CHECK_EQ_INT(r.status, 200);
+        const char *ce = tresp_header(&r, "Content-Encoding");
+        if (cases[i].gzip) {
+            CHECK(ce && !strcmp(ce, "gzip"));
+            CHECK(r.len > 2 && (uint8_t)r.body[0] == 0x1f && (uint8_t)r.body[1] == 0x8b);
+        } else {
+            CHECK(ce == NULL);
+            CHECK(r.len > 1024 && r.body[0] == '{');
+        }
+        if (ce && strcmp(ce, "gzip"))
+            fprintf(stderr, "case %zu: Content-Encoding %s\n", i, ce);
+        tresp_free(&r);
+    }
+}
+
 /* A bundle complete on disk whose processing was cut off (state 'complete') is processed by its
  * commit: the commit's read-only path hands it to the writer. Sent in two PATCHes (the file
  * path), then put back to 'complete' through the storage interface, as a crash would leave it. */
@@ -807,6 +851,7 @@ int main(void)
     RUN(test_delta_pages_are_signed_for_their_request);
     RUN(test_commit_processes_a_bundle_left_unprocessed);
     RUN(test_json_answers_are_gzipped_when_accepted);
+    RUN(test_odd_accept_encodings);
     ts_stop(&S);
     curl_global_cleanup();
     return pd_test_finish();
