@@ -2300,6 +2300,18 @@ static const char *const required[PD_ENT__COUNT][8] = {
     [PD_ENT_PHOTO] = {"hash", "household_id", "kind", "size", "taken_at", "device_id", NULL},
 };
 
+/* A field_rev row (rev, device_id, author_pk, seq, hlc, batch_hash) from column i of row 0 on. */
+static void read_change(const PGresult *r, int i, pd_srv_change *out)
+{
+    memset(out, 0, sizeof *out);
+    out->rev = r_int(r, 0, i);
+    r_copy_text(out->device_id, sizeof out->device_id, r, 0, i + 1);
+    out->has_author = r_copy_blob(out->author_pk, PD_PUBKEY_BYTES, r, 0, i + 2);
+    out->seq = r_int(r, 0, i + 3);
+    out->hlc = r_int(r, 0, i + 4);
+    out->has_batch = r_copy_blob(out->batch_hash, PD_HASH_BYTES, r, 0, i + 5);
+}
+
 /* Column col of row 0 of r into out, bytes copied (they outlive r). */
 static int take_value(pg_storage *s, const PGresult *r, int col, pd_srv_value *out)
 {
@@ -2372,12 +2384,7 @@ static int pg_field_merge_read(pd_storage *st, pd_entity e, const char *id, int 
     r_copy_text(out->desa, sizeof out->desa, r, 0, 1);
     out->has_last = !r_null(r, 0, 2);
     if (out->has_last) {
-        out->last.rev = r_int(r, 0, 2);
-        r_copy_text(out->last.device_id, sizeof out->last.device_id, r, 0, 3);
-        out->last.has_author = r_copy_blob(out->last.author_pk, PD_PUBKEY_BYTES, r, 0, 4);
-        out->last.seq = r_int(r, 0, 5);
-        out->last.hlc = r_int(r, 0, 6);
-        out->last.has_batch = r_copy_blob(out->last.batch_hash, PD_HASH_BYTES, r, 0, 7);
+        read_change(r, 2, &out->last);
     }
     out->changed_elsewhere = !r_null(r, 0, 8) && PQgetvalue(r, 0, 8)[0] != 0;
     rc = take_value(s, r, 0, &out->value);
@@ -2492,13 +2499,7 @@ static int pg_field_change(pd_storage *st, pd_entity e, const char *id, int col,
     if (rc != PD_OK)
         return rc;
     if (PQntuples(r) == 1) {
-        memset(out, 0, sizeof *out);
-        out->rev = r_int(r, 0, 0);
-        r_copy_text(out->device_id, sizeof out->device_id, r, 0, 1);
-        out->has_author = r_copy_blob(out->author_pk, PD_PUBKEY_BYTES, r, 0, 2);
-        out->seq = r_int(r, 0, 3);
-        out->hlc = r_int(r, 0, 4);
-        out->has_batch = r_copy_blob(out->batch_hash, PD_HASH_BYTES, r, 0, 5);
+        read_change(r, 0, out);
     } else {
         rc = pg_fail(s, PD_ERR_NOTFOUND, "field never changed");
     }
