@@ -7,7 +7,8 @@
  *
  * A device's day: 10–20 visits (a visit op, the household's status, a correction: 3 ops each, and
  * optionally photos), sealed into one signed batch, approved by its supervisor (countersigned),
- * the bundle uploaded by tus (create, PATCH with a sha1 checksum), committed (receipts checked
+ * the bundle uploaded by tus (in the creation POST, sha1 checksum, the receipts in its answer, as
+ * pd_sync_run does; a commit request only when the server did not take it whole; receipts checked
  * against the server key), then a delta pulled since its cursor. Enumerators are spread two to a
  * real desa of West Java (32), supervisors one to five enumerators, as in the field.
  *
@@ -538,8 +539,10 @@ static int no_save(void *ctx, const char *url, uint64_t offset)
     return PD_OK;
 }
 
+/* answer: a bundle goes in the creation POST (as pd_sync_run sends it) and the POST's answer,
+ * which carries the commit's results when the server took it whole, lands there. */
 static int tus_upload(pd_http *h, const uint8_t *data, size_t len, const char *kind,
-                      const char *hash_hex, char *url_out)
+                      const char *hash_hex, char *url_out, pd_http_resp *answer)
 {
     char create[PD_HTTP_URL_MAX];
     pd_http_url(h, "/v1/uploads", create);
@@ -556,6 +559,8 @@ static int tus_upload(pd_http *h, const uint8_t *data, size_t len, const char *k
     u.sign = true;
     u.checksum = true;
     u.phase = PD_SYNC_PHASE_UPLOAD;
+    u.create_with_body = answer != NULL;
+    u.create_answer = answer;
     pd_tus_store ts = {no_save, NULL};
     int rc = pd_tus_send(h, create, &u, &ts);
     if (url_out)
@@ -590,15 +595,21 @@ static void *device_main(void *arg)
         char hex[65];
         sodium_bin2hex(hex, sizeof hex, d->photo[p], 32);
         rc = tus_upload(&h, d->photo_bytes + (size_t)p * O.photo_bytes, O.photo_bytes, "photo", hex,
-                        NULL);
+                        NULL, NULL);
     }
     double t1 = now_s();
     char url[PD_HTTP_URL_MAX] = "";
-    if (rc == PD_OK)
-        rc = tus_upload(&h, d->bundle, d->bundle_len, "bundle", NULL, url);
-    double t2 = now_s();
     pd_http_resp r;
     memset(&r, 0, sizeof r);
+    if (rc == PD_OK)
+        rc = tus_upload(&h, d->bundle, d->bundle_len, "bundle", NULL, url, &r);
+    double t2 = now_s();
+    bool answered = rc == PD_OK && r.status == 201 && r.body_len;
+    if (answered) {
+        r.status = 200; /* the results came with the upload: no commit request */
+    } else {
+        pd_http_resp_free(&r);
+    }
     if (rc == PD_OK) {
         const char *slash = strrchr(url, '/');
         char body[128], curl_[PD_HTTP_URL_MAX];
@@ -611,7 +622,8 @@ static void *device_main(void *arg)
                            .content_type = "application/json",
                            .sign = true,
                            .gzip = true};
-        rc = pd_http_call(&h, &req, &r);
+        if (!answered)
+            rc = pd_http_call(&h, &req, &r);
         if (rc == PD_OK && r.status != 200)
             rc = pd_http_fail_status(&h, "commit", &r);
         cJSON *j = rc == PD_OK ? pd_http_json(&h, "commit", &r) : NULL;
@@ -860,7 +872,7 @@ int main(int argc, char **argv)
     if (O.photos)
         summary("photos", g_photos, buf);
     summary("bundle upload", g_upload, buf);
-    summary("commit", g_commit, buf);
+    summary("commit (if asked)", g_commit, buf);
     summary("delta", g_delta, buf);
     printf("  requests %llu (%llu retries), %.0f KiB sent, %.0f KiB received\n",
            (unsigned long long)requests, (unsigned long long)retries, (double)sent / 1024.0,

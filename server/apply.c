@@ -1564,6 +1564,11 @@ int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r)
         if (e)
             return e;
     }
+    return srv_upload_results(srv, id, r);
+}
+
+int srv_upload_results(pd_server *srv, const char *id, srv_resp *r)
+{
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = o ? cJSON_AddArrayToObject(o, "results") : NULL;
     if (!arr) {
@@ -1573,8 +1578,7 @@ int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r)
     cJSON_AddStringToObject(o, "upload", id);
     cJSON_AddNumberToObject(o, "server_time", (double)srv_now_ms());
     results_ctx c = {.srv = srv, .arr = arr};
-    rc = srv_store(srv)->ops->results_of(srv_store(srv), id, result_cb, &c);
-    if (rc != PD_OK) {
+    if (srv_store(srv)->ops->results_of(srv_store(srv), id, result_cb, &c) != PD_OK) {
         cJSON_Delete(o);
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
     }

@@ -530,7 +530,8 @@ static void phase_headers(pd_server *srv, srv_conn *c, const char *url)
             c->answered = true;
         return;
     }
-    c->body_max = srv->cfg.max_json_bytes;
+    /* a tus creation may carry the upload's first bytes (creation-with-upload), held in memory */
+    c->body_max = c->route == R_UPLOADS ? SRV_TUS_MEM_MAX : srv->cfg.max_json_bytes;
     /* A body a little over the limit is read and thrown away, then answered 413: answered at
      * once, the client still sending would meet a reset and might never read the answer. One
      * far over it is answered at once (a client that sends Expect: 100-continue never sends it). */

@@ -243,11 +243,18 @@ bool srv_auth_parse(const char *h, srv_auth *out);
 
 int srv_handle_enroll(pd_server *srv, const srv_req *q, srv_resp *r);
 int srv_handle_commit(pd_server *srv, const srv_req *q, srv_resp *r);
+/* The commit answer for a processed bundle upload of this device: 200 with {"upload",
+ * "server_time", "results"} in r (the POST that created and completed an upload answers with it
+ * too). */
+int srv_upload_results(pd_server *srv, const char *id, srv_resp *r);
 int srv_handle_receipts(pd_server *srv, const srv_req *q, srv_resp *r);
 int srv_handle_prelist(pd_server *srv, const srv_req *q, srv_resp *r);
 int srv_handle_delta(pd_server *srv, const srv_req *q, srv_resp *r);
 
 /* tus (tus.c). id is the upload id from the path ("" for the collection). */
+/* The most bytes a request holds in memory for an upload: a POST's body (creation-with-upload),
+ * and a PATCH that brings a whole bundle. */
+#define SRV_TUS_MEM_MAX (1u << 20)
 int srv_tus_options(pd_server *srv, const srv_req *q, srv_resp *r);
 int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r);
 int srv_tus_head(pd_server *srv, const srv_req *q, const char *id, srv_resp *r);

@@ -391,6 +391,8 @@ typedef struct pd_storage_ops {
     int (*upload_get)(pd_storage *st, const char *id, pd_srv_upload *out);
     int (*upload_update)(pd_storage *st, const char *id, int64_t acked, int64_t expires_at,
                          const char *state);
+    /* Forget an upload that never took a byte (a creation-with-upload POST refused whole). */
+    int (*upload_del)(pd_storage *st, const char *id);
     /* Open uploads whose expires_at < now. */
     int (*uploads_expired)(pd_storage *st, int64_t now, pd_storage_id_cb cb, void *ctx);
     /* A device's open uploads whose expires_at >= now: how many, the sum of their lengths, and

@@ -177,6 +177,7 @@ extern const int pd_schema_server_pg_count;
               "expires_at, state FROM uploads WHERE id = $1::text")                                \
     X(UP_UPDATE, "UPDATE uploads SET acked = $2::bigint, expires_at = $3::bigint, "                \
                  "state = $4::text WHERE id = $1::text")                                           \
+    X(UP_DEL, "DELETE FROM uploads WHERE id = $1::text")                                           \
     X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                    \
                   "AND expires_at < $1::bigint ORDER BY expires_at")                               \
     X(UP_OPEN_OF, "SELECT count(*), coalesce(sum(length), 0)::bigint, "                            \
@@ -1957,6 +1958,18 @@ static int pg_upload_update(pd_storage *st, const char *id, int64_t acked, int64
     long n = changes(r);
     PQclear(r);
     return n == 0 ? pg_fail(s, PD_ERR_NOTFOUND, "no upload %s", id) : PD_OK;
+}
+
+static int pg_upload_del(pd_storage *st, const char *id)
+{
+    pg_storage *s = PG(st);
+    params P = {0};
+    p_text(&P, id);
+    PGresult *r;
+    int rc = call(s, ST_UP_DEL, &P, "forgetting an upload", &r);
+    if (rc == PD_OK)
+        PQclear(r);
+    return rc;
 }
 
 static int pg_uploads_expired(pd_storage *st, int64_t now, pd_storage_id_cb cb, void *ctx)
@@ -3873,6 +3886,7 @@ static const pd_storage_ops pg_ops = {
     .upload_add = pg_upload_add,
     .upload_get = pg_upload_get,
     .upload_update = pg_upload_update,
+    .upload_del = pg_upload_del,
     .uploads_expired = pg_uploads_expired,
     .uploads_open_of = pg_uploads_open_of,
     .blob_get = pg_blob_get,

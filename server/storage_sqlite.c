@@ -99,6 +99,7 @@
     X(UP_GET, "SELECT id, device_id, kind, length, acked, photo_hash, created_at, expires_at, "    \
               "state FROM uploads WHERE id = ?1")                                                  \
     X(UP_UPDATE, "UPDATE uploads SET acked = ?2, expires_at = ?3, state = ?4 WHERE id = ?1")       \
+    X(UP_DEL, "DELETE FROM uploads WHERE id = ?1")                                                 \
     X(UP_EXPIRED, "SELECT id FROM uploads WHERE state IN ('open', 'complete') "                    \
                   "AND expires_at < ?1 ORDER BY expires_at")                                       \
     X(UP_OPEN_OF, "SELECT count(*), coalesce(sum(length), 0), coalesce(min(expires_at), 0) "       \
@@ -1038,6 +1039,16 @@ static int sq_upload_update(pd_storage *st, const char *id, int64_t acked, int64
     if (rc == PD_OK && sqlite3_changes(s->db) == 0)
         return pd_storage_fail(st, PD_ERR_NOTFOUND, "no upload %s", id);
     return rc;
+}
+
+static int sq_upload_del(pd_storage *st, const char *id)
+{
+    sq_storage *s = SQ(st);
+    sqlite3_stmt *q = stmt(s, ST_UP_DEL);
+    if (!q)
+        return st->err.code;
+    bind_text(q, 1, id);
+    return step_done(s, q, "forgetting an upload");
 }
 
 static int sq_uploads_expired(pd_storage *st, int64_t now, pd_storage_id_cb cb, void *ctx)
@@ -2751,6 +2762,7 @@ static const pd_storage_ops sqlite_ops = {
     .upload_add = sq_upload_add,
     .upload_get = sq_upload_get,
     .upload_update = sq_upload_update,
+    .upload_del = sq_upload_del,
     .uploads_expired = sq_uploads_expired,
     .uploads_open_of = sq_uploads_open_of,
     .blob_get = sq_blob_get,

@@ -15,7 +15,7 @@
  * PATCH that completed it is answered.
  *
  * The file is created by the first PATCH that has bytes to keep, not by the POST. A bundle that
- * arrives whole in one PATCH (offset 0, Content-Length = Upload-Length, at most PATCH_MEM_MAX:
+ * arrives whole in one PATCH (offset 0, Content-Length = Upload-Length, at most SRV_TUS_MEM_MAX:
  * a sync's usual case) never touches the disk as bytes: it is held in memory, applied, and its
  * offset and state become (Upload-Length, processed) in one step after the batches' commits.
  * Nothing is acknowledged before that, so a crash anywhere leaves the upload at offset 0 and the
@@ -46,7 +46,6 @@
 #define DEVICE_OPEN_UPLOADS_MAX 16
 #define DEVICE_OPEN_BYTES_FACTOR 4
 #define OFFSET_TYPE "application/offset+octet-stream"
-#define PATCH_MEM_MAX (1 << 20) /* a whole bundle up to this size is held in memory (above) */
 
 enum { ALG_NONE = 0, ALG_SHA1, ALG_SHA256, ALG_SHA512 };
 _Static_assert(SRV_TUS_DIGEST_MAX == crypto_hash_sha512_BYTES, "the largest digest");
@@ -54,7 +53,7 @@ _Static_assert(SRV_TUS_DIGEST_MAX == crypto_hash_sha512_BYTES, "the largest dige
 struct srv_patch {
     char id[PD_SRV_UPLOAD_ID_LEN + 1];
     int fd;       /* the upload's file, or -1 when mem holds the bytes */
-    uint8_t *mem; /* a whole bundle in one PATCH (PATCH_MEM_MAX) */
+    uint8_t *mem; /* a whole bundle in one PATCH (SRV_TUS_MEM_MAX) */
     int64_t start, length;
     uint64_t written;
     bool overflow, io_error;
@@ -114,6 +113,14 @@ static void busy_remove(pd_server *srv, const char *id)
         }
     }
     pthread_mutex_unlock(&srv->state_lock);
+}
+
+/* Content-Type: application/offset+octet-stream (parameters allowed) */
+static bool offset_type(const srv_req *q)
+{
+    const char *ct = q->header(q->hctx, "Content-Type");
+    size_t n = strlen(OFFSET_TYPE);
+    return ct && strncmp(ct, OFFSET_TYPE, n) == 0 && (ct[n] == '\0' || ct[n] == ';');
 }
 
 static void expires_header(srv_resp *r, int64_t at)
@@ -279,19 +286,23 @@ int srv_tus_options(pd_server *srv, const srv_req *q, srv_resp *r)
     (void)q;
     r->status = 204;
     srv_resp_header(r, "Tus-Version", "1.0.0");
-    srv_resp_header(r, "Tus-Extension", "creation,checksum,termination,expiration");
+    srv_resp_header(r, "Tus-Extension",
+                    "creation,creation-with-upload,checksum,termination,expiration");
     srv_resp_header(r, "Tus-Max-Size", "%llu", (unsigned long long)srv->cfg.max_upload_bytes);
     srv_resp_header(r, "Tus-Checksum-Algorithm", "sha1,sha256,sha512");
     return 204;
 }
 
+static int create_with_body(pd_server *srv, const srv_req *q, const pd_srv_upload *u, srv_resp *r);
+
 int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
 {
     if (q->header(q->hctx, "Upload-Defer-Length"))
         return srv_resp_error(r, 400, "bad_request", "Upload-Defer-Length is not supported");
-    if (q->body_len)
-        return srv_resp_error(r, 400, "bad_request",
-                              "creation-with-upload is not supported: PATCH the bytes");
+    if (q->body_len && !offset_type(q))
+        return srv_resp_error(
+            r, 415, "unsupported_media_type",
+            "a POST with bytes of the upload must have Content-Type: " OFFSET_TYPE);
     int64_t length;
     if (!header_u64(q, "Upload-Length", &length))
         return srv_resp_error(r, 400, "bad_request", "Upload-Length must be a decimal size");
@@ -326,6 +337,9 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
     } else if (length == 0) {
         return srv_resp_error(r, 400, "bad_request", "an empty bundle");
     }
+    if (q->body_len > (uint64_t)length)
+        return srv_resp_error(r, 413, "too_large", "the body runs past Upload-Length %lld",
+                              (long long)length);
     uint8_t rnd[16];
     randombytes_buf(rnd, sizeof rnd);
     srv_hex(rnd, sizeof rnd, u.id);
@@ -342,6 +356,8 @@ int srv_tus_create(pd_server *srv, const srv_req *q, srv_resp *r)
     /* (no file yet: the first PATCH with bytes to keep creates it) */
     if (srv_store(srv)->ops->upload_add(srv_store(srv), &u) != PD_OK)
         return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(srv_store(srv)));
+    if (q->body_len && !known)
+        return create_with_body(srv, q, &u, r);
     r->status = 201;
     srv_resp_header(r, "Location", "/v1/uploads/%s", u.id);
     srv_resp_header(r, "Upload-Offset", "%lld", (long long)u.acked);
@@ -445,13 +461,78 @@ static bool parse_checksum(const char *h, srv_patch *p)
     return p->alg != ALG_NONE;
 }
 
+/* A patch of upload u at its acknowledged offset, whose body is body_len bytes (has_len: the
+ * request said so; else it is unknown until the end). false with r answered. */
+static bool patch_open(pd_server *srv, const srv_req *q, const pd_srv_upload *u, bool has_len,
+                       uint64_t body_len, srv_patch **out, srv_resp *r)
+{
+    *out = NULL;
+    srv_patch *p = calloc(1, sizeof *p);
+    if (!p) {
+        srv_resp_error(r, 500, "internal", "out of memory");
+        return false;
+    }
+    p->fd = -1;
+    const char *ck = q->header(q->hctx, "Upload-Checksum");
+    if (ck && !parse_checksum(ck, p)) {
+        free(p);
+        srv_resp_error(r, 400, "bad_request",
+                       "Upload-Checksum must be '<sha1|sha256|sha512> <base64 digest>'");
+        return false;
+    }
+    if (has_len && body_len > (uint64_t)(u->length - u->acked)) {
+        free(p);
+        srv_resp_error(r, 413, "too_large", "the body runs past Upload-Length %lld",
+                       (long long)u->length);
+        return false;
+    }
+    if (!busy_take(srv, u->id)) {
+        free(p);
+        srv_resp_error(r, 423, "busy", "upload %s is being written by another request", u->id);
+        return false;
+    }
+    /* a whole bundle in this one request: in memory (see the top of the file) */
+    if (!strcmp(u->state, "open") && !strcmp(u->kind, "bundle") && u->acked == 0 && has_len &&
+        u->length <= SRV_TUS_MEM_MAX && body_len == (uint64_t)u->length) {
+        p->mem = malloc((size_t)u->length);
+        if (!p->mem) {
+            busy_remove(srv, u->id);
+            free(p);
+            srv_resp_error(r, 500, "internal", "out of memory");
+            return false;
+        }
+    } else if (!strcmp(u->state, "open")) {
+        char *path = upload_file(srv, u->id);
+        p->fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+        free(path);
+        /* bytes past the acknowledged offset were never acknowledged: drop them */
+        if (p->fd < 0 || ftruncate(p->fd, u->acked) != 0 || lseek(p->fd, u->acked, SEEK_SET) < 0) {
+            if (p->fd >= 0)
+                close(p->fd);
+            busy_remove(srv, u->id);
+            free(p);
+            srv_resp_error(r, 500, "internal", "cannot open the upload's file");
+            return false;
+        }
+    }
+    snprintf(p->id, sizeof p->id, "%s", u->id);
+    p->start = u->acked;
+    p->length = u->length;
+    if (p->alg == ALG_SHA1)
+        pd_sha1_init(&p->sha1);
+    else if (p->alg == ALG_SHA256)
+        crypto_hash_sha256_init(&p->sha256);
+    else if (p->alg == ALG_SHA512)
+        crypto_hash_sha512_init(&p->sha512);
+    *out = p;
+    return true;
+}
+
 bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_patch **out,
                          srv_resp *r)
 {
     *out = NULL;
-    const char *ct = q->header(q->hctx, "Content-Type");
-    if (!ct || strncmp(ct, OFFSET_TYPE, strlen(OFFSET_TYPE)) != 0 ||
-        (ct[strlen(OFFSET_TYPE)] != '\0' && ct[strlen(OFFSET_TYPE)] != ';')) {
+    if (!offset_type(q)) {
         srv_resp_error(r, 415, "unsupported_media_type",
                        "a PATCH must have Content-Type: " OFFSET_TYPE);
         return false;
@@ -470,66 +551,8 @@ bool srv_tus_patch_begin(pd_server *srv, const srv_req *q, const char *id, srv_p
         srv_resp_header(r, "Upload-Offset", "%lld", (long long)u.acked);
         return false;
     }
-    srv_patch *p = calloc(1, sizeof *p);
-    if (!p) {
-        srv_resp_error(r, 500, "internal", "out of memory");
-        return false;
-    }
-    p->fd = -1;
-    const char *ck = q->header(q->hctx, "Upload-Checksum");
-    if (ck && !parse_checksum(ck, p)) {
-        free(p);
-        srv_resp_error(r, 400, "bad_request",
-                       "Upload-Checksum must be '<sha1|sha256|sha512> <base64 digest>'");
-        return false;
-    }
     const char *cl = q->header(q->hctx, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)(u.length - u.acked)) {
-        free(p);
-        srv_resp_error(r, 413, "too_large", "the body runs past Upload-Length %lld",
-                       (long long)u.length);
-        return false;
-    }
-    if (!busy_take(srv, id)) {
-        free(p);
-        srv_resp_error(r, 423, "busy", "upload %s is being written by another request", id);
-        return false;
-    }
-    /* a whole bundle in this one request: in memory (see the top of the file) */
-    if (!strcmp(u.state, "open") && !strcmp(u.kind, "bundle") && u.acked == 0 && cl &&
-        u.length <= PATCH_MEM_MAX && strtoull(cl, NULL, 10) == (unsigned long long)u.length) {
-        p->mem = malloc((size_t)u.length);
-        if (!p->mem) {
-            busy_remove(srv, id);
-            free(p);
-            srv_resp_error(r, 500, "internal", "out of memory");
-            return false;
-        }
-    } else if (!strcmp(u.state, "open")) {
-        char *path = upload_file(srv, id);
-        p->fd = path ? open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
-        free(path);
-        /* bytes past the acknowledged offset were never acknowledged: drop them */
-        if (p->fd < 0 || ftruncate(p->fd, u.acked) != 0 || lseek(p->fd, u.acked, SEEK_SET) < 0) {
-            if (p->fd >= 0)
-                close(p->fd);
-            busy_remove(srv, id);
-            free(p);
-            srv_resp_error(r, 500, "internal", "cannot open the upload's file");
-            return false;
-        }
-    }
-    snprintf(p->id, sizeof p->id, "%s", id);
-    p->start = u.acked;
-    p->length = u.length;
-    if (p->alg == ALG_SHA1)
-        pd_sha1_init(&p->sha1);
-    else if (p->alg == ALG_SHA256)
-        crypto_hash_sha256_init(&p->sha256);
-    else if (p->alg == ALG_SHA512)
-        crypto_hash_sha512_init(&p->sha512);
-    *out = p;
-    return true;
+    return patch_open(srv, q, &u, cl != NULL, cl ? strtoull(cl, NULL, 10) : 0, out, r);
 }
 
 void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n)
@@ -791,4 +814,42 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
 undo:
     srv_tus_patch_abort(srv, p);
     return status;
+}
+
+/* creation-with-upload: the POST's body is the upload's first bytes, taken as a PATCH at offset 0
+ * would take them (a whole bundle is applied before the answer). The answer is the creation's
+ * 201 with the offset now held; when the body completed a bundle, it carries the commit's answer
+ * (PROTOCOL.md §5.3), so a sync needs no commit request. A POST whose bytes were not taken leaves
+ * no upload behind: the client, which never learnt its Location, could not resume it, and it
+ * would count against the device's cap until it expired. */
+static int create_with_body(pd_server *srv, const srv_req *q, const pd_srv_upload *u, srv_resp *r)
+{
+    pd_storage *st = srv_store(srv);
+    srv_patch *p;
+    int status = 0;
+    if (!patch_open(srv, q, u, true, q->body_len, &p, r)) {
+        status = r->status;
+    } else {
+        srv_tus_patch_data(p, q->body, q->body_len);
+        status = srv_tus_patch_finish(srv, q, p, r);
+    }
+    pd_srv_upload now;
+    if (status != 204) { /* nothing was taken (a bundle refused whole applied nothing) */
+        st->ops->upload_del(st, u->id);
+        char *path = upload_file(srv, u->id);
+        if (path)
+            unlink(path);
+        free(path);
+        return status;
+    }
+    if (st->ops->upload_get(st, u->id, &now) != PD_OK)
+        return srv_resp_error(r, 503, "busy", "storage: %s", pd_storage_errmsg(st));
+    if (!strcmp(now.kind, "bundle") && !strcmp(now.state, "processed")) {
+        int e = srv_upload_results(srv, u->id, r);
+        if (e != 200)
+            return e;
+    }
+    r->status = 201;
+    srv_resp_header(r, "Location", "/v1/uploads/%s", u->id);
+    return 201;
 }

@@ -1471,14 +1471,25 @@ static int send_bundle(pd_store *store, pd_http *h, const uint8_t *bundle, size_
     pd_http_resp r;
     memset(&r, 0, sizeof r);
     cJSON *j = NULL;
+    /* A new bundle goes in the creation POST, whose answer, when the server took it whole,
+     * carries the commit's answer: create, send, apply and receipts in one request
+     * (PROTOCOL.md §5). */
+    u.create_with_body = true;
+    u.create_answer = &r;
     /* A commit answered 409 incomplete (the server lost bytes it had not made durable, say)
      * sends the rest again (HEAD, PATCH) and commits once more. */
     for (int tries = 0;; tries++) {
         rc = pd_tus_send(h, create, &u, &ts);
         if (rc != PD_OK) {
             free(meta);
+            pd_http_resp_free(&r);
             return rc;
         }
+        if (r.status == 201 && r.body_len && strstr(r.content_type, "json")) {
+            r.status = 200; /* the commit's answer, as a commit request would have had it */
+            break;
+        }
+        pd_http_resp_free(&r);
         rc = commit_upload(h, &u, &r);
         if (rc != PD_OK || r.status != 409 || tries == 1)
             break;

@@ -174,6 +174,9 @@ typedef struct pd_tus_store {
     void *ctx;
 } pd_tus_store;
 
+/* The most bytes a creation POST carries: our server holds them in memory (SRV_TUS_MEM_MAX). */
+#define PD_TUS_CREATE_BODY_MAX (1u << 20)
+
 typedef struct pd_tus_upload {
     const uint8_t *data; /* the whole upload (kept by the caller) */
     uint64_t length;
@@ -181,6 +184,12 @@ typedef struct pd_tus_upload {
     bool sign;            /* pendata server: Pd-Auth on every request */
     bool checksum;        /* send Upload-Checksum: sha1 */
     pd_sync_phase phase;
+    /* in: send the bytes (up to PD_TUS_CREATE_BODY_MAX) in the creation POST (tus
+     * creation-with-upload); the server takes what it takes and the rest goes by PATCH */
+    bool create_with_body;
+    /* in, may be NULL: where the creation's answer goes when the POST carried bytes (the
+     * caller frees it; status 0 when no such POST was answered) */
+    pd_http_resp *create_answer;
     char url[PD_HTTP_URL_MAX]; /* in: "" to create, or the URL to resume; out: the upload URL */
     bool complete_at_create;   /* out: the server answered Pd-Complete at creation */
     bool resumed;              /* out: a HEAD found bytes the server already held */

@@ -99,6 +99,8 @@ static int post_create(pd_http *h, const pd_http_req *req, pd_http_resp *r)
     bool auth_retried = false;
     for (unsigned attempt = 0;; attempt++) {
         int rc = pd_http_once(h, req, r);
+        if (h->stats && req->body)
+            h->stats->upload_body_bytes += r->body_sent; /* (creation-with-upload) */
         if (rc != PD_OK && rc != PD_ERR_NETWORK)
             return rc;
         if (rc == PD_OK && !auth_retried && pd_http_auth_retry(h, r)) {
@@ -123,20 +125,38 @@ static int post_create(pd_http *h, const pd_http_req *req, pd_http_resp *r)
 static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
                          const pd_tus_store *st, uint64_t *offset)
 {
-    char len_hdr[64], meta_hdr[1024];
-    const char *hdrs[3] = {len_hdr, NULL, NULL};
+    char len_hdr[64], meta_hdr[1024], sum_hdr[96];
+    const char *hdrs[4] = {len_hdr, NULL, NULL, NULL};
+    size_t nh = 1;
     snprintf(len_hdr, sizeof len_hdr, "Upload-Length: %llu", (unsigned long long)u->length);
     if (u->metadata) {
         int n = snprintf(meta_hdr, sizeof meta_hdr, "Upload-Metadata: %s", u->metadata);
         if (n < 0 || (size_t)n >= sizeof meta_hdr)
             return pd_error_set(&h->err, PD_ERR_TOOBIG, "tus metadata too long");
-        hdrs[1] = meta_hdr;
+        hdrs[nh++] = meta_hdr;
+    }
+    /* creation-with-upload: the bytes ride in the POST (the whole upload, or its first
+     * PD_TUS_CREATE_BODY_MAX) */
+    size_t body_n = 0;
+    if (u->create_with_body && u->length)
+        body_n = u->length < PD_TUS_CREATE_BODY_MAX ? (size_t)u->length : PD_TUS_CREATE_BODY_MAX;
+    if (body_n && u->checksum) {
+        uint8_t sum[PD_TUS_SHA1_BYTES];
+        char b64[64];
+        pd_tus_sha1(u->data, body_n, sum);
+        sodium_bin2base64(b64, sizeof b64, sum, sizeof sum, sodium_base64_VARIANT_ORIGINAL);
+        snprintf(sum_hdr, sizeof sum_hdr, "Upload-Checksum: sha1 %s", b64);
+        hdrs[nh++] = sum_hdr;
     }
     pd_http_req req = {.method = "POST",
                        .url = create_url,
+                       .body = body_n ? u->data : NULL,
+                       .body_len = body_n,
+                       .content_type = body_n ? "application/offset+octet-stream" : NULL,
                        .headers = hdrs,
                        .sign = u->sign,
                        .tus = true,
+                       .gzip = body_n > 0, /* the answer may carry the commit's results */
                        .phase = u->phase,
                        .progress_total = u->length};
     pd_http_resp r;
@@ -172,6 +192,10 @@ static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
     }
     u->complete_at_create = r.pd_complete && *offset == u->length;
     rc = save_point(h, st, u->url, *offset);
+    if (rc == PD_OK && body_n && u->create_answer) {
+        *u->create_answer = r; /* the caller's now */
+        return PD_OK;
+    }
 out:
     pd_http_resp_free(&r);
     return rc;

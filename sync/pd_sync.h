@@ -550,7 +550,7 @@ typedef struct pd_sync_stats {
     uint64_t bytes_sent;     /* request lines, headers and bodies */
     uint64_t bytes_received; /* status lines, headers and bodies */
     uint64_t retries;
-    uint64_t upload_body_bytes;   /* tus PATCH body bytes sent (cut requests included) */
+    uint64_t upload_body_bytes;   /* tus POST/PATCH body bytes sent (cut ones too) */
     uint64_t upload_length;       /* the lengths of the uploads this run completed */
     uint64_t upload_resumed;      /* resumes: a HEAD found bytes the server held (> 0) */
     uint64_t upload_resume_offset;/* the offset the last such HEAD reported */

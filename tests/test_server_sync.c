@@ -267,6 +267,98 @@ static void test_batch_applied_once_and_again_gets_the_same_receipt(void)
     free(batch);
 }
 
+/* POST /v1/uploads with the bundle as its body (creation-with-upload): created, applied and
+ * answered 201 with the commit's answer in one request; a commit of that upload answers the
+ * same; the same bundle POSTed again gets the same receipt and applies nothing twice. */
+static long post_bundle(const tdev *d, const uint8_t *bytes, size_t len, char id[33], cJSON **out)
+{
+    char hl[64], md[128], k64[32];
+    sodium_bin2base64(k64, sizeof k64, (const uint8_t *)"bundle", 6,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(md, sizeof md, "Upload-Metadata: kind %s", k64);
+    snprintf(hl, sizeof hl, "Upload-Length: %zu", len);
+    const char *h[] = {"Tus-Resumable: 1.0.0", hl, md,
+                       "Content-Type: application/offset+octet-stream", NULL};
+    tresp r;
+    ts_request(&S, d, "POST", "/v1/uploads", h, bytes, len, &r);
+    const char *loc = tresp_header(&r, "Location");
+    id[0] = '\0';
+    if (loc && strlen(loc) == 44)
+        snprintf(id, 33, "%s", loc + 12);
+    const char *off = tresp_header(&r, "Upload-Offset");
+    CHECK(off && atol(off) == (long)len);
+    *out = r.status == 201 && r.body ? cJSON_Parse(r.body) : NULL;
+    long st = r.status;
+    tresp_free(&r);
+    return st;
+}
+
+static void test_bundle_in_the_creation_post_answers_with_its_receipt(void)
+{
+    int64_t v = hh_int(HH[1].id, "roof_material");
+    int64_t nv = v == 4 ? 5 : 4;
+    pd_op op = set_op("household", HH[1].id, "roof_material", I(v), I(nv), HH[1].rev);
+    uint8_t *batch = NULL;
+    size_t len, blen;
+    REQUIRE_V(tb_seal(&E1, TS_DESA, &op, 1, &batch, &len) == PD_OK);
+    pd_bundle *b;
+    pd_bundle_new(&b);
+    REQUIRE_V(tb_add(b, batch, len, &S1, NULL) == PD_OK);
+    const uint8_t *bytes = pd_bundle_bytes(b, &blen);
+
+    char id[33];
+    cJSON *c = NULL;
+    CHECK_EQ_INT(post_bundle(&E1, bytes, blen, id, &c), 201);
+    REQUIRE_V(c && strlen(id) == 32);
+    CHECK(!strcmp(ts_str(c, "upload"), id));
+    const cJSON *r0 = ts_result(c, 0);
+    CHECK(!strcmp(ts_str(r0, "status"), "applied"));
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r0, "again")));
+    uint8_t rc1[200];
+    CHECK_EQ_INT(receipt_check(ts_str(r0, "receipt"), rc1), 1);
+    CHECK(!memcmp(rc1 + 8, E1.last_hash, 32));
+    CHECK_EQ_INT(hh_int(HH[1].id, "roof_material"), nv);
+    char first[401];
+    snprintf(first, sizeof first, "%s", ts_str(r0, "receipt"));
+    cJSON_Delete(c);
+    char uploads[4300];
+    snprintf(uploads, sizeof uploads, "%s/uploads", S.data_dir);
+    CHECK_EQ_INT(pd_test_dir_entries(uploads), 0); /* held in memory, as a whole PATCH is */
+
+    /* a commit of the same upload: the same answer */
+    char body[80];
+    snprintf(body, sizeof body, "{\"upload\":\"%s\"}", id);
+    tresp r;
+    ts_request(&S, &E1, "POST", "/v1/batches/commit", NULL, body, strlen(body), &r);
+    CHECK_EQ_INT(r.status, 200);
+    c = r.body ? cJSON_Parse(r.body) : NULL;
+    tresp_free(&r);
+    CHECK(c && !strcmp(ts_str(ts_result(c, 0), "receipt"), first));
+    cJSON_Delete(c);
+    /* HEAD: complete */
+    char path[80];
+    snprintf(path, sizeof path, "/v1/uploads/%s", id);
+    const char *th[] = {"Tus-Resumable: 1.0.0", NULL};
+    ts_request(&S, &E1, "HEAD", path, th, NULL, 0, &r);
+    CHECK_EQ_INT(r.status, 200);
+    const char *off = tresp_header(&r, "Upload-Offset");
+    CHECK(off && atol(off) == (long)blen);
+    tresp_free(&r);
+
+    /* the same bundle POSTed again (an answer lost on the way): same receipt, nothing twice */
+    int64_t rev = revision();
+    char id2[33];
+    CHECK_EQ_INT(post_bundle(&E1, bytes, blen, id2, &c), 201);
+    CHECK(strcmp(id, id2) != 0);
+    r0 = ts_result(c, 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r0, "again")));
+    CHECK(!strcmp(ts_str(r0, "receipt"), first));
+    CHECK_EQ_INT(revision(), rev);
+    cJSON_Delete(c);
+    pd_bundle_free(b);
+    free(batch);
+}
+
 static void test_batches_outside_rights_are_refused_and_change_nothing(void)
 {
     int64_t rev = revision();
@@ -838,6 +930,7 @@ int main(void)
     REQUIRE(ts_enroll(&S, &S1, "S1") == 200);
     REQUIRE(load_households());
     RUN(test_batch_applied_once_and_again_gets_the_same_receipt);
+    RUN(test_bundle_in_the_creation_post_answers_with_its_receipt);
     RUN(test_batches_outside_rights_are_refused_and_change_nothing);
     RUN(test_two_devices_different_fields_both_kept);
     RUN(test_same_field_changed_twice_makes_a_conflict_row);

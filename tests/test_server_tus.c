@@ -1,6 +1,7 @@
 /*
- * test_server_tus.c — resumable uploads (tus 1.0.0 core, creation, checksum, termination,
- * expiration) over real HTTP: OPTIONS, create, PATCH in pieces, HEAD resuming at the exact offset,
+ * test_server_tus.c — resumable uploads (tus 1.0.0 core, creation, creation-with-upload,
+ * checksum, termination, expiration) over real HTTP: OPTIONS, create, first bytes in the POST,
+ * PATCH in pieces, HEAD resuming at the exact offset,
  * 409 on a wrong offset, 415 on a wrong content type, 460 on a bad checksum (nothing kept), 412
  * on another version, termination, oversize refused, photos content-addressed and hash-checked,
  * uploads private to their device, a cap on each device's unfinished uploads (count and bytes,
@@ -66,8 +67,8 @@ static void test_options_advertise_the_extensions(void)
     const char *v = tresp_header(&r, "Tus-Version");
     CHECK(v && !strcmp(v, "1.0.0"));
     v = tresp_header(&r, "Tus-Extension");
-    CHECK(v && strstr(v, "creation") && strstr(v, "checksum") && strstr(v, "termination") &&
-          strstr(v, "expiration"));
+    CHECK(v && strstr(v, "creation") && strstr(v, "creation-with-upload") &&
+          strstr(v, "checksum") && strstr(v, "termination") && strstr(v, "expiration"));
     v = tresp_header(&r, "Tus-Checksum-Algorithm");
     CHECK(v && strstr(v, "sha1"));
     v = tresp_header(&r, "Tus-Max-Size");
@@ -240,6 +241,45 @@ static void test_create_patch_in_pieces_and_resume_by_head(void)
     CHECK(off && atol(off) == N);
     tresp_free(&r);
     CHECK_EQ_INT(head_offset(&B, id2), N);
+}
+
+/* creation-with-upload: a POST carrying the first bytes (with their checksum) creates the upload
+ * at the offset those bytes reach; HEAD agrees; PATCH sends the rest and the photo is stored. */
+static void test_creation_with_upload_takes_the_first_bytes(void)
+{
+    enum { N = 9000, FIRST = 4000 };
+    static uint8_t data[N];
+    char hash[65], ck[128], hl[64], md[256], k64[32], h64[128], ckh[160];
+    photo_bytes(data, N, 7, hash);
+    b64((const uint8_t *)"photo", 5, k64, sizeof k64);
+    b64((const uint8_t *)hash, 64, h64, sizeof h64);
+    snprintf(md, sizeof md, "Upload-Metadata: kind %s,hash %s", k64, h64);
+    snprintf(hl, sizeof hl, "Upload-Length: %d", N);
+    sha1_b64(data, FIRST, ck, sizeof ck);
+    snprintf(ckh, sizeof ckh, "Upload-Checksum: %s", ck);
+    const char *h[] = {
+        "Tus-Resumable: 1.0.0", hl, md, "Content-Type: application/offset+octet-stream", ckh, NULL};
+    tresp r;
+    ts_request(&S, &A, "POST", "/v1/uploads", h, data, FIRST, &r);
+    CHECK_EQ_INT(r.status, 201);
+    const char *loc = tresp_header(&r, "Location");
+    char id[33] = "";
+    if (loc && strlen(loc) == 44)
+        snprintf(id, sizeof id, "%s", loc + 12);
+    const char *off = tresp_header(&r, "Upload-Offset");
+    CHECK(off && atol(off) == FIRST);
+    CHECK(tresp_header(&r, "Upload-Expires") != NULL);
+    tresp_free(&r);
+    REQUIRE_V(id[0]);
+    CHECK_EQ_INT(head_offset(&A, id), FIRST);
+    CHECK_EQ_INT(patch(&A, id, FIRST, data + FIRST, N - FIRST, NULL, NULL, NULL), 204);
+    CHECK_EQ_INT(head_offset(&A, id), N);
+    char blob[4400];
+    snprintf(blob, sizeof blob, "%s/server.db.d/blobs/%.2s/%s", S.dir, hash, hash);
+    size_t blen;
+    uint8_t *stored = pd_test_read_file(blob, &blen);
+    CHECK(stored && blen == N && !memcmp(stored, data, N));
+    free(stored);
 }
 
 /* A bundle sent whole in one PATCH is held in memory (server/tus.c): a checksum that does not
@@ -610,6 +650,7 @@ int main(void)
     RUN(test_options_advertise_the_extensions);
     RUN(test_create_patch_in_pieces_and_resume_by_head);
     RUN(test_whole_bundle_in_one_patch_stays_off_the_disk);
+    RUN(test_creation_with_upload_takes_the_first_bytes);
     RUN(test_other_versions_get_412);
     RUN(test_creation_refuses_bad_and_oversize_uploads);
     RUN(test_termination_removes_the_upload);

@@ -102,7 +102,7 @@ static void test_first_sync_pulls_the_prelist_then_nothing_to_do_costs_one_reque
     CHECK(me.has_supervisor);
 }
 
-static void test_visit_seal_approve_sync_gives_a_receipt_in_three_upload_requests(void)
+static void test_visit_seal_approve_sync_gives_a_receipt_in_one_upload_request(void)
 {
     int seq = th_field_work(enu, 0, 5, 0, 0);
     REQUIRE_VOID(seq == 1);
@@ -120,9 +120,12 @@ static void test_visit_seal_approve_sync_gives_a_receipt_in_three_upload_request
     CHECK(!strcmp(state, "acknowledged"));
     th_log log;
     th_log_read(&srv, mark, &log);
-    CHECK_EQ_INT(log.posts + log.patch_ok + log.patch_other + log.commits, 3);
+    /* the bundle rides in the creation POST, whose answer carries the receipts: no PATCH, no
+     * commit (PROTOCOL.md §5) */
+    CHECK_EQ_INT(log.posts, 1);
+    CHECK_EQ_INT(log.patch_ok + log.patch_other + log.commits, 0);
     CHECK_EQ_INT(log.deltas, 1);
-    CHECK_EQ_INT(st.requests, 4);
+    CHECK_EQ_INT(st.requests, 2);
     /* the stored receipt verifies with the pinned key and names the batch */
     sqlite3_stmt *q = NULL;
     uint8_t pk[PD_PUBKEY_BYTES];
@@ -585,7 +588,7 @@ int main(void)
         RUN(test_enrol_again_is_refused);
         RUN(test_enrol_with_a_wrong_fingerprint_stores_nothing);
         RUN(test_first_sync_pulls_the_prelist_then_nothing_to_do_costs_one_request);
-        RUN(test_visit_seal_approve_sync_gives_a_receipt_in_three_upload_requests);
+        RUN(test_visit_seal_approve_sync_gives_a_receipt_in_one_upload_request);
         RUN(test_an_answer_not_signed_by_the_pinned_key_is_refused);
         RUN(test_a_recorded_delta_answer_replayed_is_refused);
         RUN(test_a_device_clock_an_hour_off_is_corrected_by_stale_time);

@@ -93,7 +93,6 @@ typedef struct th_server {
     int port;
 } th_server;
 
-
 /* A server database with a supervisor S0001 (kecamatan 32.73.01), enumerators E0001 and E0002 in
  * desa 32.73.01.1001 supervised by S0001, an admin A0001 without an area, and a generated prelist
  * of `households` there. */
@@ -219,7 +218,7 @@ static TH_UNUSED int th_server_status(th_server *s, pd_server_status *st)
 
 typedef struct th_log {
     size_t patch_ok;    /* PATCHes answered 204 */
-    uint64_t patch_in;  /* their body bytes */
+    uint64_t patch_in;  /* their body bytes, and those of creation POSTs answered 201 */
     size_t patch_other; /* PATCHes answered otherwise */
     size_t heads, posts, commits, deltas, prelists, prelist_partial, receipts, total;
 } th_log;
@@ -255,6 +254,8 @@ static TH_UNUSED void th_log_read(const th_server *s, long from, th_log *out)
             out->commits++;
         } else if (strstr(line, "method=POST path=/v1/uploads")) {
             out->posts++;
+            if (st == 201) /* creation-with-upload: the bytes it carried were taken */
+                out->patch_in += (uint64_t)th_field(line, " in=");
         } else if (strstr(line, "path=/v1/delta")) {
             out->deltas++;
         } else if (strstr(line, "path=/v1/prelist")) {
