@@ -2856,9 +2856,14 @@ static int sq_connect(const char *path, bool reader, sq_storage **out, pd_error 
     static const char *const writer_pragmas[] = {
         "PRAGMA journal_mode = WAL",  "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON",
         "PRAGMA temp_store = MEMORY", "PRAGMA trusted_schema = OFF", "PRAGMA cache_size = -65536"};
+    /* No mmap for readers: a read transaction that finds the WAL changed (under a storm of syncs,
+     * nearly every one) drops its page cache and unmaps the whole file (SQLite's
+     * pagerBeginReadTransaction), and each page it then touches is a fresh page fault; the
+     * munmaps' TLB shootdowns and those faults cost more than pread. 200 syncs at once, 8
+     * interleaved pairs: p99 849 -> 756 ms mean, server CPU 1.0-1.2 -> 0.8-1.1 s. */
     static const char *const reader_pragmas[] = {
         "PRAGMA query_only = ON", "PRAGMA temp_store = MEMORY", "PRAGMA trusted_schema = OFF",
-        "PRAGMA cache_size = -16384", "PRAGMA mmap_size = 268435456"};
+        "PRAGMA cache_size = -16384", "PRAGMA mmap_size = 0"};
     const char *const *pragmas = reader ? reader_pragmas : writer_pragmas;
     size_t n = reader ? PD_ARRAY_LEN(reader_pragmas) : PD_ARRAY_LEN(writer_pragmas);
     for (size_t i = 0; i < n; i++) {
