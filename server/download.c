@@ -436,10 +436,10 @@ static void add_value(cJSON *o, const char *name, const pd_value *v)
 {
     switch (v->type) {
     case PD_VAL_INT:
-        cJSON_AddNumberToObject(o, name, (double)v->i);
+        cJSON_AddItemToObject(o, name, srv_json_int(v->i));
         break;
     case PD_VAL_REAL:
-        cJSON_AddNumberToObject(o, name, v->r);
+        cJSON_AddItemToObject(o, name, srv_json_real(v->r));
         break;
     case PD_VAL_TEXT: {
         char *s = malloc(v->len + 1);

@@ -94,6 +94,15 @@ void srv_hex(const uint8_t *p, size_t n, char *out); /* 2n+1 bytes */
 /* Exactly 2n hex digits (either case) into n bytes. */
 bool srv_unhex(const char *s, uint8_t *out, size_t n);
 
+/* JSON numbers for a delta page's many values, cheaper than cJSON's and exact (NULL when out of
+ * memory): an integer past int32 (a time in ms) as its digits, where cJSON prints "%1.15g",
+ * reads it back with sscanf and may print again; a double as "%1.15g", or "%1.17g" when that
+ * does not read back exactly (checked with strtod; cJSON keeps "%1.15g" when merely close), null
+ * when not finite. The text is cJSON's wherever cJSON's is exact. (The server never sets a
+ * locale: "C", a '.' for the decimal point.) */
+struct cJSON *srv_json_int(int64_t i);
+struct cJSON *srv_json_real(double r);
+
 /* [0-9A-Za-z_-]{1,32} */
 bool srv_valid_id(const char *id);
 /* UTF-8, 1..max bytes, no control characters. */

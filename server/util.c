@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,4 +365,24 @@ char *srv_path(const pd_server *srv, const char *sub, const char *name)
     else
         snprintf(p, n, "%s", srv->data_dir);
     return p;
+}
+
+cJSON *srv_json_int(int64_t i)
+{
+    if (i >= INT32_MIN && i <= INT32_MAX)
+        return cJSON_CreateNumber((double)i); /* (printed with "%d") */
+    char digits[24];
+    snprintf(digits, sizeof digits, "%lld", (long long)i);
+    return cJSON_CreateRaw(digits);
+}
+
+cJSON *srv_json_real(double r)
+{
+    if (!isfinite(r))
+        return cJSON_CreateNull();
+    char digits[40];
+    snprintf(digits, sizeof digits, "%1.15g", r);
+    if (strtod(digits, NULL) != r)
+        snprintf(digits, sizeof digits, "%1.17g", r);
+    return cJSON_CreateRaw(digits);
 }

@@ -11,6 +11,7 @@
 #include "storage.h"
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -369,6 +370,93 @@ static void test_readers_read_beside_the_writer_and_never_write(void)
     pd_storage_close(w);
 }
 
+/* srv_json_int / srv_json_real read back exactly, and print what cJSON prints wherever cJSON's
+ * text reads back exactly too (cJSON accepts "%1.15g" when it is merely close: 2^53 as
+ * 9.00719925474099e+15, which is another number). */
+static void test_json_numbers_print_as_cjson_does(void)
+{
+    static const int64_t ints[] = {0,
+                                   1,
+                                   -1,
+                                   INT32_MAX,
+                                   INT32_MIN,
+                                   2147483648,
+                                   -2147483649LL,
+                                   1733400000000LL,
+                                   -1733400000000LL,
+                                   999999999999999LL,
+                                   9007199254740992LL};
+    static const double reals[] = {0.5,
+                                   -6.9175,
+                                   106.8272,
+                                   0.1,
+                                   1e-300,
+                                   1e300,
+                                   123456789.123456789,
+                                   5.0,
+                                   -12.0,
+                                   1e15,
+                                   3.0e-5,
+                                   -107.60981234567,
+                                   2.2250738585072014e-308,
+                                   1.7976931348623157e308};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        cJSON *a = cJSON_CreateObject(), *b = cJSON_CreateObject();
+        cJSON_AddItemToObject(a, "v", srv_json_int(ints[i]));
+        cJSON_AddNumberToObject(b, "v", (double)ints[i]);
+        char *ta = cJSON_PrintUnformatted(a), *tb = cJSON_PrintUnformatted(b);
+        cJSON *cb = tb ? cJSON_Parse(tb) : NULL;
+        const cJSON *cv = cJSON_GetObjectItemCaseSensitive(cb, "v");
+        bool cjson_exact = cJSON_IsNumber(cv) && cv->valuedouble == (double)ints[i];
+        cJSON_Delete(cb);
+        CHECK(ta && tb && (!cjson_exact || !strcmp(ta, tb)));
+        if (ta && tb && cjson_exact && strcmp(ta, tb))
+            fprintf(stderr, "  int %lld: %s vs cJSON %s\n", (long long)ints[i], ta, tb);
+        cJSON *back = ta ? cJSON_Parse(ta) : NULL;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(back, "v");
+        CHECK(cJSON_IsNumber(v) && v->valuedouble == (double)ints[i]);
+        cJSON_Delete(back);
+        free(ta);
+        free(tb);
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+    }
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        cJSON *a = cJSON_CreateObject(), *b = cJSON_CreateObject();
+        cJSON_AddItemToObject(a, "v", srv_json_real(reals[i]));
+        cJSON_AddNumberToObject(b, "v", reals[i]);
+        char *ta = cJSON_PrintUnformatted(a), *tb = cJSON_PrintUnformatted(b);
+        cJSON *cb = tb ? cJSON_Parse(tb) : NULL;
+        const cJSON *cv = cJSON_GetObjectItemCaseSensitive(cb, "v");
+        bool cjson_exact = cJSON_IsNumber(cv) && cv->valuedouble == reals[i];
+        cJSON_Delete(cb);
+        CHECK(ta && tb && (!cjson_exact || !strcmp(ta, tb)));
+        if (ta && tb && cjson_exact && strcmp(ta, tb))
+            fprintf(stderr, "  real %.17g: %s vs cJSON %s\n", reals[i], ta, tb);
+        cJSON *back = ta ? cJSON_Parse(ta) : NULL;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(back, "v");
+        CHECK(cJSON_IsNumber(v) && v->valuedouble == reals[i]);
+        cJSON_Delete(back);
+        free(ta);
+        free(tb);
+        cJSON_Delete(a);
+        cJSON_Delete(b);
+    }
+    /* what JSON cannot say is null, as cJSON prints it */
+    cJSON *n = srv_json_real(0.0 / 0.0);
+    CHECK(cJSON_IsNull(n));
+    cJSON_Delete(n);
+    n = srv_json_real(-1.0 / 0.0);
+    CHECK(cJSON_IsNull(n));
+    cJSON_Delete(n);
+    /* -0: "-0", a JSON number equal to 0 (cJSON says "0") */
+    n = srv_json_real(-0.0);
+    char *t = n ? cJSON_PrintUnformatted(n) : NULL;
+    CHECK(t && strtod(t, NULL) == 0.0);
+    free(t);
+    cJSON_Delete(n);
+}
+
 int main(void)
 {
     REQUIRE(sodium_init() >= 0);
@@ -377,6 +465,7 @@ int main(void)
     snprintf(url, sizeof url, "sqlite:%s", path);
     pd_error err = {0};
     REQUIRE(pd_server_init(url, &err) == PD_OK);
+    RUN(test_json_numbers_print_as_cjson_does);
     RUN(test_schema_has_every_column_of_the_record_tables);
     RUN(test_key_file_is_never_overwritten_and_checked);
     RUN(test_operator_acts_refuse_bad_input_and_store_nothing);
