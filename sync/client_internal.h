@@ -184,8 +184,8 @@ typedef struct pd_tus_upload {
     bool sign;            /* pendata server: Pd-Auth on every request */
     bool checksum;        /* send Upload-Checksum: sha1 */
     pd_sync_phase phase;
-    /* in: send the bytes (up to PD_TUS_CREATE_BODY_MAX) in the creation POST (tus
-     * creation-with-upload); the server takes what it takes and the rest goes by PATCH */
+    /* in: send the bytes (up to a chunk, at most PD_TUS_CREATE_BODY_MAX) in the creation POST
+     * (tus creation-with-upload); the server takes what it takes and the rest goes by PATCH */
     bool create_with_body;
     /* in, may be NULL: where the creation's answer goes when the POST carried bytes (the
      * caller frees it; status 0 when no such POST was answered) */

@@ -135,11 +135,12 @@ static int create_upload(pd_http *h, const char *create_url, pd_tus_upload *u,
             return pd_error_set(&h->err, PD_ERR_TOOBIG, "tus metadata too long");
         hdrs[nh++] = meta_hdr;
     }
-    /* creation-with-upload: the bytes ride in the POST (the whole upload, or its first
-     * PD_TUS_CREATE_BODY_MAX) */
-    size_t body_n = 0;
+    /* creation-with-upload: the bytes ride in the POST (the whole upload, or its first chunk:
+     * no more than a PATCH would risk on a cut) */
+    size_t body_n = 0, most = h->cfg.chunk_bytes < PD_TUS_CREATE_BODY_MAX ? h->cfg.chunk_bytes
+                                                                          : PD_TUS_CREATE_BODY_MAX;
     if (u->create_with_body && u->length)
-        body_n = u->length < PD_TUS_CREATE_BODY_MAX ? (size_t)u->length : PD_TUS_CREATE_BODY_MAX;
+        body_n = u->length < most ? (size_t)u->length : most;
     if (body_n && u->checksum) {
         uint8_t sum[PD_TUS_SHA1_BYTES];
         char b64[64];

@@ -155,6 +155,33 @@ static void test_visit_seal_approve_sync_gives_a_receipt_in_one_upload_request(v
     CHECK_EQ_INT(st.batches_uploaded, 0);
 }
 
+/* A bundle bigger than a chunk: the creation POST carries its first chunk (no more than a PATCH
+ * would lose to a cut), PATCH the rest, then commit for the receipts. */
+static void test_a_bundle_bigger_than_a_chunk_goes_post_then_patch_then_commit(void)
+{
+    int seq = th_field_work(enu, 20, 6, 0, 0);
+    REQUIRE_VOID(seq > 0);
+    REQUIRE_VOID(th_review(enu, sup, (uint64_t)seq, NULL) == PD_OK);
+    long mark = th_log_size(&srv);
+    pd_sync_options o = th_options();
+    o.chunk_bytes = 512;
+    pd_sync_stats st;
+    CHECK_EQ_INT(pd_sync_run(enu, &o, &st), PD_OK);
+    CHECK_EQ_INT(st.batches_acknowledged, 1);
+    char state[16];
+    th_batch_state(enu, (uint64_t)seq, state);
+    CHECK(!strcmp(state, "acknowledged"));
+    th_log log;
+    th_log_read(&srv, mark, &log);
+    CHECK_EQ_INT(log.posts, 1);
+    CHECK(log.patch_ok >= 1);
+    CHECK_EQ_INT(log.patch_other, 0);
+    CHECK_EQ_INT(log.commits, 1);
+    CHECK(st.upload_length > 512);
+    CHECK_EQ_INT(log.patch_in, st.upload_length); /* each byte taken once */
+    CHECK_EQ_INT(st.upload_body_bytes, st.upload_length);
+}
+
 static void test_an_answer_not_signed_by_the_pinned_key_is_refused(void)
 {
     uint8_t real[PD_PUBKEY_BYTES], fake[PD_PUBKEY_BYTES], sk[PD_SECKEY_BYTES];
@@ -589,6 +616,7 @@ int main(void)
         RUN(test_enrol_with_a_wrong_fingerprint_stores_nothing);
         RUN(test_first_sync_pulls_the_prelist_then_nothing_to_do_costs_one_request);
         RUN(test_visit_seal_approve_sync_gives_a_receipt_in_one_upload_request);
+        RUN(test_a_bundle_bigger_than_a_chunk_goes_post_then_patch_then_commit);
         RUN(test_an_answer_not_signed_by_the_pinned_key_is_refused);
         RUN(test_a_recorded_delta_answer_replayed_is_refused);
         RUN(test_a_device_clock_an_hour_off_is_corrected_by_stale_time);
