@@ -7,11 +7,11 @@
  * Each configuration gets a fresh database, a generated prelist for desa 32.73.01.1001, one
  * supervisor and N enumerators, each with an enrolled device (HTTP POST /v1/enroll). Then:
  *
- *   ingest    every device uploads B approved batches (tus create + PATCH, commit) of H
- *             households each: a visit, and rooms, toilet and status set (4 ops a household),
- *             C devices at a time; figure: field ops applied per second, batches per second, and
- *             the cores this process kept busy meanwhile (server and client threads). The
- *             batches are sealed and approved before the clock starts (on the phones, hours
+ *   ingest    every device uploads B approved batches (each in one tus creation POST whose 201
+ *             carries the receipts, as pd_sync_run sends it) of H households each: a visit, and
+ * rooms, toilet and status set (4 ops a household), C devices at a time; figure: field ops applied
+ * per second, batches per second, and the cores this process kept busy meanwhile (server and client
+ * threads). The batches are sealed and approved before the clock starts (on the phones, hours
  *             before the sync); each client thread keeps its connection between requests, as
  *             the device's client does within a sync;
  *   sync      every device runs one evening sync at once (C at a time): one more batch uploaded
@@ -436,7 +436,9 @@ static long send_bundle(bench *b, int d, pd_bundle *bu, const tsrv *s)
     long applied = -1;
     if (bu) {
         long st = 0;
-        cJSON *c = ts_sync(s, dev, bu, &st);
+        size_t len;
+        const uint8_t *bytes = pd_bundle_bytes(bu, &len);
+        cJSON *c = ts_post_bundle(s, dev, bytes, len, &st, NULL);
         const cJSON *r0 = c ? ts_result(c, 0) : NULL;
         if (r0 && !strcmp(ts_str(r0, "status"), "applied"))
             applied =

@@ -527,6 +527,34 @@ static inline cJSON *ts_sync(const tsrv *s, const tdev *dev, pd_bundle *b, long 
     return o;
 }
 
+/* Upload a bundle as pd_sync_run does: one tus creation POST carrying it (creation-with-upload),
+ * whose 201 carries the commit's answer. The answer's parsed JSON (cJSON_Delete it), or NULL;
+ * *status the HTTP status, id (33 bytes, may be NULL) the upload id. */
+static inline cJSON *ts_post_bundle(const tsrv *s, const tdev *dev, const uint8_t *bytes,
+                                    size_t len, long *status, char *id)
+{
+    char hl[64], md[128], k64[32];
+    sodium_bin2base64(k64, sizeof k64, (const uint8_t *)"bundle", 6,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(md, sizeof md, "Upload-Metadata: kind %s", k64);
+    snprintf(hl, sizeof hl, "Upload-Length: %zu", len);
+    const char *h[] = {"Tus-Resumable: 1.0.0", hl, md,
+                       "Content-Type: application/offset+octet-stream", NULL};
+    tresp r;
+    ts_request(s, dev, "POST", "/v1/uploads", h, bytes, len, &r);
+    const char *loc = tresp_header(&r, "Location");
+    if (id) {
+        id[0] = '\0';
+        if (loc && strlen(loc) == 12 + 32)
+            snprintf(id, 33, "%s", loc + 12);
+    }
+    if (status)
+        *status = r.status;
+    cJSON *o = r.status == 201 && r.body ? cJSON_Parse(r.body) : NULL;
+    tresp_free(&r);
+    return o;
+}
+
 /* results[i] of a commit answer. */
 static inline const cJSON *ts_result(const cJSON *commit, int i)
 {

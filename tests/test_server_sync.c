@@ -272,24 +272,8 @@ static void test_batch_applied_once_and_again_gets_the_same_receipt(void)
  * same; the same bundle POSTed again gets the same receipt and applies nothing twice. */
 static long post_bundle(const tdev *d, const uint8_t *bytes, size_t len, char id[33], cJSON **out)
 {
-    char hl[64], md[128], k64[32];
-    sodium_bin2base64(k64, sizeof k64, (const uint8_t *)"bundle", 6,
-                      sodium_base64_VARIANT_ORIGINAL);
-    snprintf(md, sizeof md, "Upload-Metadata: kind %s", k64);
-    snprintf(hl, sizeof hl, "Upload-Length: %zu", len);
-    const char *h[] = {"Tus-Resumable: 1.0.0", hl, md,
-                       "Content-Type: application/offset+octet-stream", NULL};
-    tresp r;
-    ts_request(&S, d, "POST", "/v1/uploads", h, bytes, len, &r);
-    const char *loc = tresp_header(&r, "Location");
-    id[0] = '\0';
-    if (loc && strlen(loc) == 44)
-        snprintf(id, 33, "%s", loc + 12);
-    const char *off = tresp_header(&r, "Upload-Offset");
-    CHECK(off && atol(off) == (long)len);
-    *out = r.status == 201 && r.body ? cJSON_Parse(r.body) : NULL;
-    long st = r.status;
-    tresp_free(&r);
+    long st = 0;
+    *out = ts_post_bundle(&S, d, bytes, len, &st, id);
     return st;
 }
 
