@@ -280,8 +280,6 @@ void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n);
 /* Make the bytes received so far durable (fsync), so that finish can acknowledge them without
  * waiting under the server's lock. No lock needed: the patch is this request's own. */
 void srv_tus_patch_sync(srv_patch *p);
-/* Does the patch hold its bytes in memory (a whole bundle) rather than in the upload's file? */
-bool srv_tus_patch_in_memory(const srv_patch *p);
 int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_resp *r);
 void srv_tus_patch_abort(pd_server *srv, srv_patch *p);
 /* Process a complete bundle upload; 0 or an HTTP error status with r filled. Lock held. */

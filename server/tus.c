@@ -588,11 +588,6 @@ void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n)
     p->written += n;
 }
 
-bool srv_tus_patch_in_memory(const srv_patch *p)
-{
-    return p->mem != NULL;
-}
-
 void srv_tus_patch_sync(srv_patch *p)
 {
     if (p && p->fd >= 0 && !p->io_error)
@@ -839,7 +834,7 @@ static int create_with_body(pd_server *srv, const srv_req *q, const pd_srv_uploa
          * fsync'd without the lock, as a PATCH's are (http.c): the upload is this request's
          * (busy, its Location not yet told), and the lock's other requests need not wait for
          * the disk. A whole bundle stays in memory. */
-        bool to_file = !srv_tus_patch_in_memory(p);
+        bool to_file = p->mem == NULL;
         if (to_file)
             srv_unlock(srv);
         srv_tus_patch_data(p, q->body, q->body_len);

@@ -270,13 +270,6 @@ static void test_batch_applied_once_and_again_gets_the_same_receipt(void)
 /* POST /v1/uploads with the bundle as its body (creation-with-upload): created, applied and
  * answered 201 with the commit's answer in one request; a commit of that upload answers the
  * same; the same bundle POSTed again gets the same receipt and applies nothing twice. */
-static long post_bundle(const tdev *d, const uint8_t *bytes, size_t len, char id[33], cJSON **out)
-{
-    long st = 0;
-    *out = ts_post_bundle(&S, d, bytes, len, &st, id);
-    return st;
-}
-
 static void test_bundle_in_the_creation_post_answers_with_its_receipt(void)
 {
     int64_t v = hh_int(HH[1].id, "roof_material");
@@ -291,8 +284,9 @@ static void test_bundle_in_the_creation_post_answers_with_its_receipt(void)
     const uint8_t *bytes = pd_bundle_bytes(b, &blen);
 
     char id[33];
-    cJSON *c = NULL;
-    CHECK_EQ_INT(post_bundle(&E1, bytes, blen, id, &c), 201);
+    long st = 0;
+    cJSON *c = ts_post_bundle(&S, &E1, bytes, blen, &st, id);
+    CHECK_EQ_INT(st, 201);
     REQUIRE_V(c && strlen(id) == 32);
     CHECK(!strcmp(ts_str(c, "upload"), id));
     const cJSON *r0 = ts_result(c, 0);
@@ -332,7 +326,8 @@ static void test_bundle_in_the_creation_post_answers_with_its_receipt(void)
     /* the same bundle POSTed again (an answer lost on the way): same receipt, nothing twice */
     int64_t rev = revision();
     char id2[33];
-    CHECK_EQ_INT(post_bundle(&E1, bytes, blen, id2, &c), 201);
+    c = ts_post_bundle(&S, &E1, bytes, blen, &st, id2);
+    CHECK_EQ_INT(st, 201);
     CHECK(strcmp(id, id2) != 0);
     r0 = ts_result(c, 0);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r0, "again")));
