@@ -156,6 +156,13 @@ int pd_kdf_check(const pd_kdf_params *kdf, pd_error *err)
     return PD_OK;
 }
 
+static _Atomic unsigned long kdf_runs;
+
+unsigned long pd_kdf_derivations(void)
+{
+    return kdf_runs;
+}
+
 int pd_kdf_derive(uint8_t out[PD_KEY_BYTES], const char *pin,
                   const uint8_t salt[PD_KEYFILE_SALT_BYTES], const pd_kdf_params *kdf,
                   pd_error *err)
@@ -168,6 +175,7 @@ int pd_kdf_derive(uint8_t out[PD_KEY_BYTES], const char *pin,
     int rc = pd_kdf_check(kdf, err);
     if (rc != PD_OK)
         return rc;
+    kdf_runs++;
     if (crypto_pwhash(out, PD_KEY_BYTES, pin, n, salt, kdf->opslimit, (size_t)kdf->memlimit,
                       crypto_pwhash_ALG_ARGON2ID13) != 0)
         return pd_error_set(err, PD_ERR_NOMEM, "Argon2id could not get %llu bytes of memory",

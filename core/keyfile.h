@@ -58,6 +58,10 @@ int pd_kdf_derive(uint8_t out[PD_KEY_BYTES], const char *pin,
                   const uint8_t salt[PD_KEYFILE_SALT_BYTES], const pd_kdf_params *kdf,
                   pd_error *err);
 
+/* How many Argon2id derivations pd_kdf_derive has run in this process: the PIN policy's cost is
+ * counted in derivations (tests check the count per attempt; CPU time alone is noisy). */
+unsigned long pd_kdf_derivations(void);
+
 /* Serialise to exactly PD_KEYFILE_BYTES bytes (with the trailing checksum). */
 void pd_keyfile_encode(const pd_keyfile *kf, uint8_t out[PD_KEYFILE_BYTES]);
 
