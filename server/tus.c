@@ -62,6 +62,7 @@ struct srv_patch {
     pd_sha1 sha1;
     crypto_hash_sha256_state sha256;
     crypto_hash_sha512_state sha512;
+    uint64_t synced; /* of `written`, the bytes srv_tus_patch_sync has fsync'd */
 };
 
 /* The uploads a PATCH of this process is writing. Requests run in parallel (PostgreSQL), so the
@@ -588,10 +589,13 @@ void srv_tus_patch_data(srv_patch *p, const uint8_t *data, size_t n)
     p->written += n;
 }
 
+/* Outside the lock (http.c, create_with_body). srv_tus_patch_finish, under the lock, then syncs
+ * only what came after: an fsync here is a flush of the disk's cache even with nothing to
+ * write (ext4), ~0.2 ms under the lock for every PATCH. */
 void srv_tus_patch_sync(srv_patch *p)
 {
-    if (p && p->fd >= 0 && !p->io_error)
-        (void)fsync(p->fd);
+    if (p && p->fd >= 0 && !p->io_error && fsync(p->fd) == 0)
+        p->synced = p->written;
 }
 
 static void patch_free(pd_server *srv, srv_patch *p)
@@ -767,7 +771,7 @@ int srv_tus_patch_finish(pd_server *srv, const srv_req *q, srv_patch *p, srv_res
                                 "Upload-Checksum does not match the bytes received");
         goto undo;
     }
-    if (p->fd >= 0 && fsync(p->fd) != 0) {
+    if (p->fd >= 0 && p->synced != p->written && fsync(p->fd) != 0) {
         status = srv_resp_error(r, 500, "internal", "cannot sync the upload's file");
         goto undo;
     }
