@@ -564,6 +564,7 @@ int pd_http_once(pd_http *h, const pd_http_req *req, pd_http_resp *r)
         r->curl_rc = (int)cc;
         snprintf(r->curl_msg, sizeof r->curl_msg, "%s", curl_easy_strerror(cc));
         r->status = 0; /* an answer cut short is no answer */
+        h->link_failed = true;
         rc =
             pd_error_set(&h->err, PD_ERR_NETWORK, "%s %s: %s", m, req->url, curl_easy_strerror(cc));
         goto out;

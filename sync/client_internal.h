@@ -64,6 +64,9 @@ typedef struct pd_http {
      * Retry-After past the backoff cap: no upload is created before quota_retry_s seconds. */
     bool over_quota;
     int64_t quota_retry_s;
+    /* A transfer failed on the network (cut, timeout, refused) since this handle was made: the
+     * link is unreliable, and photos go by POST then PATCH, each byte sent once (client.c). */
+    bool link_failed;
     pd_error err;
 } pd_http;
 
