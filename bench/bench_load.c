@@ -559,7 +559,8 @@ static int tus_upload(pd_http *h, const uint8_t *data, size_t len, const char *k
     u.sign = true;
     u.checksum = true;
     u.phase = PD_SYNC_PHASE_UPLOAD;
-    u.create_with_body = answer != NULL;
+    /* photos too while the link holds, as pd_sync_run sends them (sync/client.c) */
+    u.create_with_body = answer != NULL || (!strcmp(kind, "photo") && !h->link_failed);
     u.create_answer = answer;
     pd_tus_store ts = {no_save, NULL};
     int rc = pd_tus_send(h, create, &u, &ts);
