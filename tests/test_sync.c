@@ -445,16 +445,11 @@ static int blob_files(void)
     snprintf(top, sizeof top, "%s/blobs", srv.data);
     DIR *d = opendir(top);
     int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (e->d_name[0] == '.')
-            continue;
+    for (const struct dirent *e; d && (e = readdir(d));) {
         char sub[1000];
         snprintf(sub, sizeof sub, "%s/%s", top, e->d_name);
-        DIR *s = opendir(sub);
-        for (struct dirent *f; s && (f = readdir(s));)
-            n += f->d_name[0] != '.';
-        if (s)
-            closedir(s);
+        if (e->d_name[0] != '.')
+            n += pd_test_dir_entries(sub);
     }
     if (d)
         closedir(d);
